@@ -1,0 +1,32 @@
+"""feature-lens: how SAE features connect across layers, measured three ways, shown as dashboards.
+
+The public API is re-exported here; everything else may change between versions.
+"""
+
+from feature_lens.errors import (
+    FeatureLensError,
+    IncompatibleDictionaryError,
+    InputError,
+    LoadingError,
+    OfflineError,
+    OutputExistsError,
+)
+from feature_lens.lens import Dictionary, Lens, LensRun
+from feature_lens.loading import load_model, load_sae
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "Dictionary",
+    "FeatureLensError",
+    "IncompatibleDictionaryError",
+    "InputError",
+    "Lens",
+    "LensRun",
+    "LoadingError",
+    "OfflineError",
+    "OutputExistsError",
+    "__version__",
+    "load_model",
+    "load_sae",
+]

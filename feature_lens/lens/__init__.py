@@ -1,0 +1,19 @@
+"""The Lens: a model with dictionaries spliced in, and the run plans that drive it."""
+
+from feature_lens.lens.dictionary import Dictionary, hook_layer
+from feature_lens.lens.lens import Lens, LensRun, freeze_cache_names
+from feature_lens.lens.run import EMBED_SITE, Freeze, GradientMode, RunPlan, RunResult, SiteEdit
+
+__all__ = [
+    "EMBED_SITE",
+    "Dictionary",
+    "Freeze",
+    "GradientMode",
+    "Lens",
+    "LensRun",
+    "RunPlan",
+    "RunResult",
+    "SiteEdit",
+    "freeze_cache_names",
+    "hook_layer",
+]

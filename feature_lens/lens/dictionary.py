@@ -1,0 +1,183 @@
+"""A dictionary (SAE or transcoder) attached to a model at hook points.
+
+An SAE reads and writes the same hook: it encodes the activation `x` into features `f` and decodes
+them into a reconstruction `x_hat = f @ W_dec + b_dec`. A transcoder reads one hook (`hook_in`, e.g.
+the MLP's normalised input) and reconstructs another (`hook_out`, the MLP's output). Either way the
+spliced model writes `x_hat + err` at `hook_out`, where `err = x_out - x_hat` is the error term.
+
+feature-lens relies on the decoder being affine (`decode(f) = f @ W_dec + b_dec`): patching feature
+i by `d` then moves the output by exactly `d * W_dec[i]`. This holds for every SAE-Lens architecture
+whose activations are not normalised at run time; others are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from feature_lens.errors import IncompatibleDictionaryError
+
+_LAYER = re.compile(r"^blocks\.(\d+)\.")
+_AFFINE_NORMALISATIONS = ("none", "expected_average_only_in")
+
+
+def hook_layer(hook_name: str) -> int:
+    """The block index in a TransformerLens hook name (`blocks.3.hook_resid_post` -> 3); -1 before
+    the first block (embeddings), and a large number after the last (`ln_final`, unembed)."""
+    match = _LAYER.match(hook_name)
+    if match:
+        return int(match.group(1))
+    return -1 if hook_name.startswith("hook_") else 10**6
+
+
+def _infer_hook_out(hook_in: str) -> str | None:
+    match = _LAYER.match(hook_in)
+    if match and (hook_in.endswith(("ln2.hook_normalized", "hook_mlp_in"))):
+        return f"blocks.{match.group(1)}.hook_mlp_out"
+    return None
+
+
+class Dictionary:
+    """An SAE-Lens SAE or transcoder with the hook points it reads and writes.
+
+    Args:
+        sae: an `sae_lens.SAE` (any architecture with an affine decoder) or `sae_lens.Transcoder`.
+        hook_in: where it reads; default `sae.cfg.metadata.hook_name`.
+        hook_out: where it writes; default `hook_in` for SAEs, the config's `hook_name_out` for
+            transcoders (or the MLP output of the input's block).
+    """
+
+    def __init__(
+        self, sae: Any, *, hook_in: str | None = None, hook_out: str | None = None
+    ) -> None:
+        from sae_lens import Transcoder
+
+        cfg = sae.cfg
+        metadata = cfg.metadata
+        hook_in = hook_in or metadata.hook_name
+        if not hook_in:
+            raise IncompatibleDictionaryError(
+                "the SAE's config names no hook (cfg.metadata.hook_name is empty); pass hook_in="
+                "'blocks.L.hook_resid_post' (or wherever it was trained)"
+            )
+        self.is_transcoder = isinstance(sae, Transcoder)
+        if type(sae).__name__.startswith(("Skip", "JumpReLUSkip")):
+            raise IncompatibleDictionaryError(
+                f"{type(sae).__name__} adds a skip connection outside its decoder; feature-lens "
+                "supports plain SAEs and transcoders (their reconstruction is decode(encode(x)))"
+            )
+        if self.is_transcoder:
+            hook_out = hook_out or metadata.get("hook_name_out") or _infer_hook_out(hook_in)
+            if hook_out is None:
+                raise IncompatibleDictionaryError(
+                    f"transcoder reading {hook_in!r} does not say where it writes; pass "
+                    "hook_out='blocks.L.hook_mlp_out'"
+                )
+        else:
+            hook_out = hook_out or hook_in
+        if cfg.normalize_activations not in _AFFINE_NORMALISATIONS:
+            raise IncompatibleDictionaryError(
+                f"SAE at {hook_in!r} normalises activations at run time "
+                f"(normalize_activations={cfg.normalize_activations!r}), so its decoder is not "
+                "affine; fold the normalisation into the weights first"
+            )
+        if cfg.reshape_activations != "none":
+            raise IncompatibleDictionaryError(
+                f"SAE at {hook_in!r} reshapes activations ({cfg.reshape_activations!r}, per-head "
+                "hook_z); attach attention SAEs at blocks.L.hook_attn_out instead"
+            )
+        self.sae = sae
+        self.hook_in: str = hook_in
+        self.hook_out: str = hook_out
+
+    @property
+    def site(self) -> str:
+        """The site's name: the hook it writes (where the splice happens)."""
+        return self.hook_out
+
+    @property
+    def layer(self) -> int:
+        """Block index of the site (see `hook_layer`)."""
+        return hook_layer(self.hook_out)
+
+    @property
+    def kind(self) -> str:
+        """ "transcoder" or "sae"."""
+        return "transcoder" if self.is_transcoder else "sae"
+
+    @property
+    def d_in(self) -> int:
+        """Width of the input activation."""
+        return int(self.sae.cfg.d_in)
+
+    @property
+    def d_out(self) -> int:
+        """Width of the reconstructed activation (`d_in` for SAEs)."""
+        return int(self.sae.W_dec.shape[1])
+
+    @property
+    def d_sae(self) -> int:
+        """Number of features."""
+        return int(self.sae.cfg.d_sae)
+
+    @property
+    def model_name(self) -> str | None:
+        """The model the dictionary was trained on, if its config says."""
+        name = self.sae.cfg.metadata.get("model_name")
+        return str(name) if name else None
+
+    @property
+    def W_dec(self) -> Float[Tensor, "d_sae d_out"]:
+        """Decoder matrix: feature i writes `f_i * W_dec[i]`."""
+        return self.sae.W_dec
+
+    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
+        """Feature activations (the SAE's own `encode`)."""
+        return self.sae.encode(x)
+
+    def encode_with_pre(
+        self, x: Float[Tensor, "... d_in"]
+    ) -> tuple[Float[Tensor, "... d_sae"], Float[Tensor, "... d_sae"]]:
+        """Feature activations and their pre-activations (the input to the activation function:
+        the magnitude path for gated SAEs), read from the SAE's `hook_sae_acts_pre`."""
+        captured: list[Tensor] = []
+
+        def capture(_module: Any, _inputs: Any, output: Tensor) -> None:
+            captured.append(output)
+
+        handle = self.sae.hook_sae_acts_pre.register_forward_hook(capture)
+        try:
+            acts = self.sae.encode(x)
+        finally:
+            handle.remove()
+        return acts, captured[-1]
+
+    def decode(self, f: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_out"]:
+        """Reconstruction (the SAE's own `decode`)."""
+        return self.sae.decode(f)
+
+    def check_affine(self, atol: float = 1e-4) -> None:
+        """Raise if `decode` is not `f @ W_dec + b_dec` (checked on a few random sparse codes)."""
+        with torch.no_grad():
+            generator = torch.Generator().manual_seed(0)
+            f = torch.rand(4, self.d_sae, generator=generator) * (
+                torch.rand(4, self.d_sae, generator=generator) < 0.05
+            )
+            f = f.to(self.W_dec.device, self.W_dec.dtype)
+            expected = f @ self.W_dec + self.sae.b_dec
+            got = self.decode(f).reshape(expected.shape)
+            if not torch.allclose(got, expected, atol=atol * max(1.0, float(expected.abs().max()))):
+                raise IncompatibleDictionaryError(
+                    f"the dictionary at {self.hook_out!r} does not decode as f @ W_dec + b_dec; "
+                    "feature-lens needs an affine decoder"
+                )
+
+    def __repr__(self) -> str:
+        where = (
+            self.hook_in if self.hook_in == self.hook_out else f"{self.hook_in} -> {self.hook_out}"
+        )
+        return f"Dictionary({type(self.sae).__name__}, {where}, d_sae={self.d_sae})"

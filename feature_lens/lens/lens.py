@@ -1,0 +1,432 @@
+"""The Lens: a TransformerLens model with dictionaries spliced in at hook points.
+
+Each dictionary's site writes `decode(f) + err` in place of the activation it reconstructs, with
+`err = x - decode(f)`, so the spliced model computes exactly what the model computes (the error
+term makes the splice an identity) while exposing the features `f` and the error `err` as nodes
+that can be read, patched, and differentiated. How gradients cross a splice is the `GradientMode`
+(see `feature_lens.lens.run`). Everything else in feature-lens takes a Lens.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from feature_lens.errors import IncompatibleDictionaryError, InputError
+from feature_lens.lens.dictionary import Dictionary, hook_layer
+from feature_lens.lens.run import EMBED_SITE, Freeze, GradientMode, RunPlan, RunResult
+
+Prompts = str | Sequence[str] | Tensor
+
+
+@dataclass
+class LensRun:
+    """A plain spliced forward pass: tokens, logits, and every site's features and error terms."""
+
+    tokens: Int[Tensor, "batch pos"]
+    logits: Float[Tensor, "batch pos d_vocab"]
+    features: dict[str, Tensor]
+    errors: dict[str, Tensor]
+
+
+def _normalise_model_name(name: str) -> str:
+    return name.lower().rsplit("/", 1)[-1].removesuffix("-small")
+
+
+class Lens:
+    """A model with dictionaries spliced in.
+
+    Args:
+        model: a `transformer_lens.HookedTransformer`.
+        dictionaries: SAE-Lens SAEs/transcoders or `Dictionary` objects (one per site).
+        gradient_mode: "straight_through" (default, Marks et al.) or "detached" (SAE-Lens).
+        check_model_name: refuse dictionaries whose config names a different model.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        dictionaries: Iterable[Any] = (),
+        *,
+        gradient_mode: GradientMode = "straight_through",
+        check_model_name: bool = True,
+    ) -> None:
+        if gradient_mode not in ("straight_through", "detached"):
+            raise InputError(
+                f"gradient_mode must be 'straight_through' or 'detached', got {gradient_mode!r}"
+            )
+        self.model = model
+        self.gradient_mode: GradientMode = gradient_mode
+        self._order = self._forward_order()
+        self._widths = self._hook_widths()
+        attached: dict[str, Dictionary] = {}
+        for item in dictionaries:
+            dictionary = item if isinstance(item, Dictionary) else Dictionary(item)
+            self._check(dictionary, check_model_name)
+            if dictionary.site in attached:
+                raise IncompatibleDictionaryError(
+                    f"two dictionaries write to {dictionary.site!r}; attach one per site"
+                )
+            attached[dictionary.site] = dictionary
+        self.dictionaries: dict[str, Dictionary] = dict(
+            sorted(attached.items(), key=lambda kv: self._order[kv[0]])
+        )
+
+    # ----------------------------------------------------------------- construction helpers
+    @classmethod
+    def load(
+        cls,
+        model: str | Any | None = None,
+        saes: Iterable[Any] | str | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        gradient_mode: GradientMode = "straight_through",
+    ) -> Lens:
+        """Load a model and dictionaries by name or path (None or "zoo": the embedded default).
+
+        `saes` items may be SAE-Lens objects, SAE-Lens folders, or `(release, sae_id)` pairs.
+        """
+        from feature_lens.loading import load_model, load_sae
+
+        model_obj = (
+            model
+            if model is not None and not isinstance(model, str)
+            else load_model(model, device=device, dtype=dtype)
+        )
+        if saes is None or saes == "zoo":
+            if model is None or model == "zoo":
+                from feature_lens.zoo import zoo_dictionary_dirs
+
+                sources: list[Any] = list(zoo_dictionary_dirs().values())
+            else:
+                sources = []
+        elif isinstance(saes, str):
+            sources = [saes]
+        else:
+            sources = list(saes)
+        loaded = [
+            load_sae(*s, device=device, dtype=dtype)
+            if isinstance(s, tuple)
+            else load_sae(s, device=device, dtype=dtype)
+            for s in sources
+        ]
+        return cls(model_obj, loaded, gradient_mode=gradient_mode)
+
+    def _forward_order(self) -> dict[str, int]:
+        """Hook name -> position in the order hooks fire during a forward pass."""
+        order: dict[str, int] = {}
+
+        def record(act: Tensor, hook: Any) -> Tensor:
+            order.setdefault(hook.name, len(order))
+            return act
+
+        tokens = torch.zeros(1, 2, dtype=torch.long, device=self.model.cfg.device)
+        with torch.no_grad():
+            self.model.run_with_hooks(tokens, fwd_hooks=[(lambda _name: True, record)])
+        for name in self.model.hook_dict:
+            order.setdefault(name, len(order))
+        return order
+
+    def _hook_widths(self) -> dict[str, tuple[int, ...]]:
+        widths: dict[str, tuple[int, ...]] = {}
+
+        def record(act: Tensor, hook: Any) -> Tensor:
+            widths.setdefault(hook.name, tuple(act.shape[2:]))
+            return act
+
+        tokens = torch.zeros(1, 2, dtype=torch.long, device=self.model.cfg.device)
+        with torch.no_grad():
+            self.model.run_with_hooks(tokens, fwd_hooks=[(lambda _name: True, record)])
+        return widths
+
+    def _check(self, dictionary: Dictionary, check_model_name: bool) -> None:
+        for role, hook in (("reads", dictionary.hook_in), ("writes", dictionary.hook_out)):
+            if hook not in self.model.hook_dict:
+                close = difflib.get_close_matches(hook, list(self.model.hook_dict), n=3)
+                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+                raise IncompatibleDictionaryError(
+                    f"dictionary {dictionary!r} {role} hook {hook!r}, which the model does not "
+                    f"have{hint}"
+                )
+        for hook, width in (
+            (dictionary.hook_in, dictionary.d_in),
+            (dictionary.hook_out, dictionary.d_out),
+        ):
+            shape = self._widths.get(hook)
+            if shape is not None and shape != (width,):
+                raise IncompatibleDictionaryError(
+                    f"dictionary {dictionary!r} expects width {width} at {hook!r}, but the model's "
+                    f"activation there has shape [batch, pos, {', '.join(map(str, shape))}]"
+                )
+        dictionary.check_affine()
+        model_name = getattr(self.model.cfg, "model_name", None)
+        if (
+            check_model_name
+            and dictionary.model_name
+            and model_name
+            and _normalise_model_name(dictionary.model_name) != _normalise_model_name(model_name)
+        ):
+            raise IncompatibleDictionaryError(
+                f"dictionary {dictionary!r} was trained on {dictionary.model_name!r} but the "
+                f"model is {model_name!r}; load the matching model, or pass "
+                "check_model_name=False if you know they are the same"
+            )
+
+    # ----------------------------------------------------------------------------- queries
+    @property
+    def sites(self) -> list[str]:
+        """Dictionary sites in forward order."""
+        return list(self.dictionaries)
+
+    def site_order(self, site: str) -> int:
+        """Position of a site in the forward pass (the embedding site comes first)."""
+        if site == EMBED_SITE:
+            return -1
+        return self._order[self.dictionary(site).hook_out]
+
+    def site_layer(self, site: str) -> int:
+        """Block index of a site (-1 for the embedding site)."""
+        return -1 if site == EMBED_SITE else hook_layer(site)
+
+    def dictionary(self, site: str) -> Dictionary:
+        """The dictionary at `site`, with a clear error for unknown sites."""
+        if site not in self.dictionaries:
+            close = difflib.get_close_matches(site, self.sites, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise InputError(
+                f"no dictionary at site {site!r}{hint} (sites: {', '.join(self.sites) or 'none'})"
+            )
+        return self.dictionaries[site]
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's weights."""
+        return next(self.model.parameters()).device
+
+    # ---------------------------------------------------------------------------- tokens
+    def to_tokens(
+        self, prompts: Prompts, *, prepend_bos: bool | None = None
+    ) -> Int[Tensor, "batch pos"]:
+        """Token ids `[batch, pos]` for prompts given as text or ids, with input checks.
+
+        Several texts must tokenize to the same length (attribution compares positions across
+        prompts); an empty prompt, a prompt longer than the context, or an id outside the
+        vocabulary raise `InputError`.
+        """
+        n_ctx, d_vocab = int(self.model.cfg.n_ctx), int(self.model.cfg.d_vocab)
+        if isinstance(prompts, Tensor):
+            tokens = prompts.unsqueeze(0) if prompts.ndim == 1 else prompts
+            if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32):
+                raise InputError(
+                    f"token ids must be an integer tensor [batch, pos], got {tuple(prompts.shape)} "
+                    f"{prompts.dtype}"
+                )
+            if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+                raise InputError(f"empty prompt: token tensor of shape {tuple(tokens.shape)}")
+            if tokens.min() < 0 or tokens.max() >= d_vocab:
+                raise InputError(
+                    f"token id {int(tokens.max() if tokens.max() >= d_vocab else tokens.min())} "
+                    f"is outside the vocabulary [0, {d_vocab})"
+                )
+            tokens = tokens.long()
+        else:
+            texts = [prompts] if isinstance(prompts, str) else list(prompts)
+            if not texts:
+                raise InputError("no prompts given")
+            for i, text in enumerate(texts):
+                if not text.strip():
+                    raise InputError(f"prompt {i} is empty")
+            if self.model.tokenizer is None:
+                raise InputError("the model has no tokenizer; pass token ids instead of text")
+            rows = [
+                self.model.to_tokens(t, prepend_bos=prepend_bos, truncate=False)[0] for t in texts
+            ]
+            lengths = {len(r) for r in rows}
+            if len(lengths) > 1:
+                detail = ", ".join(f"{i}: {len(r)}" for i, r in enumerate(rows))
+                raise InputError(
+                    f"prompts tokenize to different lengths ({detail}); give prompts of equal "
+                    "length (or token ids) so positions line up"
+                )
+            tokens = torch.stack(rows)
+        if tokens.shape[1] > n_ctx:
+            raise InputError(
+                f"prompt has {tokens.shape[1]} tokens but the model's context is {n_ctx} tokens"
+            )
+        return tokens.to(self.device)
+
+    # --------------------------------------------------------------------------- running
+    def run(self, prompts: Prompts, *, splice: bool = True) -> LensRun:
+        """Run prompts through the spliced model (no gradients); features and errors per site."""
+        tokens = self.to_tokens(prompts)
+        with torch.no_grad():
+            result = self.forward(tokens, RunPlan(splice=splice))
+        return LensRun(tokens, result.logits, result.features, result.errors)
+
+    def forward(self, tokens: Int[Tensor, "batch pos"], plan: RunPlan | None = None) -> RunResult:
+        """One forward pass of the model as `plan` says (see `RunPlan`); gradients follow the
+        ambient autograd mode, so wrap in `torch.no_grad()` when none are needed."""
+        plan = plan or RunPlan()
+        mode: GradientMode = plan.gradient_mode or self.gradient_mode
+        for site in [*plan.edits, *plan.leaf_sites, *plan.record_pre]:
+            if site != EMBED_SITE:
+                self.dictionary(site)
+        result = RunResult(logits=torch.empty(0))
+        hooks: list[tuple[str, Callable[..., Tensor]]] = []
+        hooks += self._embedding_hooks(plan, result)
+        if plan.freeze is not None:
+            hooks += _freeze_hooks(self.model, plan.freeze)
+        if plan.splice:
+            inputs: dict[str, Tensor] = {}
+            for site, dictionary in self.dictionaries.items():
+                if dictionary.hook_in != dictionary.hook_out:
+                    hooks.append((dictionary.hook_in, _capture(inputs, site)))
+                hooks.append(
+                    (site, self._splice_hook(site, dictionary, plan, mode, inputs, result))
+                )
+        for name in plan.record_hooks:
+            hooks.append((name, _record(result.hooks, name)))
+        result.logits = self.model.run_with_hooks(tokens, fwd_hooks=hooks)
+        return result
+
+    def _embedding_hooks(
+        self, plan: RunPlan, result: RunResult
+    ) -> list[tuple[str, Callable[..., Tensor]]]:
+        """Record token embeddings at `blocks.0.hook_resid_pre` (before any splice there) and, if
+        asked, add a zero leaf there so token-node gradients can be read."""
+        want_leaf = EMBED_SITE in plan.leaf_sites
+
+        def hook(act: Tensor, hook: Any) -> Tensor:
+            result.embeddings = act if plan.keep_graph else act.detach()
+            if want_leaf:
+                leaf = torch.zeros_like(act, requires_grad=True)
+                result.leaves[EMBED_SITE] = leaf
+                return act + leaf
+            return act
+
+        return [("blocks.0.hook_resid_pre", hook)]
+
+    def _splice_hook(
+        self,
+        site: str,
+        dictionary: Dictionary,
+        plan: RunPlan,
+        mode: GradientMode,
+        inputs: dict[str, Tensor],
+        result: RunResult,
+    ) -> Callable[..., Tensor]:
+        edit = plan.edits.get(site)
+        want_pre = site in plan.record_pre
+        want_leaf = site in plan.leaf_sites
+
+        def hook(act: Tensor, hook: Any) -> Tensor:
+            x_in = inputs.pop(site) if dictionary.hook_in != dictionary.hook_out else act
+            if want_pre:
+                f, pre = dictionary.encode_with_pre(x_in)
+                result.pre_acts[site] = pre
+            else:
+                f = dictionary.encode(x_in)
+            x_hat = dictionary.decode(f)
+            err = act - x_hat
+            f_new = edit.features(f) if edit is not None and edit.features is not None else f
+            err_new = edit.error(err) if edit is not None and edit.error is not None else err
+            if not plan.error_term:
+                out = dictionary.decode(f_new)
+            elif mode == "straight_through":
+                out = act
+                if f_new is not f:
+                    out = out + (dictionary.decode(f_new) - x_hat)
+                if err_new is not err:
+                    out = out + (err_new - err)
+            else:
+                out = (x_hat if f_new is f else dictionary.decode(f_new)) + err_new.detach()
+            if edit is not None and edit.add is not None:
+                out = out + edit.add
+            if want_leaf:
+                leaf = torch.zeros_like(out, requires_grad=True)
+                result.leaves[site] = leaf
+                out = out + leaf
+            result.features[site] = f if plan.keep_graph else f.detach()
+            result.errors[site] = err if plan.keep_graph else err.detach()
+            return out
+
+        return hook
+
+
+def _capture(store: dict[str, Tensor], key: str) -> Callable[..., Tensor]:
+    def hook(act: Tensor, hook: Any) -> Tensor:
+        store[key] = act
+        return act
+
+    return hook
+
+
+def _record(store: dict[str, Tensor], key: str) -> Callable[..., Tensor]:
+    def hook(act: Tensor, hook: Any) -> Tensor:
+        store[key] = act
+        return act
+
+    return hook
+
+
+def _freeze_hooks(model: Any, freeze: Freeze) -> list[tuple[str, Callable[..., Tensor]]]:
+    """Hooks that hold LayerNorm scales, attention patterns and MLPs as `freeze` says."""
+
+    def held(name: str) -> Callable[..., Tensor]:
+        def hook(act: Tensor, hook: Any) -> Tensor:
+            if freeze.replace:
+                return freeze.cache[name].expand_as(act).to(act.dtype)
+            return act.detach()
+
+        return hook
+
+    hooks: list[tuple[str, Callable[..., Tensor]]] = []
+    for name in model.hook_dict:
+        if name.endswith(("hook_scale", "attn.hook_pattern")):
+            hooks.append((name, held(name)))
+    for layer in range(int(model.cfg.n_layers)):
+        if getattr(model.cfg, "attn_only", False):
+            break
+        if freeze.mlp == "stop":
+            hooks.append((f"blocks.{layer}.hook_mlp_out", held(f"blocks.{layer}.hook_mlp_out")))
+        else:
+            hooks += _linear_mlp_hooks(freeze.cache, layer)
+    return hooks
+
+
+def _linear_mlp_hooks(
+    cache: dict[str, Tensor], layer: int
+) -> list[tuple[str, Callable[..., Tensor]]]:
+    """Replace the MLP activation by its frozen gate: post = pre * (post_clean / pre_clean)."""
+    pre_name, post_name = f"blocks.{layer}.mlp.hook_pre", f"blocks.{layer}.mlp.hook_post"
+    pre_clean, post_clean = cache[pre_name], cache[post_name]
+    gate = torch.where(pre_clean != 0, post_clean / torch.where(pre_clean != 0, pre_clean, 1), 0)
+    current: dict[str, Tensor] = {}
+
+    def on_pre(act: Tensor, hook: Any) -> Tensor:
+        current["pre"] = act
+        return act
+
+    def on_post(act: Tensor, hook: Any) -> Tensor:
+        return current.pop("pre") * gate.detach()
+
+    return [(pre_name, on_pre), (post_name, on_post)]
+
+
+def freeze_cache_names(model: Any, mlp: str = "stop") -> list[str]:
+    """Hook names whose clean values a `Freeze` needs."""
+    names = [n for n in model.hook_dict if n.endswith(("hook_scale", "attn.hook_pattern"))]
+    if not getattr(model.cfg, "attn_only", False):
+        for layer in range(int(model.cfg.n_layers)):
+            if mlp == "stop":
+                names.append(f"blocks.{layer}.hook_mlp_out")
+            else:
+                names += [f"blocks.{layer}.mlp.hook_pre", f"blocks.{layer}.mlp.hook_post"]
+    return names

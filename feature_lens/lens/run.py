@@ -1,0 +1,102 @@
+"""What one forward pass of a Lens should do, and what it returns.
+
+`RunPlan` is the single place where the attribution methods say how to run the spliced model:
+which dictionary nodes to edit (patching), where to attach zero "leaf" tensors whose gradients are
+node gradients, whether to keep the graph so later quantities can be differentiated against earlier
+ones, and what to freeze (direct attribution). `RunResult` holds what came out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Literal
+
+from jaxtyping import Float
+from torch import Tensor
+
+GradientMode = Literal["straight_through", "detached"]
+"""How gradients cross a splice `out = decode(f) + err`.
+
+- "straight_through" (Marks et al. 2024): the error term is recomputed from the activation, so the
+  splice is the identity from the activation to the output; gradients reach earlier layers exactly as
+  in the model without SAEs, and the gradient w.r.t. a feature is `W_dec[i] . d(metric)/d(out)`.
+- "detached" (SAE-Lens's `use_error_term`): the error term is a constant, so gradients reach earlier
+  layers only through `decode(encode(x))`, i.e. through the SAE's encoder nonlinearity.
+Both give the same forward values; only gradients that cross a splice differ.
+"""
+
+EMBED_SITE = "embed"
+"""Pseudo-site of the token embeddings (`hook_embed` + `hook_pos_embed`): token nodes live here."""
+
+
+@dataclass
+class SiteEdit:
+    """Changes to one site's nodes during a forward pass.
+
+    Attributes:
+        features: maps the features computed at the site, `[batch, pos, d_sae]`, to the values to
+            write instead (the error term is kept).
+        error: maps the error term `[batch, pos, d_out]` to the value to write instead.
+        add: added to the site's output `[batch, pos, d_out]` (cheap single-node patches: moving
+            feature i by `d` adds `d * W_dec[i]`).
+    """
+
+    features: Callable[[Tensor], Tensor] | None = None
+    error: Callable[[Tensor], Tensor] | None = None
+    add: Tensor | None = None
+
+
+@dataclass
+class Freeze:
+    """What direct attribution freezes, with the clean run's values.
+
+    LayerNorm scales (`*.hook_scale`) and attention patterns (`*.attn.hook_pattern`) are held at
+    `cache`'s values. MLPs are either held at their clean output (`mlp="stop"`: a path through an
+    MLP is not direct) or linearised with their activation's gates frozen (`mlp="linear"`:
+    `post = pre * (post_clean / pre_clean)`). With `replace=False` the frozen tensors keep their
+    current value but are detached (for gradients on the clean input, where the two agree).
+    """
+
+    cache: dict[str, Tensor]
+    mlp: Literal["stop", "linear"] = "stop"
+    replace: bool = True
+
+
+@dataclass
+class RunPlan:
+    """How to run the spliced model once. The defaults give the plain spliced forward."""
+
+    splice: bool = True
+    error_term: bool = True
+    gradient_mode: GradientMode | None = None
+    edits: dict[str, SiteEdit] = field(default_factory=dict)
+    leaf_sites: Collection[str] = ()
+    keep_graph: bool = False
+    record_pre: Collection[str] = ()
+    freeze: Freeze | None = None
+    record_hooks: Collection[str] = ()
+
+
+@dataclass
+class RunResult:
+    """Outputs of `Lens.forward`.
+
+    Attributes:
+        logits: `[batch, pos, d_vocab]`.
+        features: site -> feature activations `[batch, pos, d_sae]` (before any edit).
+        errors: site -> error terms `[batch, pos, d_out]` (before any edit).
+        leaves: site -> zero tensor added to the site's output; its `.grad` (or `autograd.grad`
+            w.r.t. it) is the gradient w.r.t. the site's output. `EMBED_SITE` for token embeddings.
+        pre_acts: site -> feature pre-activations, for sites in `RunPlan.record_pre`.
+        embeddings: token-embedding values (`[batch, pos, d_model]`), the token nodes' activations.
+        hooks: hook name -> activation, for `RunPlan.record_hooks`.
+    """
+
+    logits: Float[Tensor, "batch pos d_vocab"]
+    features: dict[str, Tensor] = field(default_factory=dict)
+    errors: dict[str, Tensor] = field(default_factory=dict)
+    leaves: dict[str, Tensor] = field(default_factory=dict)
+    pre_acts: dict[str, Tensor] = field(default_factory=dict)
+    embeddings: Tensor | None = None
+    hooks: dict[str, Tensor] = field(default_factory=dict)
