@@ -299,12 +299,15 @@ class Lens:
     def _embedding_hooks(
         self, plan: RunPlan, result: RunResult
     ) -> list[tuple[str, Callable[..., Tensor]]]:
-        """Record token embeddings at `blocks.0.hook_resid_pre` (before any splice there) and, if
-        asked, add a zero leaf there so token-node gradients can be read."""
+        """Record token embeddings at `blocks.0.hook_resid_pre` (before any splice there), apply an
+        `add` edit of `EMBED_SITE`, and if asked add a zero leaf so token-node gradients can be read."""
         want_leaf = EMBED_SITE in plan.leaf_sites
+        edit = plan.edits.get(EMBED_SITE)
 
         def hook(act: Tensor, hook: Any) -> Tensor:
             result.embeddings = act if plan.keep_graph else act.detach()
+            if edit is not None and edit.add is not None:
+                act = act + edit.add
             if want_leaf:
                 leaf = torch.zeros_like(act, requires_grad=True)
                 result.leaves[EMBED_SITE] = leaf

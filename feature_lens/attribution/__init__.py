@@ -1,0 +1,59 @@
+"""The attribution engine: activation patching, attribution patching (and integrated gradients),
+and direct attribution, over nodes (features, error terms, tokens) and edges across layers."""
+
+from feature_lens.attribution.api import METHODS, attribute
+from feature_lens.attribution.baselines import (
+    BaselineKind,
+    NodeValues,
+    baseline_values,
+    node_values,
+)
+from feature_lens.attribution.direct import clean_freeze, direct_edges, direct_node_effects
+from feature_lens.attribution.exact import exact_edges, exact_node_effects
+from feature_lens.attribution.gradients import (
+    gradient_edges,
+    gradient_node_effects,
+    integrated_gradient_node_effects,
+)
+from feature_lens.attribution.metrics import (
+    CallableMetric,
+    LogitDiff,
+    LogProb,
+    Metric,
+    NodeActivation,
+    evaluate,
+)
+from feature_lens.attribution.nodes import METRIC_NODE, Node, error, feature, token
+from feature_lens.attribution.prompts import PromptSet
+from feature_lens.attribution.state import PromptState, candidate_nodes
+
+__all__ = [
+    "METHODS",
+    "METRIC_NODE",
+    "BaselineKind",
+    "CallableMetric",
+    "LogProb",
+    "LogitDiff",
+    "Metric",
+    "Node",
+    "NodeActivation",
+    "NodeValues",
+    "PromptSet",
+    "PromptState",
+    "attribute",
+    "baseline_values",
+    "candidate_nodes",
+    "clean_freeze",
+    "direct_edges",
+    "direct_node_effects",
+    "error",
+    "evaluate",
+    "exact_edges",
+    "exact_node_effects",
+    "feature",
+    "gradient_edges",
+    "gradient_node_effects",
+    "integrated_gradient_node_effects",
+    "node_values",
+    "token",
+]

@@ -1,0 +1,84 @@
+"""Baselines: the value a node is set to when it is "removed".
+
+- "corrupted": its value on the corrupted prompt (same length, the minimal change that flips the
+  answer);
+- "zero": zero;
+- "mean": its mean over every token of a dataset (one vector per site, the same at every position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from feature_lens.attribution.prompts import PromptSet
+from feature_lens.errors import InputError
+from feature_lens.lens import Lens, RunPlan
+
+BaselineKind = Literal["corrupted", "zero", "mean"]
+
+
+@dataclass
+class NodeValues:
+    """Every node's value for a batch of prompts: features, errors, token embeddings."""
+
+    features: dict[str, Tensor]  # site -> [n, pos, d_sae]
+    errors: dict[str, Tensor]  # site -> [n, pos, d_out]
+    embeddings: Tensor  # [n, pos, d_model]
+
+    def row(self, i: int) -> NodeValues:
+        """Values of prompt i, keeping a batch dimension of 1."""
+        return NodeValues(
+            {s: v[i : i + 1] for s, v in self.features.items()},
+            {s: v[i : i + 1] for s, v in self.errors.items()},
+            self.embeddings[i : i + 1],
+        )
+
+
+def node_values(lens: Lens, tokens: Tensor) -> NodeValues:
+    """Node values on `tokens` (no gradients)."""
+    with torch.no_grad():
+        result = lens.forward(tokens, RunPlan())
+    assert result.embeddings is not None
+    return NodeValues(result.features, result.errors, result.embeddings)
+
+
+def baseline_values(
+    lens: Lens,
+    prompts: PromptSet,
+    kind: BaselineKind,
+    *,
+    mean_tokens: Tensor | None = None,
+) -> NodeValues:
+    """Baseline values broadcastable to the clean values of `prompts` (`[n or 1, pos or 1, d]`)."""
+    if kind == "corrupted":
+        if prompts.corrupted is None:
+            raise InputError(
+                "baseline 'corrupted' needs corrupted prompts; give them, or use baseline='zero' "
+                "or 'mean'"
+            )
+        return node_values(lens, prompts.corrupted)
+    if kind == "zero":
+        clean = node_values(lens, prompts.clean[:1, :1])
+        return NodeValues(
+            {s: torch.zeros_like(v) for s, v in clean.features.items()},
+            {s: torch.zeros_like(v) for s, v in clean.errors.items()},
+            torch.zeros_like(clean.embeddings),
+        )
+    if kind == "mean":
+        if mean_tokens is None or mean_tokens.numel() == 0:
+            raise InputError("baseline 'mean' needs a dataset of tokens to average over")
+        values = node_values(lens, mean_tokens)
+
+        def mean(t: Tensor) -> Tensor:
+            return t.reshape(-1, t.shape[-1]).mean(0).reshape(1, 1, -1)
+
+        return NodeValues(
+            {s: mean(v) for s, v in values.features.items()},
+            {s: mean(v) for s, v in values.errors.items()},
+            mean(values.embeddings),
+        )
+    raise InputError(f"unknown baseline {kind!r}; choose 'corrupted', 'zero' or 'mean'")
