@@ -10,6 +10,7 @@ from feature_lens.attribution.baselines import (
 )
 from feature_lens.attribution.direct import clean_freeze, direct_edges, direct_node_effects
 from feature_lens.attribution.exact import exact_edges, exact_node_effects
+from feature_lens.attribution.faithfulness import Faithfulness, circuit_nodes, faithfulness
 from feature_lens.attribution.gradients import (
     gradient_edges,
     gradient_node_effects,
@@ -32,6 +33,7 @@ __all__ = [
     "METRIC_NODE",
     "BaselineKind",
     "CallableMetric",
+    "Faithfulness",
     "LogProb",
     "LogitDiff",
     "Metric",
@@ -43,6 +45,7 @@ __all__ = [
     "attribute",
     "baseline_values",
     "candidate_nodes",
+    "circuit_nodes",
     "clean_freeze",
     "direct_edges",
     "direct_node_effects",
@@ -50,6 +53,7 @@ __all__ = [
     "evaluate",
     "exact_edges",
     "exact_node_effects",
+    "faithfulness",
     "feature",
     "gradient_edges",
     "gradient_node_effects",

@@ -18,7 +18,7 @@ from feature_lens.attribution.gradients import (
     gradient_node_effects,
     integrated_gradient_node_effects,
 )
-from feature_lens.attribution.metrics import Metric, evaluate
+from feature_lens.attribution.metrics import Metric, NodeActivation, evaluate
 from feature_lens.attribution.nodes import METRIC_NODE, Node
 from feature_lens.attribution.prompts import PromptSet
 from feature_lens.attribution.state import Positions, PromptState, candidate_nodes
@@ -73,6 +73,18 @@ def attribute(
         raise InputError("max_nodes and batch_size must be at least 1")
     if not lens.sites:
         raise InputError("the Lens has no dictionaries to attribute to")
+    if isinstance(metric, NodeActivation):
+        dictionary = lens.dictionary(metric.node.site)
+        index = metric.node.index
+        if index is None or not 0 <= index < dictionary.d_sae:
+            raise InputError(
+                f"feature index {index} is out of range for {metric.node.site!r} "
+                f"(d_sae = {dictionary.d_sae})"
+            )
+        if metric.node.pos is not None and not -prompts.n_pos <= metric.node.pos < prompts.n_pos:
+            raise InputError(
+                f"position {metric.node.pos} is outside the prompts' {prompts.n_pos} tokens"
+            )
     kind: BaselineKind = baseline or ("corrupted" if prompts.corrupted is not None else "zero")
     base = baseline_values(lens, prompts, kind, mean_tokens=mean_tokens)
     clean = node_values(lens, prompts.clean)

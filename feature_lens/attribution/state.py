@@ -136,17 +136,24 @@ def node_gradient_scores(
     """First-order scores grad . (a - b) for `nodes`, from gradients w.r.t. site outputs
     (`grads[site]`: `[batch, pos, d_out]`, row `row`); feature gradients are `W_dec[i] . grad`."""
     scores: dict[Node, float] = {}
-    for node in nodes:
-        site = EMBED_SITE if node.kind == "token" else node.site
-        if site not in grads:
-            scores[node] = 0.0
-            continue
-        grad = grads[site][row]  # [pos, d_out]
-        delta = state.delta(node)
-        if node.kind == "feature":
-            assert node.index is not None
-            per_pos = (grad @ lens.dictionary(node.site).W_dec[node.index]) * delta
-        else:
-            per_pos = (grad * delta).sum(-1)
-        scores[node] = float(per_pos.sum() if node.pos is None else per_pos[node.pos])
+    with torch.no_grad():
+        for node in nodes:
+            scores[node] = _gradient_score(lens, state, grads, node, row)
     return scores
+
+
+def _gradient_score(
+    lens: Lens, state: PromptState, grads: dict[str, Tensor], node: Node, row: int
+) -> float:
+    """grad . (a - b) of one node (summed over positions for an all-positions node)."""
+    site = EMBED_SITE if node.kind == "token" else node.site
+    if site not in grads:
+        return 0.0
+    grad = grads[site][row]  # [pos, d_out]
+    delta = state.delta(node)
+    if node.kind == "feature":
+        assert node.index is not None
+        per_pos = (grad @ lens.dictionary(node.site).W_dec[node.index]) * delta
+    else:
+        per_pos = (grad * delta).sum(-1)
+    return float(per_pos.sum() if node.pos is None else per_pos[node.pos])
