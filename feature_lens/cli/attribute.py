@@ -1,0 +1,115 @@
+"""`feature-lens attribute`: attribute a metric to SAE features and write the graph as JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from feature_lens.cli.common import add_lens_options, load_lens
+from feature_lens.errors import InputError
+
+
+def register(subparsers: Any) -> None:
+    """Add the `attribute` sub-parser."""
+    parser = subparsers.add_parser(
+        "attribute",
+        help="attribute a metric to SAE features and write the graph as JSON",
+        description="Attribute a metric (logit difference or log-probability at the last token) "
+        "to the Lens's nodes with one of the three methods, keep the strongest nodes, connect "
+        "them, and write the graph (docs/graph-format.md).",
+    )
+    add_lens_options(parser)
+    source = parser.add_argument_group("prompts (give --prompt or --task)")
+    source.add_argument("--prompt", action="append", help="a clean prompt (repeat for several)")
+    source.add_argument("--corrupted", action="append", help="a corrupted prompt, one per --prompt")
+    source.add_argument(
+        "--task", help="a planted task of the embedded model (clean/corrupted pairs)"
+    )
+    source.add_argument("-n", "--n-prompts", type=int, default=4, help="prompts taken from --task")
+    metric = parser.add_argument_group("metric")
+    metric.add_argument("--metric", choices=["logit-diff", "log-prob"], default="logit-diff")
+    metric.add_argument("--correct", help="answer token (text); with --task it is per prompt")
+    metric.add_argument("--wrong", help="competing token for logit-diff (text)")
+    method = parser.add_argument_group("method")
+    method.add_argument(
+        "--method", choices=["attribution", "exact", "ig", "direct"], default="attribution"
+    )
+    method.add_argument("--baseline", choices=["corrupted", "zero", "mean"], default=None)
+    method.add_argument("--positions", choices=["keep", "sum"], default="keep")
+    method.add_argument("--max-nodes", type=int, default=64)
+    method.add_argument("--ig-steps", type=int, default=16)
+    method.add_argument("--mlp", choices=["stop", "linear"], default="stop", help="direct only")
+    method.add_argument("--batch-size", type=int, default=64)
+    method.add_argument("--no-edges", action="store_true", help="node effects only")
+    parser.add_argument("--out", type=Path, required=True, help="output JSON path")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.set_defaults(func=run)
+
+
+def _token_id(lens: Any, text: str) -> int:
+    ids = lens.model.to_tokens(text, prepend_bos=False)[0]
+    if len(ids) != 1:
+        raise InputError(f"{text!r} is {len(ids)} tokens; give a single-token answer")
+    return int(ids[0])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the prompt set and metric, attribute, save."""
+    from feature_lens.attribution import LogitDiff, LogProb, PromptSet, attribute
+    from feature_lens.errors import OutputExistsError
+
+    if args.out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    lens = load_lens(args)
+    if args.task:
+        from feature_lens.zoo import task_prompts
+
+        if args.model != "zoo":
+            raise InputError(
+                "--task uses the embedded model's planted tasks; use it with --model zoo"
+            )
+        pairs = task_prompts(args.task, args.n_prompts)
+        import torch
+
+        prompts = PromptSet.build(
+            lens, pairs.clean, pairs.corrupted, torch.stack([pairs.correct, pairs.wrong], 1)
+        )
+    elif args.prompt:
+        if args.corrupted and len(args.corrupted) != len(args.prompt):
+            raise InputError(
+                f"{len(args.corrupted)} --corrupted for {len(args.prompt)} --prompt; give one each"
+            )
+        answers = None
+        if args.correct:
+            row = [_token_id(lens, args.correct)] + (
+                [_token_id(lens, args.wrong)] if args.wrong else []
+            )
+            answers = [row] * len(args.prompt)
+        prompts = PromptSet.build(lens, args.prompt, args.corrupted, answers)
+    else:
+        raise InputError(
+            "give prompts with --prompt (and --corrupted), or --task for a planted task"
+        )
+    metric: Any = LogitDiff() if args.metric == "logit-diff" else LogProb()
+    graph = attribute(
+        lens,
+        prompts,
+        metric,
+        method=args.method,
+        baseline=args.baseline,
+        positions=args.positions,
+        max_nodes=args.max_nodes,
+        edges=not args.no_edges,
+        ig_steps=args.ig_steps,
+        mlp=args.mlp,
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    path = graph.save(args.out, overwrite=args.overwrite)
+    n_features = sum(1 for n in graph.nodes.values() if n.kind == "feature")
+    print(
+        f"wrote {path}: {len(graph.nodes) - 1} nodes ({n_features} features), {len(graph.edges)} "
+        f"edges; metric {graph.metric} = {graph.settings['metric_clean']:.4f} clean"
+    )
+    return 0
