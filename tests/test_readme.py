@@ -22,4 +22,4 @@ def test_readme_has_exactly_two_commands_and_ci_runs_the_test_command() -> None:
     for script in ("demo.sh", "test.sh"):
         text = (ROOT / "scripts" / script).read_text()
         assert "python3 -m venv" in text
-        assert "pip install" in text
+        assert "/bin/pip\" install" in text
