@@ -1,0 +1,135 @@
+"""`feature-lens dashboard`: build feature-connectome dashboards (HTML) for a Lens.
+
+With no options it is the main job: the embedded model, its corpus, a connectome for one planted
+task, pages for the features in it and the top features per layer, written to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TASK = "ioi"
+
+
+def register(subparsers: Any) -> None:
+    """Add the `dashboard` sub-parser."""
+    p = subparsers.add_parser(
+        "dashboard",
+        help="build feature-connectome dashboards (HTML) for a Lens",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default="zoo", help="zoo (default), a local folder, or a model name")
+    p.add_argument("--sae", nargs="+", default=None, help="SAE-Lens folders (default: the zoo's)")
+    p.add_argument(
+        "--prompts", type=Path, help="text file (one prompt a line) or JSON list of strings"
+    )
+    p.add_argument(
+        "--n-prompts", type=int, default=1000, help="corpus prompts when --prompts is not given"
+    )
+    which = p.add_argument_group("features (combined; default: the task's graph plus --top-k 8)")
+    which.add_argument("--features", nargs="+", default=[], metavar="SITE:IDX")
+    which.add_argument("--top-k", type=int, default=None, help="top features per site by density")
+    which.add_argument(
+        "--graph", type=Path, help="a graph.json written by `feature-lens attribute`"
+    )
+    p.add_argument(
+        "--task", default=None, help=f"zoo task for the connectome (default {DEFAULT_TASK})"
+    )
+    p.add_argument("--no-task", action="store_true", help="no connectome for a zoo task")
+    p.add_argument(
+        "--method",
+        default="attribution",
+        choices=["attribution", "direct"],
+        help="how feature pages compute upstream weights (downstream is exact)",
+    )
+    p.add_argument(
+        "--graph-method",
+        default="attribution",
+        choices=["exact", "attribution", "ig", "direct"],
+        help="method of the task's attribution graph",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def read_prompts(path: Path) -> list[str]:
+    """Prompts from a JSON list of strings or a text file with one prompt per non-empty line."""
+    from feature_lens.errors import InputError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot read prompts file {str(path)!r}: {error.strerror}") from None
+    if path.suffix == ".json":
+        data = json.loads(text)
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise InputError(f"{str(path)!r} must hold a JSON list of strings")
+        prompts: list[str] = data
+    else:
+        prompts = [line for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise InputError(f"no prompts in {str(path)!r}; give one prompt per line")
+    return prompts
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit status."""
+    from feature_lens.errors import InputError, OutputExistsError
+
+    if args.out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    start = time.perf_counter()
+    from feature_lens import Lens
+    from feature_lens.dashboard.site import build_dashboards, task_graph
+    from feature_lens.graph import AttributionGraph
+
+    progress = not args.no_progress
+    zoo = args.model == "zoo"
+    lens = Lens.load(None if zoo else args.model, args.sae)
+    if args.prompts is not None:
+        prompts = read_prompts(args.prompts)
+    elif zoo:
+        from feature_lens.zoo import corpus_texts
+
+        prompts = corpus_texts(args.n_prompts)
+    else:
+        raise InputError(
+            "give --prompts FILE: only the embedded model (--model zoo) has a default corpus"
+        )
+    graph = AttributionGraph.load(args.graph) if args.graph is not None else None
+    notes: list[str] = []
+    if graph is None and zoo and not args.no_task:
+        task = args.task or DEFAULT_TASK
+        graph = task_graph(lens, task, method=args.graph_method, progress=progress)
+        notes.append(f"connectome: zoo task {task!r}, method {args.graph_method}")
+    elif args.task is not None and not zoo:
+        raise InputError("--task needs the embedded model (--model zoo)")
+    top_k = args.top_k
+    if top_k is None and not args.features:
+        top_k = 8
+    notes.append(f"{len(prompts)} prompts; upstream weights by {args.method}, downstream exact")
+    dashboard = build_dashboards(
+        lens,
+        args.out,
+        prompts,
+        features=args.features,
+        top_k=top_k,
+        graph=graph,
+        method=args.method,
+        overwrite=args.overwrite,
+        notes=notes,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - start
+    print(f"wrote {len(dashboard.features)} feature pages in {seconds:.1f} s")
+    print(f"open: {dashboard.index.resolve().as_uri()}")
+    if graph is not None:
+        print(f"connectome: {(dashboard.out / 'connectome.html').resolve().as_uri()}")
+    return 0

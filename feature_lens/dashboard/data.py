@@ -1,0 +1,307 @@
+"""Gather what a feature page shows from a dataset of prompts: activations, top examples grouped by
+activation quantile, density and histogram, and each feature's direct logit effect.
+
+One batched pass of the Lens over the dataset records the chosen features' activations at every
+token (`[n_prompts, pos]` per feature); everything else is computed from those. Prompts may have
+different lengths: they are right-padded, and padded positions are masked out of every statistic
+(the model is causal, so padding on the right changes nothing at earlier positions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from feature_lens.errors import InputError
+from feature_lens.lens import Lens, RunPlan
+
+
+@dataclass(frozen=True, order=True)
+class FeatureId:
+    """Feature `index` of the dictionary at `site`."""
+
+    site: str
+    index: int
+
+    @property
+    def slug(self) -> str:
+        """File-name-safe id, e.g. `blocks.1.hook_resid_post-123`."""
+        safe = "".join(c if c.isalnum() or c in "._" else "_" for c in self.site)
+        return f"{safe}-{self.index}"
+
+    @property
+    def label(self) -> str:
+        """Human-readable id, e.g. `blocks.1.hook_resid_post:123`."""
+        return f"{self.site}:{self.index}"
+
+    @classmethod
+    def parse(cls, text: str) -> FeatureId:
+        """Parse `SITE:INDEX` (as written by `label`)."""
+        site, _, index = text.rpartition(":")
+        if not site or not index.lstrip("-").isdigit():
+            raise InputError(
+                f"feature {text!r} is not of the form SITE:INDEX, e.g. blocks.0.hook_resid_post:12"
+            )
+        return cls(site, int(index))
+
+
+@dataclass
+class Dataset:
+    """Prompts as right-padded token ids `[n, pos]`, their lengths `[n]` and token strings."""
+
+    tokens: Int[Tensor, "n pos"]
+    lengths: Int[Tensor, " n"]
+    str_tokens: list[list[str]]
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def mask(self) -> Bool[Tensor, "n pos"]:
+        """True at real (not padded) positions."""
+        return torch.arange(self.tokens.shape[1])[None, :] < self.lengths[:, None]
+
+    @property
+    def n_tokens(self) -> int:
+        """Real tokens in the dataset."""
+        return int(self.lengths.sum())
+
+
+def token_strings(lens: Lens, row: Tensor) -> list[str]:
+    """The tokens of one prompt as strings (ids as text when the model has no tokenizer)."""
+    if lens.model.tokenizer is None:
+        return [str(int(t)) for t in row]
+    return [str(t) for t in lens.model.to_str_tokens(row)]
+
+
+def prepare_dataset(lens: Lens, prompts: Sequence[str] | Tensor) -> Dataset:
+    """Tokenize prompts of any lengths (each checked by `Lens.to_tokens`) and right-pad them."""
+    if len(prompts) == 0:
+        raise InputError("the dataset of prompts is empty; give at least one prompt")
+    if isinstance(prompts, Tensor):
+        rows = list(lens.to_tokens(prompts).cpu())
+    else:
+        rows = [lens.to_tokens(text)[0].cpu() for text in prompts]
+    width = max(len(r) for r in rows)
+    tokens = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = row
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    return Dataset(tokens, lengths, [token_strings(lens, r) for r in rows])
+
+
+def feature_activations(
+    lens: Lens,
+    dataset: Dataset,
+    features: Sequence[FeatureId],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[FeatureId, Float[Tensor, "n pos"]]:
+    """Activations of `features` at every token of the dataset (0 at padded positions), on CPU."""
+    for feature in features:
+        d_sae = lens.dictionary(feature.site).d_sae
+        if not 0 <= feature.index < d_sae:
+            raise InputError(
+                f"feature {feature.label} does not exist: the dictionary at {feature.site!r} has "
+                f"{d_sae} features (indices 0..{d_sae - 1})"
+            )
+    by_site: dict[str, list[int]] = {}
+    for feature in features:
+        by_site.setdefault(feature.site, []).append(feature.index)
+    n, width = dataset.tokens.shape
+    out = {site: torch.zeros(len(idx), n, width) for site, idx in by_site.items()}
+    mask = dataset.mask
+    starts = range(0, n, batch_size)
+    for start in tqdm(starts, desc="activations", disable=not progress, unit="batch"):
+        batch = dataset.tokens[start : start + batch_size].to(lens.device)
+        with torch.no_grad():
+            result = lens.forward(batch, RunPlan())
+        keep = mask[start : start + batch_size]
+        for site, idx in by_site.items():
+            acts = result.features[site][..., idx].float().cpu()  # [b, pos, k]
+            out[site][:, start : start + batch_size] = acts.permute(2, 0, 1) * keep
+    return {
+        FeatureId(site, i): out[site][k] for site, idx in by_site.items() for k, i in enumerate(idx)
+    }
+
+
+def densities(
+    lens: Lens, dataset: Dataset, *, batch_size: int = 64, progress: bool = False
+) -> dict[str, Float[Tensor, " d_sae"]]:
+    """Per site, the fraction of real tokens on which each feature is active (> 0)."""
+    counts = {site: torch.zeros(lens.dictionary(site).d_sae) for site in lens.sites}
+    mask = dataset.mask
+    starts = range(0, len(dataset), batch_size)
+    for start in tqdm(starts, desc="densities", disable=not progress, unit="batch"):
+        batch = dataset.tokens[start : start + batch_size].to(lens.device)
+        with torch.no_grad():
+            result = lens.forward(batch, RunPlan())
+        keep = mask[start : start + batch_size].to(lens.device)
+        for site in lens.sites:
+            active = (result.features[site] > 0) & keep[..., None]
+            counts[site] += active.sum((0, 1)).float().cpu()
+    return {site: c / dataset.n_tokens for site, c in counts.items()}
+
+
+def top_features(
+    density: dict[str, Tensor], k: int, *, max_density: float = 0.5
+) -> list[FeatureId]:
+    """Per site, the `k` features with the highest density below `max_density` (features that fire
+    on most tokens say little; dead features have nothing to show)."""
+    if k < 1:
+        raise InputError(f"--top-k must be at least 1, got {k}")
+    chosen: list[FeatureId] = []
+    for site, d in density.items():
+        score = torch.where((d > 0) & (d <= max_density), d, -1.0)
+        order = torch.argsort(score, descending=True, stable=True)[:k]
+        chosen += [FeatureId(site, int(i)) for i in order if score[i] > 0]
+    return chosen
+
+
+@dataclass
+class Example:
+    """One prompt shown on a feature page: a window of tokens around its strongest activation."""
+
+    prompt: int
+    pos: int
+    value: float
+    start: int
+    tokens: list[str]
+    acts: list[float]
+
+
+@dataclass
+class ExampleGroup:
+    """Examples whose maximum activation lies in one interval (`title` says which)."""
+
+    title: str
+    examples: list[Example]
+
+
+@dataclass
+class FeatureData:
+    """Everything about one feature that comes from the dataset and the weights."""
+
+    feature: FeatureId
+    n_tokens: int
+    n_active: int
+    max_act: float
+    hist_edges: list[float]
+    hist_counts: list[int]
+    groups: list[ExampleGroup]
+    top_logits: list[tuple[str, float]] = field(default_factory=list[tuple[str, float]])
+    bottom_logits: list[tuple[str, float]] = field(default_factory=list[tuple[str, float]])
+
+    @property
+    def density(self) -> float:
+        """Fraction of real tokens on which the feature is active."""
+        return self.n_active / max(self.n_tokens, 1)
+
+
+def _example(dataset: Dataset, acts: Tensor, prompt: int, before: int, after: int) -> Example:
+    length = int(dataset.lengths[prompt])
+    row = acts[prompt, :length]
+    pos = int(torch.argmax(row))
+    start, stop = max(0, pos - before), min(length, pos + after + 1)
+    return Example(
+        prompt=prompt,
+        pos=pos,
+        value=float(row[pos]),
+        start=start,
+        tokens=dataset.str_tokens[prompt][start:stop],
+        acts=[round(float(a), 4) for a in row[start:stop]],
+    )
+
+
+def summarise(
+    dataset: Dataset,
+    feature: FeatureId,
+    acts: Float[Tensor, "n pos"],
+    *,
+    n_top: int = 10,
+    n_quantiles: int = 4,
+    per_quantile: int = 4,
+    before: int = 10,
+    after: int = 4,
+    n_bins: int = 24,
+    seed: int = 0,
+) -> FeatureData:
+    """Top examples (by each prompt's maximum), examples sampled from `n_quantiles` intervals of
+    the active prompts' maxima, and a histogram of the feature's positive activations."""
+    real = acts[dataset.mask]
+    positive = real[real > 0]
+    max_act = float(positive.max()) if positive.numel() else 0.0
+    edges = torch.linspace(0, max_act if max_act > 0 else 1.0, n_bins + 1)
+    counts = torch.histc(positive, bins=n_bins, min=0, max=float(edges[-1])).long()
+    per_prompt = acts.max(1).values
+    ranked = torch.argsort(per_prompt, descending=True, stable=True)
+    active = ranked[per_prompt[ranked] > 0]
+    groups = [
+        ExampleGroup(
+            "Top activations",
+            [_example(dataset, acts, int(p), before, after) for p in active[:n_top]],
+        )
+    ]
+    rest = active[n_top:]
+    if rest.numel():
+        generator = torch.Generator().manual_seed(seed)
+        values = per_prompt[rest]
+        cuts = torch.quantile(values, torch.linspace(0, 1, n_quantiles + 1))
+        for q in range(n_quantiles, 0, -1):
+            low, high = float(cuts[q - 1]), float(cuts[q])
+            inside = rest[
+                (values >= low) & ((values < high) if q < n_quantiles else (values <= high))
+            ]
+            if not inside.numel():
+                continue
+            pick = inside[torch.randperm(inside.numel(), generator=generator)[:per_quantile]]
+            pick = pick[torch.argsort(per_prompt[pick], descending=True, stable=True)]
+            title = f"Quantile {q}/{n_quantiles}: max activation {low:.3g} to {high:.3g}"
+            groups.append(
+                ExampleGroup(title, [_example(dataset, acts, int(p), before, after) for p in pick])
+            )
+    return FeatureData(
+        feature=feature,
+        n_tokens=dataset.n_tokens,
+        n_active=int(positive.numel()),
+        max_act=max_act,
+        hist_edges=[round(float(e), 5) for e in edges],
+        hist_counts=[int(c) for c in counts],
+        groups=groups,
+    )
+
+
+def logit_effects(
+    lens: Lens, features: Sequence[FeatureId], *, k: int = 10
+) -> dict[FeatureId, tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
+    """Direct logit effect of each feature: its decoder direction through the final LayerNorm's
+    centring and gain (its scale frozen at 1) and the unembedding, `((W_dec[i] - mean) * w) @ W_U`:
+    the change in each logit per unit of activation along the direct path. Top and bottom `k`."""
+    model = lens.model
+    vocab = [token_strings(lens, torch.tensor([t]))[0] for t in range(int(model.cfg.d_vocab))]
+    out: dict[FeatureId, tuple[list[tuple[str, float]], list[tuple[str, float]]]] = {}
+    with torch.no_grad():
+        for feature in features:
+            direction = lens.dictionary(feature.site).W_dec[feature.index].float()
+            if model.cfg.normalization_type in ("LN", "LNPre"):
+                direction = direction - direction.mean()
+            gain = getattr(getattr(model, "ln_final", None), "w", None)
+            if isinstance(gain, Tensor):
+                direction = direction * gain.float()
+            effect = (direction @ model.W_U.float()).cpu()
+            top = torch.topk(effect, min(k, effect.numel()))
+            bottom = torch.topk(-effect, min(k, effect.numel()))
+            out[feature] = (
+                [(vocab[int(i)], float(v)) for v, i in zip(top.values, top.indices, strict=True)],
+                [
+                    (vocab[int(i)], -float(v))
+                    for v, i in zip(bottom.values, bottom.indices, strict=True)
+                ],
+            )
+    return out

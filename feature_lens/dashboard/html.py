@@ -1,0 +1,93 @@
+"""HTML building blocks. Every piece of text that reaches a page goes through `esc` (html.escape,
+quotes included) or `json_script` (JSON with `<`, `>`, `&` and line separators escaped, so no string
+inside it can close the `<script>` element or open markup)."""
+
+from __future__ import annotations
+
+import html
+import json
+from importlib import resources
+from typing import Any
+
+ASSET_NAMES = ("style.css", "graph.js", "circuitsvis.js")
+
+
+def esc(value: object) -> str:
+    """Text (or any value's str) escaped for use in HTML content and quoted attributes."""
+    return html.escape(str(value), quote=True)
+
+
+def json_text(data: Any) -> str:
+    """JSON that is safe inside `<script type="application/json">`."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (
+        text.replace("&", "\\u0026")
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def json_script(element_id: str, data: Any) -> str:
+    """A `<script type="application/json">` element holding `data` (read with JSON.parse)."""
+    return f'<script type="application/json" id="{esc(element_id)}">{json_text(data)}</script>'
+
+
+def asset_text(name: str) -> str:
+    """A shared asset's text: the hand-written CSS/JS of this package, or circuitsvis's bundle read
+    from the installed package (its local source; the CDN is never referenced)."""
+    if name == "circuitsvis.js":
+        import circuitsvis
+
+        bundle = resources.files(circuitsvis).joinpath("dist", "cdn", "iife.js").read_text("utf-8")
+        # The source-map comment would point at a file we do not ship.
+        return "\n".join(
+            line for line in bundle.splitlines() if not line.startswith("//# sourceMappingURL")
+        )
+    return resources.files("feature_lens.dashboard").joinpath("assets", name).read_text("utf-8")
+
+
+def page(
+    title: str,
+    body: str,
+    *,
+    root: str,
+    scripts: tuple[str, ...] = ("graph.js",),
+    inline_assets: bool = False,
+) -> str:
+    """A whole HTML document. Assets are linked relative to the site root (`root`, e.g. "../"), or
+    inlined when `inline_assets` (notebooks). The CSP forbids every network load."""
+    csp = (
+        "default-src 'none'; script-src 'self' 'unsafe-inline' 'unsafe-eval' file:; "
+        "style-src 'self' 'unsafe-inline' file:; img-src data:; connect-src 'none'; "
+        "font-src 'none'; worker-src blob:"
+    )
+    if inline_assets:
+        style = f"<style>{asset_text('style.css')}</style>"
+        code = "".join(f"<script>{_inline_js(asset_text(s))}</script>" for s in scripts)
+    else:
+        style = f'<link rel="stylesheet" href="{esc(root)}assets/style.css">'
+        code = "".join(f'<script src="{esc(root)}assets/{esc(s)}"></script>' for s in scripts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title>{style}</head>\n<body>\n{body}\n{code}\n</body></html>\n"
+    )
+
+
+def _inline_js(code: str) -> str:
+    return code.replace("</script", "<\\/script")
+
+
+def table(header: list[str], rows: list[list[str]], css: str = "") -> str:
+    """A table; `header` is escaped, `rows` cells must already be HTML (escaped by the caller)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{esc(css)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def fmt(value: float) -> str:
+    """A number for display: 4 significant digits."""
+    return f"{value:.4g}"

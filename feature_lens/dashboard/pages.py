@@ -1,0 +1,267 @@
+"""The HTML of a feature page and of the index. Pure functions of already-computed data; every
+string from the model, tokenizer or prompts is escaped (see `feature_lens.dashboard.html`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from feature_lens.dashboard.data import Example, FeatureData, FeatureId
+from feature_lens.dashboard.html import esc, fmt, json_script, page, table
+from feature_lens.dashboard.neighbours import Link, Neighbours
+
+
+@dataclass
+class SiteInfo:
+    """What pages need to know about the Lens: each site's forward order and layer, and which
+    features have pages (links go only to pages that exist)."""
+
+    order: Mapping[str, int]
+    layer: Mapping[str, int]
+    pages: set[FeatureId] = field(default_factory=set[FeatureId])
+    has_connectome: bool = False
+    title: str = "feature-lens dashboards"
+
+    def href(self, feature: FeatureId | None, root: str) -> str | None:
+        """Relative link to a feature's page, or None when it has none."""
+        if feature is None or feature not in self.pages:
+            return None
+        return f"{root}features/{feature.slug}.html"
+
+    def short(self, site: str) -> str:
+        """Short column label of a site: `L1 resid_post`."""
+        if site == "embed":
+            return "tokens"
+        name = site.rsplit(".", 1)[-1].removeprefix("hook_")
+        return f"L{self.layer.get(site, '?')} {name}"
+
+
+def feature_path(feature: FeatureId) -> str:
+    """Path of a feature's page relative to the site root."""
+    return f"features/{feature.slug}.html"
+
+
+def _example_html(example: Example, max_act: float, index: int) -> str:
+    spans: list[str] = []
+    for offset, (tok, act) in enumerate(zip(example.tokens, example.acts, strict=True)):
+        alpha = 0.0 if max_act <= 0 or act <= 0 else min(1.0, act / max_act)
+        is_max = example.start + offset == example.pos
+        spans.append(
+            f'<span class="tok{" max" if is_max else ""}" title="{esc(fmt(act))}" '
+            f'style="background:rgba(255,138,0,{alpha:.3f})">{esc(tok)}</span>'
+        )
+    return (
+        f'<div class="example" data-prompt="{example.prompt}" data-example="{index}">'
+        f'<span class="val">{esc(fmt(example.value))}</span>{"".join(spans)}</div>'
+    )
+
+
+def _histogram_svg(data: FeatureData) -> str:
+    counts = data.hist_counts
+    width, height, pad = 330, 120, 18
+    top = max(counts) if counts and max(counts) > 0 else 1
+    bar = (width - 2 * pad) / max(len(counts), 1)
+    rects = []
+    for i, c in enumerate(counts):
+        h = (height - 2 * pad) * c / top
+        x, y = pad + i * bar, height - pad - h
+        lo, hi = data.hist_edges[i], data.hist_edges[i + 1]
+        rects.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar - 1, 1):.1f}" height="{h:.1f}">'
+            f"<title>{esc(fmt(lo))} to {esc(fmt(hi))}: {c}</title></rect>"
+        )
+    labels = (
+        f'<text x="{pad}" y="{height - 4}">0</text>'
+        f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">{esc(fmt(data.max_act))}</text>'
+        f'<text x="{pad}" y="12">{top} tokens</text>'
+    )
+    return f'<svg class="hist" width="{width}" height="{height}" role="img">{"".join(rects)}{labels}</svg>'
+
+
+def _logit_table(rows: Sequence[tuple[str, float]], header: str) -> str:
+    cells = [
+        [
+            f"<code>{esc(repr(tok))}</code>",
+            f'<span class="{"pos" if v >= 0 else "neg"}">{esc(fmt(v))}</span>',
+        ]
+        for tok, v in rows
+    ]
+    return table([header, "effect"], cells)
+
+
+def _link_name(link: Link, info: SiteInfo, root: str) -> str:
+    if link.kind == "feature":
+        feature = link.feature
+        assert feature is not None
+        href = info.href(feature, root)
+        text = esc(feature.label)
+        return f'<a href="{esc(href)}">{text}</a>' if href else text
+    if link.kind == "error":
+        return f"error term at {esc(link.site)}"
+    if link.kind == "token":
+        return "token embeddings (all positions)"
+    return esc(link.site)
+
+
+def _links_table(links: Sequence[Link], info: SiteInfo, root: str) -> str:
+    rows = [
+        [
+            _link_name(link, info, root),
+            esc(info.short(link.site)),
+            f'<span class="{"pos" if link.weight >= 0 else "neg"}">{esc(fmt(link.weight))}</span>',
+            esc(link.method),
+        ]
+        for link in links
+    ]
+    if not rows:
+        return '<p class="muted">none found on the prompts used</p>'
+    return table(["node", "layer", "weight", "method"], rows)
+
+
+def _node_id(link: Link) -> str:
+    return f"{link.kind}:{link.site}:{'' if link.index is None else link.index}"
+
+
+def neighbourhood_graph(
+    feature: FeatureId, nb: Neighbours, info: SiteInfo, root: str, k: int = 6
+) -> dict[str, object]:
+    """Graph data (for graph.js) of a feature and its strongest `k` upstream and downstream links."""
+    focus_id = f"feature:{feature.site}:{feature.index}"
+    nodes: dict[str, dict[str, object]] = {
+        focus_id: {
+            "id": focus_id,
+            "label": feature.label,
+            "column": info.order.get(feature.site, 0),
+            "columnLabel": info.short(feature.site),
+            "row": 0,
+            "kind": "feature",
+            "focus": True,
+            "value": 1.0,
+            "info": f"{feature.label} (this page)",
+        }
+    }
+    edges: list[dict[str, object]] = []
+    for direction, links in (("up", nb.upstream[:k]), ("down", nb.downstream[:k])):
+        for row, link in enumerate(links):
+            nid = _node_id(link)
+            label = (
+                link.feature.label
+                if link.feature
+                else ("error" if link.kind == "error" else "tokens")
+            )
+            nodes.setdefault(
+                nid,
+                {
+                    "id": nid,
+                    "label": label,
+                    "column": info.order.get(link.site, -1),
+                    "columnLabel": info.short(link.site),
+                    "row": row,
+                    "kind": link.kind,
+                    "href": info.href(link.feature, root),
+                    "value": abs(link.weight),
+                    "info": f"{label}\n{link.method}: {fmt(link.weight)}",
+                },
+            )
+            pair = (nid, focus_id) if direction == "up" else (focus_id, nid)
+            edges.append({"s": pair[0], "t": pair[1], "w": link.weight})
+    return {"nodes": list(nodes.values()), "edges": edges}
+
+
+def feature_page(
+    data: FeatureData,
+    nb: Neighbours | None,
+    info: SiteInfo,
+    *,
+    root: str = "../",
+    inline_assets: bool = False,
+    circuitsvis_props: dict[str, object] | None = None,
+) -> str:
+    """The HTML of one feature's page."""
+    f = data.feature
+    nav = f'<nav><a href="{root}index.html">index</a>'
+    if info.has_connectome:
+        nav += f'<a href="{root}connectome.html">connectome</a>'
+    nav += "</nav>"
+    stats = (
+        '<p class="stats">'
+        f"<span>density <b>{esc(f'{data.density:.3%}')}</b> ({data.n_active} of {data.n_tokens} tokens)</span>"
+        f"<span>max activation <b>{esc(fmt(data.max_act))}</b></span></p>"
+    )
+    parts = [
+        nav,
+        f"<h1>Feature {esc(f.index)} <span class='muted'>{esc(f.site)}</span></h1>",
+        stats,
+        '<div class="grid"><div><h2>Activation histogram</h2>'
+        f"{_histogram_svg(data)}"
+        '<p class="muted">positive activations over the dataset; counts sum to the active tokens</p></div>',
+        "<div><h2>Direct logit effect</h2>"
+        '<p class="muted">((W_dec[i] - mean) * ln_final.w) @ W_U: per unit activation, through the '
+        "final LayerNorm's centring and gain with its scale frozen</p>"
+        f'<div class="grid">{_logit_table(data.top_logits, "promotes")}{_logit_table(data.bottom_logits, "suppresses")}</div></div></div>',
+    ]
+    if nb is not None:
+        share = "".join(
+            f"<tr><td>{esc(info.short(s))}</td><td class='num'>{esc(f'{v:.1%}')}</td></tr>"
+            for s, v in nb.error_share.items()
+        )
+        parts += [
+            '<div class="grid"><div><h2>Upstream (earlier layers)</h2>'
+            f"{_links_table(nb.upstream, info, root)}</div>",
+            f"<div><h2>Downstream (later layers)</h2>{_links_table(nb.downstream, info, root)}"
+            f"<h3>Logits (exact: summed change when the feature is zeroed)</h3>{_logit_table(nb.logits, 'token')}</div></div>",
+            '<div class="grid"><div><h2>Input from SAE error terms</h2>'
+            '<p class="muted">the error term\'s share of |upstream weight| at each earlier site</p>'
+            f"<table><thead><tr><th>site</th><th class='num'>error share</th></tr></thead><tbody>{share}</tbody></table></div>",
+            "<div><h2>Neighbourhood</h2>"
+            f'<div class="graph" data-graph="neighbourhood" data-col-width="130"></div>'
+            f"{json_script('neighbourhood', neighbourhood_graph(f, nb, info, root))}"
+            f'<p class="muted">upstream and downstream weights averaged over prompts {esc(nb.prompts)} of the dataset</p></div></div>',
+        ]
+    parts.append("<h2>Top activating examples</h2>")
+    for group in data.groups:
+        parts.append(f"<h3>{esc(group.title)}</h3>")
+        parts += [_example_html(ex, data.max_act, i) for i, ex in enumerate(group.examples)]
+        if not group.examples:
+            parts.append('<p class="muted">no examples</p>')
+    scripts: tuple[str, ...] = ("graph.js",)
+    if circuitsvis_props is not None:
+        parts.append(
+            "<h2>Strongest prompt, all tokens (circuitsvis)</h2>"
+            f'<div class="cv" id="cv-top" data-cv="cv-props"></div>{json_script("cv-props", circuitsvis_props)}'
+        )
+        scripts = ("circuitsvis.js", "graph.js")
+    return page(
+        f"{f.label} — feature-lens",
+        "\n".join(parts),
+        root=root,
+        scripts=scripts,
+        inline_assets=inline_assets,
+    )
+
+
+def index_page(features: Sequence[FeatureData], info: SiteInfo, notes: Sequence[str] = ()) -> str:
+    """The index: every feature with a page, by site, with density and max activation."""
+    parts = [f"<h1>{esc(info.title)}</h1>"]
+    parts += [f'<p class="muted">{esc(note)}</p>' for note in notes]
+    if info.has_connectome:
+        parts.append('<p><a href="connectome.html">Open the connectome view</a></p>')
+    by_site: dict[str, list[FeatureData]] = {}
+    for data in features:
+        by_site.setdefault(data.feature.site, []).append(data)
+    for site in sorted(by_site, key=lambda s: info.order.get(s, 0)):
+        rows = [
+            [
+                f'<a href="{esc(feature_path(d.feature))}">{esc(d.feature.label)}</a>',
+                esc(f"{d.density:.3%}"),
+                esc(fmt(d.max_act)),
+                esc(" ".join(t for t, _ in d.top_logits[:3])),
+            ]
+            for d in sorted(by_site[site], key=lambda d: d.feature.index)
+        ]
+        parts.append(
+            f"<h2>{esc(site)}</h2>{table(['feature', 'density', 'max act', 'top logits'], rows)}"
+        )
+    if not features:
+        parts.append('<p class="muted">no feature pages</p>')
+    return page(info.title, "\n".join(parts), root="", scripts=())

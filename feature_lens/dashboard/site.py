@@ -1,0 +1,294 @@
+"""Build a dashboard folder: `index.html`, one page per feature under `features/`, the connectome
+view, the graph as JSON (feature-lens and Neuronpedia formats), and shared assets written once.
+
+The folder is built in a temporary sibling and renamed into place at the end, so an interrupted or
+failed build never leaves a half-written site, and an existing folder is replaced only with
+`overwrite=True` (the old one is moved aside first and removed after the rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from feature_lens.dashboard.connectome import connectome_page
+from feature_lens.dashboard.data import (
+    Dataset,
+    FeatureData,
+    FeatureId,
+    densities,
+    feature_activations,
+    logit_effects,
+    prepare_dataset,
+    summarise,
+    top_features,
+)
+from feature_lens.dashboard.html import ASSET_NAMES, asset_text
+from feature_lens.dashboard.neighbours import Neighbours, UpstreamMethod, neighbours
+from feature_lens.dashboard.pages import SiteInfo, feature_page, feature_path, index_page
+from feature_lens.errors import InputError, OutputExistsError
+from feature_lens.graph import AttributionGraph
+from feature_lens.lens import EMBED_SITE, Lens
+
+
+@contextlib.contextmanager
+def atomic_folder(out: str | Path, *, overwrite: bool = False) -> Generator[Path]:
+    """Yield an empty temporary folder beside `out`; on success it becomes `out`, on any error
+    (or Ctrl-C) it is removed and `out` is left as it was."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{str(out)!r} exists; pass overwrite=True (--overwrite) to replace it"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            out.rename(old / "site")
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@dataclass
+class Dashboard:
+    """What `build_dashboards` computed (also returned so notebooks can render views inline)."""
+
+    out: Path
+    features: dict[FeatureId, FeatureData]
+    neighbours: dict[FeatureId, Neighbours]
+    info: SiteInfo
+    graph: AttributionGraph | None = None
+    timings: dict[str, float] = field(default_factory=dict[str, float])
+
+    @property
+    def index(self) -> Path:
+        """The index page."""
+        return self.out / "index.html"
+
+    def page(self, feature: FeatureId) -> Path:
+        """A feature's page."""
+        return self.out / feature_path(feature)
+
+
+def site_info(lens: Lens, pages: set[FeatureId], *, has_connectome: bool, title: str) -> SiteInfo:
+    """Forward order and layer of every site of the Lens (and the token pseudo-site)."""
+    order = {site: lens.site_order(site) for site in lens.sites}
+    layer = {site: lens.site_layer(site) for site in lens.sites}
+    order[EMBED_SITE], layer[EMBED_SITE] = -1, -1
+    return SiteInfo(order, layer, pages, has_connectome, title)
+
+
+def choose_features(
+    lens: Lens,
+    dataset: Dataset,
+    *,
+    features: Sequence[FeatureId | str] = (),
+    top_k: int | None = None,
+    graph: AttributionGraph | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[FeatureId]:
+    """The union, in order, of an explicit list, every feature in `graph`, and the `top_k` per site
+    by activation density (dead and near-always-on features skipped). Unknown ids raise."""
+    chosen: list[FeatureId] = []
+    for item in features:
+        feature = FeatureId.parse(item) if isinstance(item, str) else item
+        d_sae = lens.dictionary(feature.site).d_sae
+        if not 0 <= feature.index < d_sae:
+            raise InputError(
+                f"feature {feature.label} does not exist: {feature.site!r} has features 0..{d_sae - 1}"
+            )
+        chosen.append(feature)
+    if graph is not None:
+        for node in graph.nodes.values():
+            if node.kind == "feature" and node.index is not None:
+                lens.dictionary(node.site)
+                chosen.append(FeatureId(node.site, node.index))
+    if top_k is not None:
+        chosen += top_features(
+            densities(lens, dataset, batch_size=batch_size, progress=progress), top_k
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def build_dashboards(
+    lens: Lens,
+    out: str | Path,
+    prompts: Sequence[str] | torch.Tensor,
+    *,
+    features: Sequence[FeatureId | str] = (),
+    top_k: int | None = None,
+    graph: AttributionGraph | None = None,
+    method: UpstreamMethod = "attribution",
+    overwrite: bool = False,
+    n_neighbour_prompts: int = 4,
+    batch_size: int = 64,
+    circuitsvis: bool = True,
+    title: str = "feature-lens dashboards",
+    notes: Sequence[str] = (),
+    progress: bool = True,
+) -> Dashboard:
+    """Build the dashboard folder `out` for `lens` over `prompts` (texts or token ids).
+
+    Features: `features` (ids or "SITE:INDEX"), every feature of `graph`, and the `top_k` per site
+    by density; with none of the three, `top_k=8`. `method` is how upstream weights are computed
+    ("attribution" or "direct"; downstream weights are exact). With `graph`, a connectome view and
+    the graph's JSON (feature-lens and Neuronpedia formats) are written too.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{str(out)!r} exists; pass overwrite=True (--overwrite) to replace it"
+        )
+    if method not in ("attribution", "direct"):
+        raise InputError(
+            f"method for feature pages must be 'attribution' or 'direct', got {method!r}"
+        )
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    dataset = prepare_dataset(lens, prompts)
+    if not features and graph is None and top_k is None:
+        top_k = 8
+    chosen = choose_features(
+        lens,
+        dataset,
+        features=features,
+        top_k=top_k,
+        graph=graph,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    if not chosen:
+        raise InputError("no features to show: every candidate feature is dead on this dataset")
+    timings["select"] = time.perf_counter() - start
+    acts = feature_activations(lens, dataset, chosen, batch_size=batch_size, progress=progress)
+    timings["activations"] = time.perf_counter() - start
+    logits = logit_effects(lens, chosen)
+    datas: dict[FeatureId, FeatureData] = {}
+    for feature in tqdm(chosen, desc="summaries", disable=not progress, unit="feature"):
+        data = summarise(dataset, feature, acts[feature])
+        data.top_logits, data.bottom_logits = logits[feature]
+        datas[feature] = data
+    timings["summaries"] = time.perf_counter() - start
+    nbs = neighbours(
+        lens,
+        dataset,
+        acts,
+        method=method,
+        n_prompts=n_neighbour_prompts,
+        batch_size=32,
+        progress=progress,
+    )
+    timings["neighbours"] = time.perf_counter() - start
+    info = site_info(lens, set(chosen), has_connectome=graph is not None, title=title)
+    with atomic_folder(out, overwrite=overwrite) as tmp:
+        write_site(
+            tmp,
+            datas,
+            nbs,
+            info,
+            dataset,
+            acts,
+            graph=graph,
+            notes=notes,
+            circuitsvis=circuitsvis,
+            progress=progress,
+        )
+    timings["total"] = time.perf_counter() - start
+    return Dashboard(out, datas, nbs, info, graph, timings)
+
+
+def cv_props(dataset: Dataset, acts: torch.Tensor, data: FeatureData) -> dict[str, Any] | None:
+    """circuitsvis ColoredTokens props for the feature's strongest prompt (all its tokens)."""
+    if not data.groups or not data.groups[0].examples:
+        return None
+    prompt = data.groups[0].examples[0].prompt
+    length = int(dataset.lengths[prompt])
+    return {
+        "tokens": dataset.str_tokens[prompt],
+        "values": [round(float(a), 4) for a in acts[prompt, :length]],
+    }
+
+
+def write_site(
+    folder: Path,
+    datas: dict[FeatureId, FeatureData],
+    nbs: dict[FeatureId, Neighbours],
+    info: SiteInfo,
+    dataset: Dataset,
+    acts: dict[FeatureId, torch.Tensor],
+    *,
+    graph: AttributionGraph | None = None,
+    notes: Sequence[str] = (),
+    circuitsvis: bool = True,
+    progress: bool = False,
+) -> None:
+    """Write every file of the site into `folder` (an empty folder)."""
+    (folder / "assets").mkdir()
+    (folder / "features").mkdir()
+    for name in ASSET_NAMES:
+        if name == "circuitsvis.js" and not circuitsvis:
+            continue
+        (folder / "assets" / name).write_text(asset_text(name), encoding="utf-8")
+    for feature, data in tqdm(datas.items(), desc="pages", disable=not progress, unit="page"):
+        props = cv_props(dataset, acts[feature], data) if circuitsvis else None
+        html = feature_page(data, nbs.get(feature), info, circuitsvis_props=props)
+        (folder / feature_path(feature)).write_text(html, encoding="utf-8")
+    (folder / "index.html").write_text(
+        index_page(list(datas.values()), info, notes), encoding="utf-8"
+    )
+    if graph is not None:
+        from feature_lens.graph.neuronpedia import save_neuronpedia
+
+        (folder / "connectome.html").write_text(connectome_page(graph, info), encoding="utf-8")
+        graph.save(folder / "graph.json")
+        save_neuronpedia(graph, folder / "graph.neuronpedia.json")
+
+
+def task_graph(
+    lens: Lens,
+    task: str,
+    *,
+    n_prompts: int = 16,
+    method: str = "attribution",
+    max_nodes: int = 48,
+    progress: bool = True,
+) -> AttributionGraph:
+    """The attribution graph of one planted task of the embedded model (logit difference between
+    the correct and the competing answer, corrupted prompts as the baseline, positions kept)."""
+    from feature_lens.attribution import METHODS, LogitDiff, PromptSet, attribute
+    from feature_lens.zoo import TASKS, task_prompts
+
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    pairs = task_prompts(task, n_prompts)
+    prompts = PromptSet.build(
+        lens, pairs.clean, pairs.corrupted, answers=torch.stack([pairs.correct, pairs.wrong], 1)
+    )
+    return attribute(
+        lens,
+        prompts,
+        LogitDiff(),
+        method=method,
+        positions="keep",
+        max_nodes=max_nodes,
+        progress=progress,  # type: ignore[arg-type]
+    )
