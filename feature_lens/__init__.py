@@ -11,13 +11,14 @@ from feature_lens.errors import (
     OfflineError,
     OutputExistsError,
 )
-from feature_lens.lens import Dictionary, Lens, LensRun
+from feature_lens.lens import Dictionary, Directions, Lens, LensRun
 from feature_lens.loading import load_model, load_sae
 
 __version__ = "0.2.0"
 
 __all__ = [
     "Dictionary",
+    "Directions",
     "FeatureLensError",
     "IncompatibleDictionaryError",
     "InputError",

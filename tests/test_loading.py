@@ -151,7 +151,7 @@ def test_compatibility_errors(model: Any) -> None:
     with pytest.raises(IncompatibleDictionaryError, match="trained on 'gpt2'"):
         Lens(model, [other])
     assert Lens(model, [other], check_model_name=False).sites == ["blocks.0.hook_resid_post"]
-    with pytest.raises(IncompatibleDictionaryError, match="two dictionaries"):
+    with pytest.raises(IncompatibleDictionaryError, match="two dictionaries are named"):
         Lens(model, [make_sae("standard", 16, "blocks.0.hook_resid_post")] * 2)
     nameless = make_sae("standard", 16, "")
     with pytest.raises(IncompatibleDictionaryError, match="names no hook"):

@@ -1,12 +1,14 @@
 """The Lens: a model with dictionaries spliced in, and the run plans that drive it."""
 
 from feature_lens.lens.dictionary import Dictionary, hook_layer
+from feature_lens.lens.directions import Directions
 from feature_lens.lens.lens import Lens, LensRun, freeze_cache_names
 from feature_lens.lens.run import EMBED_SITE, Freeze, GradientMode, RunPlan, RunResult, SiteEdit
 
 __all__ = [
     "EMBED_SITE",
     "Dictionary",
+    "Directions",
     "Freeze",
     "GradientMode",
     "Lens",

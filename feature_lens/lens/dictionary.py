@@ -49,10 +49,17 @@ class Dictionary:
         hook_in: where it reads; default `sae.cfg.metadata.hook_name`.
         hook_out: where it writes; default `hook_in` for SAEs, the config's `hook_name_out` for
             transcoders (or the MLP output of the input's block).
+        name: the site's name in a Lens; default `hook_out`. Give one to attach two dictionaries
+            at the same hook (e.g. an SAE and a set of directions).
     """
 
     def __init__(
-        self, sae: Any, *, hook_in: str | None = None, hook_out: str | None = None
+        self,
+        sae: Any,
+        *,
+        hook_in: str | None = None,
+        hook_out: str | None = None,
+        name: str | None = None,
     ) -> None:
         from sae_lens import Transcoder
 
@@ -93,11 +100,12 @@ class Dictionary:
         self.sae = sae
         self.hook_in: str = hook_in
         self.hook_out: str = hook_out
+        self.name: str | None = name
 
     @property
     def site(self) -> str:
-        """The site's name: the hook it writes (where the splice happens)."""
-        return self.hook_out
+        """The site's name: `name` if given, else the hook it writes (where the splice happens)."""
+        return self.name or self.hook_out
 
     @property
     def layer(self) -> int:

@@ -19,7 +19,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.errors import IncompatibleDictionaryError, InputError
-from feature_lens.lens.dictionary import Dictionary, hook_layer
+from feature_lens.lens.dictionary import Dictionary
 from feature_lens.lens.run import EMBED_SITE, Freeze, GradientMode, RunPlan, RunResult
 
 Prompts = str | Sequence[str] | Tensor
@@ -71,11 +71,12 @@ class Lens:
             self._check(dictionary, check_model_name)
             if dictionary.site in attached:
                 raise IncompatibleDictionaryError(
-                    f"two dictionaries write to {dictionary.site!r}; attach one per site"
+                    f"two dictionaries are named {dictionary.site!r}; attach one per hook, or "
+                    "give each a distinct name"
                 )
             attached[dictionary.site] = dictionary
         self.dictionaries: dict[str, Dictionary] = dict(
-            sorted(attached.items(), key=lambda kv: self._order[kv[0]])
+            sorted(attached.items(), key=lambda kv: self._order[kv[1].hook_out])
         )
 
     # ----------------------------------------------------------------- construction helpers
@@ -118,6 +119,14 @@ class Lens:
             for s in sources
         ]
         return cls(model_obj, loaded, gradient_mode=gradient_mode)
+
+    def attach(self, *dictionaries: Any) -> Lens:
+        """A new Lens over the same model with `dictionaries` added (e.g. `Directions`)."""
+        return Lens(
+            self.model,
+            [*self.dictionaries.values(), *dictionaries],
+            gradient_mode=self.gradient_mode,
+        )
 
     def _forward_order(self) -> dict[str, int]:
         """Hook name -> position in the order hooks fire during a forward pass."""
@@ -193,7 +202,7 @@ class Lens:
 
     def site_layer(self, site: str) -> int:
         """Block index of a site (-1 for the embedding site)."""
-        return -1 if site == EMBED_SITE else hook_layer(site)
+        return -1 if site == EMBED_SITE else self.dictionary(site).layer
 
     def dictionary(self, site: str) -> Dictionary:
         """The dictionary at `site`, with a clear error for unknown sites."""
@@ -289,7 +298,10 @@ class Lens:
                 if dictionary.hook_in != dictionary.hook_out:
                     hooks.append((dictionary.hook_in, _capture(inputs, site)))
                 hooks.append(
-                    (site, self._splice_hook(site, dictionary, plan, mode, inputs, result))
+                    (
+                        dictionary.hook_out,
+                        self._splice_hook(site, dictionary, plan, mode, inputs, result),
+                    )
                 )
         for name in plan.record_hooks:
             hooks.append((name, _record(result.hooks, name)))
