@@ -57,7 +57,8 @@ def graph_data(graph: AttributionGraph, info: SiteInfo, root: str = "") -> dict[
             }
         )
     edges = [{"s": s, "t": t, "w": w} for (s, t), w in graph.edges.items()]
-    return {"nodes": nodes, "edges": edges}
+    tokens = graph.prompts[0] if graph.prompts else []
+    return {"nodes": nodes, "edges": edges, "tokens": tokens}
 
 
 def connectome_page(

@@ -26,6 +26,19 @@
   // data: {nodes: [{id, label, column, columnLabel, row, kind, href, info}], edges: [{s, t, w}]}
   function renderGraph(box, data, options) {
     var tip = tooltip();
+    if (data.tokens && data.tokens.length) {
+      // Token strings are untrusted: textContent only.
+      var line = document.createElement("p");
+      line.className = "tokens";
+      data.tokens.forEach(function (t, i) {
+        var span = document.createElement("span");
+        span.className = "tok";
+        span.title = "position " + i;
+        span.textContent = t;
+        line.appendChild(span);
+      });
+      box.appendChild(line);
+    }
     var columns = {}, colKeys = [];
     data.nodes.forEach(function (n) { if (!(n.column in columns)) { columns[n.column] = []; colKeys.push(n.column); } columns[n.column].push(n); });
     colKeys.sort(function (a, b) { return a - b; });

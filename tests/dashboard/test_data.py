@@ -1,0 +1,158 @@
+"""Dataset statistics and neighbour weights against independent computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from feature_lens import Lens
+from feature_lens.attribution import (
+    PromptSet,
+    PromptState,
+    baseline_values,
+    candidate_nodes,
+    direct_edges,
+    exact_edges,
+    feature,
+    gradient_edges,
+    node_values,
+)
+from feature_lens.dashboard import FeatureId, prepare_dataset
+from feature_lens.dashboard.data import feature_activations, logit_effects, summarise
+from feature_lens.dashboard.neighbours import downstream_scores, upstream_scores
+from feature_lens.errors import InputError
+
+SITE = "blocks.0.hook_resid_post"
+
+
+def brute_force(lens: Lens, prompts: list[str], site: str, index: int) -> list[torch.Tensor]:
+    """Each prompt alone (no batching, no padding) through the spliced model."""
+    return [lens.run(p).features[site][0, :, index] for p in prompts]
+
+
+def test_top_examples_and_histogram_match_brute_force(dash_lens: Lens, prompts: list[str]) -> None:
+    dataset = prepare_dataset(dash_lens, prompts)
+    fid = FeatureId(SITE, 7)
+    acts = feature_activations(dash_lens, dataset, [fid], batch_size=5)[fid]
+    data = summarise(dataset, fid, acts, n_top=5)
+    rows = brute_force(dash_lens, prompts, SITE, 7)
+    maxima = torch.stack([r.max() for r in rows])
+    top = data.groups[0].examples
+    assert [e.value for e in top] == pytest.approx(
+        sorted(maxima.tolist(), reverse=True)[:5], abs=1e-5
+    )
+    for example in top:
+        assert example.value == pytest.approx(float(maxima[example.prompt]), abs=1e-5)
+        assert example.pos == int(torch.argmax(rows[example.prompt]))
+        assert (
+            example.tokens[example.pos - example.start]
+            == dataset.str_tokens[example.prompt][example.pos]
+        )
+    every = torch.cat(rows)
+    n_active = int((every > 0).sum())
+    assert data.n_tokens == every.numel() == sum(len(r) for r in rows)
+    assert data.n_active == n_active > 0
+    assert sum(data.hist_counts) == n_active
+    assert data.max_act == pytest.approx(float(every.max()), abs=1e-5)
+    for group in data.groups[1:]:
+        for example in group.examples:
+            assert example.prompt not in {e.prompt for e in top}
+
+
+def test_unknown_features_and_empty_dataset_are_refused(
+    dash_lens: Lens, prompts: list[str]
+) -> None:
+    dataset = prepare_dataset(dash_lens, prompts[:3])
+    with pytest.raises(InputError, match="does not exist"):
+        feature_activations(dash_lens, dataset, [FeatureId(SITE, 10_000)])
+    with pytest.raises(InputError, match="no dictionary at site"):
+        feature_activations(dash_lens, dataset, [FeatureId("blocks.9.hook_resid_post", 0)])
+    with pytest.raises(InputError, match="empty"):
+        prepare_dataset(dash_lens, [])
+    with pytest.raises(InputError, match="SITE:INDEX"):
+        FeatureId.parse("resid-12")
+
+
+def test_direct_logit_effect_is_the_change_in_logits_with_the_final_scale_frozen(
+    dash_lens: Lens,
+) -> None:
+    """Adding W_dec[i] to the last residual stream, with ln_final's scale held, moves the logits by
+    the page's direct logit effect."""
+    model = dash_lens.model
+    site = "blocks.1.hook_resid_post"
+    top, bottom = logit_effects(dash_lens, [FeatureId(site, 3)], k=3)[FeatureId(site, 3)]
+    tokens = dash_lens.to_tokens("w1 w2 w3")
+    _, cache = model.run_with_cache(tokens)
+    scale = cache["ln_final.hook_scale"]
+    direction = dash_lens.dictionary(site).W_dec[3]
+    with torch.no_grad():
+        base = model.unembed(model.ln_final(cache[site]))
+        hooks = [("ln_final.hook_scale", lambda act, hook: scale)]
+        moved = model.run_with_hooks(
+            tokens, fwd_hooks=[(site, lambda act, hook: act + direction), *hooks]
+        )
+    change = ((moved - base)[0, -1] * scale[0, -1]).tolist()
+    vocab = [str(t) for t in model.to_str_tokens(torch.arange(model.cfg.d_vocab))]
+    for token, value in [*top, *bottom]:
+        assert change[vocab.index(token)] == pytest.approx(value, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def one_prompt(dash_lens: Lens) -> tuple[PromptState, torch.Tensor]:
+    tokens = dash_lens.to_tokens("w1 w5 w3 w9 w2 w7 w4")
+    prompt_set = PromptSet(tokens)
+    state = PromptState(
+        tokens,
+        None,
+        node_values(dash_lens, tokens),
+        baseline_values(dash_lens, prompt_set, "zero").row(0),
+    )
+    return state, tokens
+
+
+@pytest.mark.parametrize("method", ["attribution", "direct"])
+def test_upstream_weights_equal_the_engine(
+    dash_lens: Lens, one_prompt: tuple[PromptState, torch.Tensor], method: str
+) -> None:
+    state, tokens = one_prompt
+    dataset = prepare_dataset(dash_lens, tokens)
+    site = "blocks.1.hook_resid_post"
+    active = torch.nonzero(state.clean.features[site][0].sum(0) > 0)[:, 0].tolist()[:3]
+    rows = [(FeatureId(site, i), 0) for i in active]
+    ours = upstream_scores(dash_lens, dataset, rows, method)  # type: ignore[arg-type]
+    sources = candidate_nodes(dash_lens, state, "sum")
+    targets = [feature(site, i) for i in active]
+    edges = direct_edges if method == "direct" else gradient_edges
+    engine = edges(dash_lens, state, sources, targets)
+    checked = 0
+    for r, target in enumerate(targets):
+        for source in sources:
+            if source.kind == "token" or dash_lens.site_order(source.site) >= dash_lens.site_order(
+                site
+            ):
+                continue
+            scores = ours[r][source.site]
+            got = float(scores[-1] if source.kind == "error" else scores[source.index])
+            assert got == pytest.approx(engine[(source, target)], abs=1e-4, rel=1e-4)
+            checked += 1
+        tokens_total = sum(w for (u, d), w in engine.items() if d == target and u.kind == "token")
+        assert float(ours[r]["embed"][0]) == pytest.approx(tokens_total, abs=1e-4, rel=1e-4)
+    assert checked > 20
+
+
+def test_downstream_weights_equal_exact_patching(
+    dash_lens: Lens, one_prompt: tuple[PromptState, torch.Tensor]
+) -> None:
+    state, tokens = one_prompt
+    dataset = prepare_dataset(dash_lens, tokens)
+    site = "blocks.0.hook_mlp_out"
+    source_index = int(torch.argmax(state.clean.features[site][0].sum(0)))
+    ours = downstream_scores(dash_lens, dataset, [(FeatureId(site, source_index), 0)])[0]
+    later = "blocks.1.hook_resid_post"
+    targets = [feature(later, i) for i in range(0, 48, 5)]
+    engine = exact_edges(dash_lens, state, [feature(site, source_index)], targets)
+    for target in targets:
+        assert float(ours[later][target.index]) == pytest.approx(
+            engine[(feature(site, source_index), target)], abs=1e-4
+        )
+    assert "blocks.0.hook_attn_out" not in ours  # earlier site: no downstream weights

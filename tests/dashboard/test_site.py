@@ -1,0 +1,183 @@
+"""The built folder: files, links, escaping, atomic writes, bad input, the Neuronpedia export, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from feature_lens import Lens
+from feature_lens.cli import main
+from feature_lens.dashboard import Dashboard, FeatureId, build_dashboards
+from feature_lens.dashboard import site as site_module
+from feature_lens.errors import InputError, OutputExistsError
+from feature_lens.graph import AttributionGraph
+from feature_lens.graph.neuronpedia import to_neuronpedia
+from tests.dashboard.conftest import SCRIPT
+
+
+class Refs(HTMLParser):
+    """Collects src/href attributes and the tags used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def pages(site: Dashboard) -> list[Path]:
+    return sorted(site.out.rglob("*.html"))
+
+
+def test_folder_layout_and_every_link_resolves(site: Dashboard) -> None:
+    out = site.out
+    assert (out / "index.html").is_file() and (out / "connectome.html").is_file()
+    assert {p.name for p in (out / "assets").iterdir()} == {
+        "style.css",
+        "graph.js",
+        "circuitsvis.js",
+    }
+    features = set(site.features)
+    graph_features = {
+        FeatureId(n.site, n.index)
+        for n in site.graph.nodes.values()  # type: ignore[union-attr]
+        if n.kind == "feature" and n.index is not None
+    }
+    assert graph_features <= features
+    assert len(list((out / "features").iterdir())) == len(features)
+    links = 0
+    for page in pages(site):
+        parser = Refs()
+        parser.feed(page.read_text())
+        for ref in parser.refs:
+            assert not re.match(r"^(https?:|//|ftp:|ws)", ref), (page, ref)
+            assert (page.parent / ref).resolve().is_file(), (page, ref)
+            links += 1
+    assert links > 3 * len(features)
+    index = (out / "index.html").read_text()
+    for feature in features:
+        assert f'href="features/{feature.slug}.html"' in index
+
+
+def test_untrusted_text_is_escaped_in_the_html(site: Dashboard) -> None:
+    texts = [p.read_text() for p in pages(site)]
+    assert not any("<script>alert" in t or "<img" in t for t in texts)
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    shown = [p for p, t in zip(pages(site), texts, strict=True) if escaped in t]
+    assert site.out / "connectome.html" in shown
+    assert any(p.parent.name == "features" for p in shown)
+    # JSON islands: the payload is there, with < > & escaped so it cannot close the script element.
+    connectome = (site.out / "connectome.html").read_text()
+    island = re.search(
+        r'<script type="application/json" id="connectome">(.*?)</script>', connectome, re.S
+    )
+    assert island is not None and "\\u003cscript\\u003ealert(1)" in island.group(1)
+    assert json.loads(island.group(1))["nodes"]
+
+
+def test_output_exists_is_refused_and_overwrite_replaces(
+    site: Dashboard, dash_lens: Lens, prompts: list[str]
+) -> None:
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        build_dashboards(dash_lens, site.out, prompts, progress=False)
+    assert main(["dashboard", "--out", str(site.out), "--no-progress"]) == 1
+
+
+def test_failed_build_leaves_nothing(
+    tmp_path: Path, dash_lens: Lens, prompts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "dash"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+
+    def broken(folder: Path, *args: object, **kwargs: object) -> None:
+        (folder / "index.html").write_text("half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(site_module, "write_site", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_dashboards(
+            dash_lens,
+            out,
+            prompts[:6],
+            features=["blocks.0.hook_resid_post:1"],
+            overwrite=True,
+            progress=False,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dash"]
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    monkeypatch.undo()
+    result = build_dashboards(
+        dash_lens,
+        out,
+        prompts[:6],
+        features=["blocks.0.hook_resid_post:1"],
+        overwrite=True,
+        progress=False,
+    )
+    assert (
+        not (out / "keep.txt").exists()
+        and result.page(FeatureId("blocks.0.hook_resid_post", 1)).is_file()
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dash"]
+
+
+def test_bad_input(tmp_path: Path, dash_lens: Lens, prompts: list[str]) -> None:
+    with pytest.raises(InputError, match="empty"):
+        build_dashboards(dash_lens, tmp_path / "a", [], progress=False)
+    with pytest.raises(InputError, match="does not exist"):
+        build_dashboards(
+            dash_lens,
+            tmp_path / "b",
+            prompts,
+            features=["blocks.0.hook_resid_post:4800"],
+            progress=False,
+        )
+    with pytest.raises(InputError, match="no dictionary"):
+        build_dashboards(
+            dash_lens,
+            tmp_path / "c",
+            prompts,
+            features=["blocks.7.hook_resid_post:1"],
+            progress=False,
+        )
+    assert not any(tmp_path.iterdir())
+
+
+def test_neuronpedia_export(dash_graph: AttributionGraph, site: Dashboard) -> None:
+    export = to_neuronpedia(dash_graph).model_dump(mode="json")
+    saved = json.loads((site.out / "graph.neuronpedia.json").read_text())
+    assert saved["nodes"] == export["nodes"]
+    assert export["metadata"]["prompt_tokens"] == dash_graph.prompts[0]
+    assert SCRIPT in export["metadata"]["prompt_tokens"]
+    ids = [n["node_id"] for n in export["nodes"]]
+    assert len(ids) == len(set(ids)) == len(dash_graph.nodes)
+    for node in export["nodes"]:
+        assert {
+            "node_id",
+            "feature",
+            "layer",
+            "ctx_idx",
+            "feature_type",
+            "activation",
+            "influence",
+        } <= set(node)
+    by_id = {n.id: n for n in dash_graph.nodes.values()}
+    features = [n for n in by_id.values() if n.kind == "feature"]
+    exported = {
+        (n["feature"], n["ctx_idx"])
+        for n in export["nodes"]
+        if n["feature_type"] == "cross layer transcoder"
+    }
+    assert exported == {(n.index, n.pos) for n in features}
+    weights = sorted(round(link["weight"], 9) for link in export["links"])
+    assert weights == sorted(round(w, 9) for w in dash_graph.edges.values())
+    assert all(link["source"] in ids and link["target"] in ids for link in export["links"])
+    assert sum(n["is_target_logit"] for n in export["nodes"]) == 1
