@@ -98,7 +98,8 @@ def xss_feature_page(site: Dashboard) -> Path:
 
 def test_index_renders_offline(site: Dashboard) -> None:
     result = visit(site.out / "index.html")
-    assert result.console == [] and result.requests == []
+    assert result.console == []
+    assert result.requests == []
     for feature in site.features:
         assert feature.label in result.dom
     assert "connectome.html" in result.dom
@@ -111,21 +112,25 @@ def test_feature_page_renders_offline_and_runs_no_injected_code(
     result = visit(guarded / "features" / page.name)
     assert result.console == [], result.console
     assert result.requests == []
-    assert "Top activating examples" in result.dom and "Direct logit effect" in result.dom
+    assert "Top activating examples" in result.dom
+    assert "Direct logit effect" in result.dom
     assert re.search(r'data-graph="neighbourhood"[^>]*data-rendered="\d+"', result.dom)
     assert "<circle" in result.dom  # the neighbourhood graph was drawn by graph.js
     cv = re.search(r'<div class="cv" id="cv-top"[^>]*>(.*?)</div>\s*<script', result.dom, re.S)
-    assert cv is not None and len(cv.group(1)) > 100  # circuitsvis mounted its React view
+    assert cv is not None
+    assert len(cv.group(1)) > 100
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in result.dom
     assert "onerror=alert(1)&gt;" in result.dom
     assert "<img" not in result.dom
-    assert 'data-xss="1"' not in result.dom and 'data-js-error="1"' not in result.dom
+    assert 'data-xss="1"' not in result.dom
+    assert 'data-js-error="1"' not in result.dom
 
 
 def test_connectome_renders_offline_with_every_edge(site: Dashboard, guarded: Path) -> None:
     assert site.graph is not None
     result = visit(guarded / "connectome.html")
-    assert result.console == [] and result.requests == []
+    assert result.console == []
+    assert result.requests == []
     edges = len(site.graph.edges)
     assert f'data-rendered="{edges}"' in result.dom
     assert result.dom.count("<path") == edges
@@ -133,7 +138,8 @@ def test_connectome_renders_offline_with_every_edge(site: Dashboard, guarded: Pa
     assert f"of {edges} edges" in result.dom  # the threshold control's label was filled in
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in result.dom
     assert "<img" not in result.dom
-    assert 'data-xss="1"' not in result.dom and 'data-js-error="1"' not in result.dom
+    assert 'data-xss="1"' not in result.dom
+    assert 'data-js-error="1"' not in result.dom
 
 
 def test_detector_sees_network_and_console_errors(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ def pages(site: Dashboard) -> list[Path]:
 
 def test_folder_layout_and_every_link_resolves(site: Dashboard) -> None:
     out = site.out
-    assert (out / "index.html").is_file() and (out / "connectome.html").is_file()
+    assert (out / "index.html").is_file()
+    assert (out / "connectome.html").is_file()
     assert {p.name for p in (out / "assets").iterdir()} == {
         "style.css",
         "graph.js",
@@ -78,7 +79,8 @@ def test_untrusted_text_is_escaped_in_the_html(site: Dashboard) -> None:
     island = re.search(
         r'<script type="application/json" id="connectome">(.*?)</script>', connectome, re.S
     )
-    assert island is not None and "\\u003cscript\\u003ealert(1)" in island.group(1)
+    assert island is not None
+    assert "\\u003cscript\\u003ealert(1)" in island.group(1)
     assert json.loads(island.group(1))["nodes"]
 
 
@@ -122,10 +124,8 @@ def test_failed_build_leaves_nothing(
         overwrite=True,
         progress=False,
     )
-    assert (
-        not (out / "keep.txt").exists()
-        and result.page(FeatureId("blocks.0.hook_resid_post", 1)).is_file()
-    )
+    assert not (out / "keep.txt").exists()
+    assert result.page(FeatureId("blocks.0.hook_resid_post", 1)).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dash"]
 
 
