@@ -40,6 +40,7 @@ class NodeRecord(BaseModel):
     activation: float = 0.0
     effect: float = 0.0
     label: str = ""
+    cluster: int | None = Field(default=None, description="cluster id from feature_lens.clustering")
 
 
 class EdgeRecord(BaseModel):
