@@ -97,3 +97,71 @@ def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["frobnicate"])
     assert "unknown command" in capsys.readouterr().err
+
+
+def test_direction_files_steer_and_cluster(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    np.save(tmp_path / "up.npy", np.random.default_rng(0).normal(size=(2, 32)).astype("float32"))
+    save_file({"v": torch.randn(32)}, str(tmp_path / "probe.safetensors"))
+    hook = "blocks.0.hook_resid_post"
+    assert main(["info", *_lens_args(folders), "--direction", f"{hook}:{tmp_path / 'up.npy'}"]) == 0
+    assert f"{hook}:up" in capsys.readouterr().out
+    steer_args = [
+        "steer",
+        *_lens_args(folders),
+        "--steer",
+        f"{hook}:{tmp_path / 'probe.safetensors'}",
+        "--alpha",
+        "4",
+        "--prompt",
+        "w1 w2 w3",
+        "--generate",
+        "2",
+    ]
+    assert main(steer_args) == 0
+    out = capsys.readouterr().out
+    assert "promoted:" in out
+    assert "'w1 w2 w3' ->" in out
+    graph_path = tmp_path / "g.json"
+    assert (
+        main(
+            [
+                "attribute",
+                *_lens_args(folders),
+                "--direction",
+                f"{hook}:{tmp_path / 'up.npy'}",
+                "--prompt",
+                "w1 w2 w3 w4",
+                "--corrupted",
+                "w1 w5 w3 w4",
+                "--correct",
+                "w6",
+                "--wrong",
+                "w7",
+                "--method",
+                "direct",
+                "--positions",
+                "sum",
+                "--max-nodes",
+                "30",
+                "--out",
+                str(graph_path),
+            ]
+        )
+        == 0
+    )
+    clustered = tmp_path / "c.json"
+    assert main(["cluster", str(graph_path), "-k", "2", "--out", str(clustered)]) == 0
+    assert "cluster 0:" in capsys.readouterr().out
+    annotated = AttributionGraph.load(clustered)
+    assert {n.cluster for n in annotated.nodes.values() if n.kind == "feature"} <= {0, 1}
+    assert (
+        main(["info", *_lens_args(folders), "--direction", f"{hook}:{tmp_path / 'missing.npy'}"])
+        == 1
+    )
+    assert "no direction file" in capsys.readouterr().err

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "zoo": ("zoo", "the embedded default model: rebuild it, or report its metrics"),
     "attribute": ("attribute", "attribute a metric to SAE features and write the graph as JSON"),
     "dashboard": ("dashboard", "build feature-connectome dashboards (HTML) for a Lens"),
+    "steer": ("steer", "add a multiple of a direction and show what it changes"),
+    "cluster": ("cluster", "cluster a graph's features by their connections"),
 }
 
 

@@ -22,6 +22,14 @@ def add_lens_options(parser: argparse.ArgumentParser) -> None:
         help="an SAE-Lens folder (cfg.json + sae_weights.safetensors) or RELEASE:SAE_ID; repeat "
         "for several sites (default with --model zoo: the embedded SAEs at every layer)",
     )
+    parser.add_argument(
+        "--direction",
+        action="append",
+        default=None,
+        metavar="HOOK:FILE",
+        help="attach directions as features: vectors [k, d] or [d] in a .npy, .safetensors (first "
+        "tensor) or .pt file, at HOOK; repeatable",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     parser.add_argument(
@@ -45,10 +53,47 @@ def load_lens(args: argparse.Namespace) -> Any:
             for s in args.sae
         ]
     model = None if args.model == "zoo" else args.model
-    return Lens.load(
-        model,
-        saes,
-        device=args.device,
-        dtype=getattr(torch, args.dtype),
-        gradient_mode=args.gradient_mode,
-    )
+    dtype = getattr(torch, args.dtype)
+    lens = Lens.load(model, saes, device=args.device, dtype=dtype, gradient_mode=args.gradient_mode)
+    if args.direction:
+        lens = lens.attach(
+            *(load_directions(spec, dtype=dtype, device=args.device) for spec in args.direction)
+        )
+    return lens
+
+
+def load_directions(spec: str, *, dtype: Any = None, device: str = "cpu") -> Any:
+    """`HOOK:FILE` -> a `Directions` (labels from the file name)."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from feature_lens.errors import InputError, LoadingError
+    from feature_lens.lens import Directions
+
+    hook, sep, file_name = spec.partition(":")
+    if not sep or not file_name:
+        raise InputError(f"--direction wants HOOK:FILE, got {spec!r}")
+    path = Path(file_name)
+    if not path.is_file():
+        raise LoadingError(f"no direction file at {file_name!r}")
+    try:
+        if path.suffix == ".npy":
+            vectors = torch.from_numpy(np.load(path, allow_pickle=False))
+        elif path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            tensors = load_file(path)
+            vectors = next(iter(tensors.values()))
+        else:
+            loaded = torch.load(path, weights_only=True, map_location="cpu")
+            if not isinstance(loaded, torch.Tensor):
+                raise LoadingError(f"{file_name!r} holds a {type(loaded).__name__}, not a tensor")
+            vectors = loaded
+    except (OSError, ValueError, RuntimeError) as error:
+        raise LoadingError(f"could not read directions from {file_name!r}: {error}") from None
+    vectors = vectors.to(device=device, dtype=dtype or torch.float32)
+    k = 1 if vectors.ndim == 1 else int(vectors.shape[0])
+    labels = [path.stem] if k == 1 else [f"{path.stem}[{j}]" for j in range(k)]
+    return Directions(vectors, hook, labels=labels, name=f"{hook}:{path.stem}")
