@@ -181,3 +181,20 @@ def test_neuronpedia_export(dash_graph: AttributionGraph, site: Dashboard) -> No
     assert weights == sorted(round(w, 9) for w in dash_graph.edges.values())
     assert all(link["source"] in ids and link["target"] in ids for link in export["links"])
     assert sum(n["is_target_logit"] for n in export["nodes"]) == 1
+
+
+def test_notebook_views_inline_everything(site: Dashboard) -> None:
+    from feature_lens.dashboard.notebook import show_connectome, show_feature
+
+    feature = next(iter(site.features))
+    html = show_feature(site, feature)._repr_html_()
+    assert html.startswith("<iframe srcdoc=")
+    assert "assets/" not in html  # nothing linked: CSS and JS are inlined
+    assert "FeatureLens" in html  # graph.js is inside
+    assert "&lt;script&gt;" in html  # the document itself is escaped into the attribute
+    assert site.graph is not None
+    connectome = show_connectome(site.graph)._repr_html_()
+    assert "assets/" not in connectome
+    assert connectome.count("&quot;s&quot;:") == len(site.graph.edges)
+    with pytest.raises(InputError, match="no page"):
+        show_feature(site, "blocks.0.hook_resid_post:47")
