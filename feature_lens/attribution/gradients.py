@@ -24,6 +24,7 @@ backward of the sum gives, in row r, the gradients of target r w.r.t. every upst
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -52,12 +53,7 @@ def gradient_node_effects(
     )
     result = lens.forward(state.tokens, plan)
     value = evaluate(metric, result, state.answers).sum()
-    leaves = [result.leaves[s] for s in sites]
-    grads = torch.autograd.grad(value, leaves, allow_unused=True)
-    grad_map = {
-        s: (g if g is not None else torch.zeros_like(leaf))
-        for s, g, leaf in zip(sites, grads, leaves, strict=True)
-    }
+    grad_map = _site_gradients(value, result.leaves, sites)
     return node_gradient_scores(lens, state, grad_map, nodes)
 
 
@@ -127,17 +123,26 @@ def gradient_edges(
         )
         result = lens.forward(state.tokens.expand(rows, -1), plan)
         values = torch.stack([_target(result, d, r, gates) for r, d in enumerate(chunk)])
-        leaves = [result.leaves[s] for s in sites]
-        grads = torch.autograd.grad(values.sum(), leaves, allow_unused=True)
-        grad_map = {
-            s: (g if g is not None else torch.zeros_like(leaf))
-            for s, g, leaf in zip(sites, grads, leaves, strict=True)
-        }
+        grad_map = _site_gradients(values.sum(), result.leaves, sites)
         for r, d in enumerate(chunk):
             sources = [u for u in upstream if lens.site_order(u.site) < lens.site_order(d.site)]
             for u, score in node_gradient_scores(lens, state, grad_map, sources, row=r).items():
                 edges[(u, d)] = score
     return edges
+
+
+def _site_gradients(
+    value: Tensor, leaves: dict[str, Tensor], sites: Sequence[str]
+) -> dict[str, Tensor]:
+    """Gradient of `value` w.r.t. each site's leaf; zeros for sites it does not depend on."""
+    grads = cast(
+        "tuple[Tensor | None, ...]",
+        torch.autograd.grad(value, [leaves[s] for s in sites], allow_unused=True),
+    )
+    return {
+        s: torch.zeros_like(leaves[s]) if g is None else g
+        for s, g in zip(sites, grads, strict=True)
+    }
 
 
 def _gates(lens: Lens, state: PromptState, targets: Sequence[Node]) -> dict[str, Tensor]:
