@@ -55,6 +55,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 for the small embedded model, where more threads only "
+        "contend; torch's default otherwise)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -92,13 +99,18 @@ def run(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     zoo = args.model == "zoo"
+    threads = args.threads if args.threads is not None else (1 if zoo else None)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
     lens = Lens.load(None if zoo else args.model, args.sae)
     if args.prompts is not None:
         prompts = read_prompts(args.prompts)
     elif zoo:
         from feature_lens.zoo import corpus_texts
 
-        prompts = corpus_texts(args.n_prompts)
+        prompts = corpus_texts(args.n_prompts, n_ctx=int(lens.model.cfg.n_ctx))
     else:
         raise InputError(
             "give --prompts FILE: only the embedded model (--model zoo) has a default corpus"
