@@ -3,6 +3,7 @@
 The public API is re-exported here; everything else may change between versions.
 """
 
+from feature_lens.dashboard import FeatureId, build_dashboards
 from feature_lens.errors import (
     FeatureLensError,
     IncompatibleDictionaryError,
@@ -19,6 +20,7 @@ __version__ = "0.2.0"
 __all__ = [
     "Dictionary",
     "Directions",
+    "FeatureId",
     "FeatureLensError",
     "IncompatibleDictionaryError",
     "InputError",
@@ -28,6 +30,7 @@ __all__ = [
     "OfflineError",
     "OutputExistsError",
     "__version__",
+    "build_dashboards",
     "load_model",
     "load_sae",
 ]
