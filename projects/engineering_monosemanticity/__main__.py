@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--results_dir", type=Path, default=DEFAULT_RESULTS)
     o.add_argument("--save_weights", action="store_true", help="also save .pt state dicts")
     o.add_argument("--report", action="store_true", help="draw figures + report.html, then exit")
+    o.add_argument("--summary", action="store_true", help="print a markdown summary, then exit")
     o.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -101,6 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if args.list:
         _print_list()
+        return
+    if args.summary:
+        from projects.engineering_monosemanticity.report import markdown_summary
+
+        print(markdown_summary(args.results_dir))
         return
     if args.report:
         from projects.engineering_monosemanticity.report import build_report

@@ -132,3 +132,22 @@ def build_report(results_dir: Path, title: str = "Engineering monosemanticity sw
         f.write(page)
     os.replace(tmp, out)
     return out
+
+
+def markdown_summary(results_dir: Path) -> str:
+    """One markdown line per sweep: swept value -> final # mono / N (and loss), for READMEs."""
+    by_sweep: dict[str, list[Record]] = defaultdict(list)
+    for r in load_records(Path(results_dir)):
+        by_sweep[r["sweep"]].append(r)
+    lines = ["| sweep | swept | value: # mono / N (final loss) |", "|---|---|---|"]
+    for name in sorted(by_sweep):
+        records = by_sweep[name]
+        svars = list(records[0]["sweep_vars"])
+        cells = []
+        for r in sorted(records, key=lambda r: [r["config"][v] for v in svars]):
+            key = ",".join(f"{r['config'][v]:g}" for v in svars)
+            cells.append(
+                f"{key}: {r['final']['frac_mono_of_features']:.2f} ({r['final']['loss']:.3g})"
+            )
+        lines.append(f"| {name} | {', '.join(svars)} | {'; '.join(cells)} |")
+    return "\n".join(lines)
