@@ -8,7 +8,7 @@ be redrawn from the JSON files alone.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,7 @@ def sweep_figure(records: Sequence[Record], title: str) -> Figure:
     return fig
 
 
-def overview_figure(groups: dict[str, dict[str, Sequence[Record]]], title: str) -> Figure:
+def overview_figure(groups: Mapping[str, Mapping[str, Sequence[Record]]], title: str) -> Figure:
     """One panel per group of batches that share a swept variable: final # mono / N vs it."""
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
     for ax, (group_name, batches) in zip(axes[0], groups.items(), strict=True):
