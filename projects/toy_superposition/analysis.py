@@ -98,3 +98,16 @@ def angular_gaps_2d(W: Tensor, threshold: float = 0.5) -> Tensor:
     if a.numel() == 0:
         return a
     return torch.diff(torch.cat([a, a[:1] + 360.0]))
+
+
+def self_gain(W_in: Tensor, W_out: Tensor) -> Tensor:
+    """``W_in[i] · W_out[:, i]``: how much of feature ``i`` comes back at output ``i``, ``[..., n]``.
+
+    ``W_in`` is ``[..., n, m]`` and ``W_out`` is ``[..., m, n]``; for tied weights this is ``‖W_i‖²``.
+    """
+    return (W_in * W_out.transpose(-1, -2)).sum(dim=-1)
+
+
+def n_represented_untied(W_in: Tensor, W_out: Tensor, threshold: float = 0.5) -> Tensor:
+    """Features with ``self_gain > threshold²`` (equals :func:`n_represented` when tied)."""
+    return (self_gain(W_in, W_out) > threshold**2).sum(dim=-1)

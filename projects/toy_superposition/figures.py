@@ -83,7 +83,7 @@ def twenty_in_five_figure(res: Result) -> Figure:
                 fontsize=8,
             )
             ax = axes[2 * r + 1, 2 * c]
-            norms = A.feature_norms(d["W"][c])
+            norms = d["gain"][c].clamp_min(0).sqrt()  # = ‖W_i‖ when tied
             interf = A.interference(d["W"][c])
             ax.bar(range(len(norms)), norms, color=plt.cm.viridis(np.clip(interf.numpy(), 0, 1)))  # type: ignore[attr-defined]
             ax.set_ylim(0, 1.4)
@@ -91,7 +91,7 @@ def twenty_in_five_figure(res: Result) -> Figure:
             ax.tick_params(labelsize=6)
             axes[2 * r + 1, 2 * c + 1].axis("off")
     fig.suptitle(
-        "20 features in 5 dimensions (importance 0.9^i); bars: ‖W_i‖ coloured by interference (yellow = superposed)",
+        "20 features in 5 dimensions (importance 0.9^i); bars: √(W_in W_out)_ii (= ‖W_i‖ tied) coloured by interference (yellow = superposed)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -125,8 +125,9 @@ def geometry_figure(res: Result) -> Figure:
     x = 1 / d
     fig, ax = plt.subplots(figsize=(7, 4))
     D = res.data["feature_dimensionality"].numpy()
+    rep = (res.data["norms"] > 0.5).numpy()  # unrepresented features have no meaningful D_i
     for i in range(len(d)):
-        ax.scatter(np.full(D.shape[1], x[i]), D[i], s=4, color="#999999", alpha=0.5)
+        ax.scatter(np.full(rep[i].sum(), x[i]), D[i][rep[i]], s=4, color="#999999", alpha=0.5)
     ax.plot(x, res.data["dims_per_feature"].numpy(), color="k", lw=2, label="m / ‖W‖_F²")
     for frac, name in (
         (1, "1"),
@@ -144,7 +145,9 @@ def geometry_figure(res: Result) -> Figure:
     ax.set_ylabel("dimensions per feature")
     ax.legend(loc="upper right")
     s = res.settings
-    ax.set_title(f"{s['n_features']} features in {s['n_hidden']} dimensions; dots: D_i")
+    ax.set_title(
+        f"{s['n_features']} features in {s['n_hidden']} dimensions; dots: D_i of represented features"
+    )
     fig.tight_layout()
     return fig
 
@@ -272,5 +275,31 @@ def symmetric_nd_figure(res: Result) -> Figure:
     ax.set_ylabel("distinct directions")
     ax.legend()
     ax.set_title(f"ReLU(WᵀWx), no bias, S = {res.settings['sparsity']}")
+    fig.tight_layout()
+    return fig
+
+
+def sae_recovery_figure(res: Result) -> Figure:
+    """Recovery (MMCS) and explained variance of SAEs against their L1 coefficient."""
+    sc = res.data["scores"]
+    l1 = [s["l1_coefficient"] for s in sc]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot(l1, [s["mmcs"] for s in sc], "o-", label="recovery (mean max cosine)")
+    ax.plot(l1, [s["explained_variance"] for s in sc], "s--", label="explained variance")
+    ax.axhline(res.data["chance_mmcs"], color="gray", ls=":", label="recovery by random directions")
+    for s in sc:
+        ax.annotate(
+            f"L0={s['l0']:.1f}",
+            (s["l1_coefficient"], s["mmcs"]),
+            fontsize=7,
+            xytext=(0, 6),
+            textcoords="offset points",
+            ha="center",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("L1 coefficient")
+    ax.set_ylim(0.4, 1.05)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("SAE on a toy model's hidden layer (8 features in 4 dims)")
     fig.tight_layout()
     return fig

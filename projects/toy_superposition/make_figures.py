@@ -73,6 +73,8 @@ def _numbers(name: str, res: E.Result) -> dict[str, Any]:
         return {str(b): {k: v.tolist() for k, v in r.items()} for b, r in d.items()}
     if name == "symmetric_nd":
         return {"counts": d["counts"].tolist()}
+    if name == "sae_recovery":
+        return {"scores": d["scores"], "chance_mmcs": d["chance_mmcs"]}
     return {}
 
 
@@ -92,6 +94,7 @@ JOBS: dict[str, tuple[Callable[..., E.Result], Callable[[E.Result], Figure]]] = 
     "hessian": (E.hessian_over_training, F.hessian_figure),
     "non_full_batch": (E.non_full_batch, F.non_full_batch_figure),
     "symmetric_nd": (E.symmetric_nd, F.symmetric_nd_figure),
+    "sae_recovery": (E.sae_recovery, F.sae_recovery_figure),
 }
 
 

@@ -62,3 +62,13 @@ def test_angular_gaps_of_a_rotated_pentagon() -> None:
     assert torch.allclose(gaps, torch.full((5,), 72.0, dtype=gaps.dtype), atol=1e-6)
     assert gaps.sum().item() == pytest.approx(360.0)
     assert math.isclose(A.sorted_angles_2d(P.regular_polygon(4)).tolist()[1], 90.0, abs_tol=1e-9)
+
+
+def test_self_gain_equals_squared_norm_when_tied() -> None:
+    torch.manual_seed(1)
+    W = torch.randn(2, 6, 3)
+    gain = A.self_gain(W, W.transpose(-1, -2))
+    assert torch.allclose(gain, W.norm(dim=-1) ** 2)
+    assert torch.equal(A.n_represented_untied(W, W.transpose(-1, -2)), A.n_represented(W))
+    # Untied: a large encoder with a tiny decoder does not reproduce the feature.
+    assert A.n_represented_untied(10 * W, 0.001 * W.transpose(-1, -2)).tolist() == [0, 0]
