@@ -42,6 +42,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--no-task", action="store_true", help="no connectome for a zoo task")
     p.add_argument(
+        "--clusters",
+        type=int,
+        default=None,
+        metavar="K",
+        help="cluster the connectome's features by connectivity into K clusters: colours in the "
+        "connectome, a page per cluster, the collapsed connectome (needs a graph)",
+    )
+    p.add_argument(
         "--method",
         default="attribution",
         choices=["attribution", "direct"],
@@ -123,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"connectome: zoo task {task!r}, method {args.graph_method}")
     elif args.task is not None and not zoo:
         raise InputError("--task needs the embedded model (--model zoo)")
+    if args.clusters is not None and graph is None:
+        raise InputError(
+            "--clusters needs a connectome: the zoo task's (the default with --model zoo) or --graph"
+        )
     top_k = args.top_k
     if top_k is None and not args.features:
         top_k = 8
@@ -134,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         features=args.features,
         top_k=top_k,
         graph=graph,
+        clusters=args.clusters,
         method=args.method,
         overwrite=args.overwrite,
         notes=notes,
@@ -144,4 +157,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"open: {dashboard.index.resolve().as_uri()}")
     if graph is not None:
         print(f"connectome: {(dashboard.out / 'connectome.html').resolve().as_uri()}")
+    if dashboard.collapsed is not None:
+        n = len(set(dashboard.clusters.values()))
+        collapsed = (dashboard.out / "clusters" / "collapsed.html").resolve().as_uri()
+        print(f"{n} clusters; collapsed connectome: {collapsed}")
     return 0

@@ -197,6 +197,8 @@ class FeatureData:
     groups: list[ExampleGroup]
     top_logits: list[tuple[str, float]] = field(default_factory=list[tuple[str, float]])
     bottom_logits: list[tuple[str, float]] = field(default_factory=list[tuple[str, float]])
+    logit_hist_edges: list[float] = field(default_factory=list[float])
+    logit_hist_counts: list[int] = field(default_factory=list[int])
 
     @property
     def density(self) -> float:
@@ -277,15 +279,41 @@ def summarise(
     )
 
 
+@dataclass
+class LogitEffect:
+    """A feature's direct logit effect: the `k` most promoted and most suppressed tokens, and a
+    histogram of the effect over the whole vocabulary (`hist_counts` sums to d_vocab)."""
+
+    top: list[tuple[str, float]]
+    bottom: list[tuple[str, float]]
+    hist_edges: list[float]
+    hist_counts: list[int]
+
+
+def logit_histogram(
+    effect: Float[Tensor, " d_vocab"], n_bins: int = 32
+) -> tuple[list[float], list[int]]:
+    """Equal-width bins from the smallest to the largest effect; every token is counted once (the
+    last bin includes its upper edge), so the counts sum to `effect.numel()`."""
+    low, high = float(effect.min()), float(effect.max())
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    edges = torch.linspace(low, high, n_bins + 1, dtype=torch.float64)
+    counts = torch.histogram(effect.double().cpu(), bins=edges).hist.long()
+    return [float(e) for e in edges], [int(c) for c in counts]
+
+
 def logit_effects(
-    lens: Lens, features: Sequence[FeatureId], *, k: int = 10
-) -> dict[FeatureId, tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
+    lens: Lens, features: Sequence[FeatureId], *, k: int = 10, n_bins: int = 32
+) -> dict[FeatureId, LogitEffect]:
     """Direct logit effect of each feature: its decoder direction through the final LayerNorm's
     centring and gain (its scale frozen at 1) and the unembedding, `((W_dec[i] - mean) * w) @ W_U`:
-    the change in each logit per unit of activation along the direct path. Top and bottom `k`."""
+    the change in each logit per unit of activation along the direct path. Top and bottom `k`, and
+    a histogram over the vocabulary in `n_bins` bins."""
     model = lens.model
-    vocab = [token_strings(lens, torch.tensor([t]))[0] for t in range(int(model.cfg.d_vocab))]
-    out: dict[FeatureId, tuple[list[tuple[str, float]], list[tuple[str, float]]]] = {}
+    # One call decodes every id on its own (as to_str_tokens does per token), not d_vocab calls.
+    vocab = token_strings(lens, torch.arange(int(model.cfg.d_vocab)))
+    out: dict[FeatureId, LogitEffect] = {}
     with torch.no_grad():
         for feature in features:
             direction = lens.dictionary(feature.site).W_dec[feature.index].float()
@@ -297,11 +325,14 @@ def logit_effects(
             effect = (direction @ model.W_U.float()).cpu()
             top = torch.topk(effect, min(k, effect.numel()))
             bottom = torch.topk(-effect, min(k, effect.numel()))
-            out[feature] = (
+            edges, counts = logit_histogram(effect, n_bins)
+            out[feature] = LogitEffect(
                 [(vocab[int(i)], float(v)) for v, i in zip(top.values, top.indices, strict=True)],
                 [
                     (vocab[int(i)], -float(v))
                     for v, i in zip(bottom.values, bottom.indices, strict=True)
                 ],
+                edges,
+                counts,
             )
     return out

@@ -4,6 +4,7 @@ inside it can close the `<script>` element or open markup)."""
 
 from __future__ import annotations
 
+import colorsys
 import html
 import json
 from importlib import resources
@@ -91,3 +92,32 @@ def table(header: list[str], rows: list[list[str]], css: str = "") -> str:
 def fmt(value: float) -> str:
     """A number for display: 4 significant digits."""
     return f"{value:.4g}"
+
+
+# Tableau-10, the colours people read as distinct first; more clusters get hues by golden angle.
+_PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+
+
+def cluster_colour(k: int) -> str:
+    """The fill colour of cluster `k` (`#rrggbb`), the same on every page and in the graphs."""
+    if 0 <= k < len(_PALETTE):
+        return _PALETTE[k]
+    hue = (k * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hls_to_rgb(hue, 0.62, 0.55)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
+def swatch(k: int) -> str:
+    """A small square in cluster `k`'s colour."""
+    return f'<span class="swatch" style="background:{cluster_colour(k)}"></span>'

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from feature_lens.dashboard.data import Example, FeatureData, FeatureId
-from feature_lens.dashboard.html import esc, fmt, json_script, page, table
+from feature_lens.dashboard.html import esc, fmt, json_script, page, swatch, table
 from feature_lens.dashboard.neighbours import Link, Neighbours
 
 
@@ -21,6 +21,15 @@ class SiteInfo:
     pages: set[FeatureId] = field(default_factory=set[FeatureId])
     has_connectome: bool = False
     title: str = "feature-lens dashboards"
+    clusters: dict[FeatureId, list[tuple[int, int | None]]] = field(
+        default_factory=dict[FeatureId, list[tuple[int, int | None]]]
+    )
+    """Per feature, the (cluster, position) of each of its graph nodes that is in a cluster."""
+    cluster_pages: set[int] = field(default_factory=set[int])
+
+    def cluster_href(self, k: int, root: str) -> str | None:
+        """Relative link to cluster `k`'s page, or None when the site has none."""
+        return f"{root}clusters/{k}.html" if k in self.cluster_pages else None
 
     def href(self, feature: FeatureId | None, root: str) -> str | None:
         """Relative link to a feature's page, or None when it has none."""
@@ -56,26 +65,39 @@ def _example_html(example: Example, max_act: float, index: int) -> str:
     )
 
 
-def _histogram_svg(data: FeatureData) -> str:
-    counts = data.hist_counts
+def histogram_svg(
+    edges: Sequence[float], counts: Sequence[int], unit: str, *, signed: bool = False
+) -> str:
+    """Bars of `counts` over the bins `edges` (len(counts) + 1), labelled with the outer edges and
+    the tallest bar in `unit`s; with `signed`, bars below zero are red and bars above blue."""
     width, height, pad = 330, 120, 18
     top = max(counts) if counts and max(counts) > 0 else 1
     bar = (width - 2 * pad) / max(len(counts), 1)
-    rects = []
+    rects: list[str] = []
     for i, c in enumerate(counts):
         h = (height - 2 * pad) * c / top
         x, y = pad + i * bar, height - pad - h
-        lo, hi = data.hist_edges[i], data.hist_edges[i + 1]
+        lo, hi = edges[i], edges[i + 1]
+        css = (' class="neg"' if hi <= 0 else ' class="pos"' if lo >= 0 else "") if signed else ""
         rects.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar - 1, 1):.1f}" height="{h:.1f}">'
+            f'<rect{css} x="{x:.1f}" y="{y:.1f}" width="{max(bar - 1, 1):.1f}" height="{h:.1f}">'
             f"<title>{esc(fmt(lo))} to {esc(fmt(hi))}: {c}</title></rect>"
         )
+    low, high = (edges[0], edges[-1]) if edges else (0.0, 0.0)
     labels = (
-        f'<text x="{pad}" y="{height - 4}">0</text>'
-        f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">{esc(fmt(data.max_act))}</text>'
-        f'<text x="{pad}" y="12">{top} tokens</text>'
+        f'<text x="{pad}" y="{height - 4}">{esc(fmt(low))}</text>'
+        f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">{esc(fmt(high))}</text>'
+        f'<text x="{pad}" y="12">{top} {esc(unit)}</text>'
     )
-    return f'<svg class="hist" width="{width}" height="{height}" role="img">{"".join(rects)}{labels}</svg>'
+    if signed and low < 0 < high:
+        zero = pad + (width - 2 * pad) * (0 - low) / (high - low)
+        labels += (
+            f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="{pad}" y2="{height - pad}" class="zero"/>'
+        )
+    return (
+        f'<svg class="hist{" signed" if signed else ""}" width="{width}" height="{height}" '
+        f'role="img">{"".join(rects)}{labels}</svg>'
+    )
 
 
 def _logit_table(rows: Sequence[tuple[str, float]], header: str) -> str:
@@ -87,6 +109,21 @@ def _logit_table(rows: Sequence[tuple[str, float]], header: str) -> str:
         for tok, v in rows
     ]
     return table([header, "effect"], cells)
+
+
+def _cluster_line(feature: FeatureId, info: SiteInfo, root: str) -> str:
+    by_cluster: dict[int, list[str]] = {}
+    for k, pos in info.clusters.get(feature, []):
+        by_cluster.setdefault(k, []).append("all" if pos is None else str(pos))
+    if not by_cluster:
+        return ""
+    items: list[str] = []
+    for k, positions in sorted(by_cluster.items()):
+        href = info.cluster_href(k, root)
+        text = f"{swatch(k)}C{k}"
+        link = f'<a href="{esc(href)}">{text}</a>' if href else text
+        items.append(f"{link} (position {esc(', '.join(positions))})")
+    return f'<span class="clusters">cluster {" ".join(items)}</span>'
 
 
 def _link_name(link: Link, info: SiteInfo, root: str) -> str:
@@ -186,19 +223,24 @@ def feature_page(
     stats = (
         '<p class="stats">'
         f"<span>density <b>{esc(f'{data.density:.3%}')}</b> ({data.n_active} of {data.n_tokens} tokens)</span>"
-        f"<span>max activation <b>{esc(fmt(data.max_act))}</b></span></p>"
+        f"<span>max activation <b>{esc(fmt(data.max_act))}</b></span>"
+        f"{_cluster_line(f, info, root)}</p>"
     )
     parts = [
         nav,
         f"<h1>Feature {esc(f.index)} <span class='muted'>{esc(f.site)}</span></h1>",
         stats,
         '<div class="grid"><div><h2>Activation histogram</h2>'
-        f"{_histogram_svg(data)}"
+        f"{histogram_svg(data.hist_edges, data.hist_counts, 'tokens')}"
         '<p class="muted">positive activations over the dataset; counts sum to the active tokens</p></div>',
         "<div><h2>Direct logit effect</h2>"
         '<p class="muted">((W_dec[i] - mean) * ln_final.w) @ W_U: per unit activation, through the '
         "final LayerNorm's centring and gain with its scale frozen</p>"
-        f'<div class="grid">{_logit_table(data.top_logits, "promotes")}{_logit_table(data.bottom_logits, "suppresses")}</div></div></div>',
+        f'<div class="grid">{_logit_table(data.top_logits, "promotes")}{_logit_table(data.bottom_logits, "suppresses")}</div>'
+        '<h3 id="logit-histogram">Logit histogram</h3>'
+        f"{histogram_svg(data.logit_hist_edges, data.logit_hist_counts, 'tokens', signed=True)}"
+        '<p class="muted">the direct logit effect of every token of the vocabulary '
+        f"({sum(data.logit_hist_counts)} tokens); blue promoted, red suppressed</p></div></div>",
     ]
     if nb is not None:
         share = "".join(
@@ -240,12 +282,17 @@ def feature_page(
     )
 
 
-def index_page(features: Sequence[FeatureData], info: SiteInfo, notes: Sequence[str] = ()) -> str:
-    """The index: every feature with a page, by site, with density and max activation."""
+def index_page(
+    features: Sequence[FeatureData], info: SiteInfo, notes: Sequence[str] = (), *, extra: str = ""
+) -> str:
+    """The index: every feature with a page, by site, with density and max activation; `extra`
+    (HTML, already escaped: the clusters' table) goes after the connectome link."""
     parts = [f"<h1>{esc(info.title)}</h1>"]
     parts += [f'<p class="muted">{esc(note)}</p>' for note in notes]
     if info.has_connectome:
         parts.append('<p><a href="connectome.html">Open the connectome view</a></p>')
+    if extra:
+        parts.append(extra)
     by_site: dict[str, list[FeatureData]] = {}
     for data in features:
         by_site.setdefault(data.feature.site, []).append(data)

@@ -1,5 +1,6 @@
 """Build a dashboard folder: `index.html`, one page per feature under `features/`, the connectome
 view, the graph as JSON (feature-lens and Neuronpedia formats), and shared assets written once.
+With clusters, also a page per cluster under `clusters/` and the collapsed connectome.
 
 The folder is built in a temporary sibling and renamed into place at the end, so an interrupted or
 failed build never leaves a half-written site, and an existing folder is replaced only with
@@ -12,7 +13,7 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from feature_lens.dashboard.clusters import (
+    Cluster,
+    check_clusters,
+    cluster_graph,
+    cluster_page,
+    cluster_path,
+    clusters_of,
+    clusters_section,
+)
 from feature_lens.dashboard.connectome import connectome_page
 from feature_lens.dashboard.data import (
     Dataset,
@@ -75,6 +85,14 @@ class Dashboard:
     info: SiteInfo
     graph: AttributionGraph | None = None
     timings: dict[str, float] = field(default_factory=dict[str, float])
+    clusters: dict[str, int] = field(default_factory=dict[str, int])
+    """Graph node id -> cluster id (empty without clusters); `graph` carries them as well."""
+    collapsed: AttributionGraph | None = None
+    """The graph with one super-node per cluster (`feature_lens.clustering.collapse`)."""
+
+    def cluster_page(self, k: int) -> Path:
+        """Cluster `k`'s page."""
+        return self.out / cluster_path(k)
 
     @property
     def index(self) -> Path:
@@ -135,6 +153,7 @@ def build_dashboards(
     features: Sequence[FeatureId | str] = (),
     top_k: int | None = None,
     graph: AttributionGraph | None = None,
+    clusters: int | Mapping[str, int] | None = None,
     method: UpstreamMethod = "attribution",
     overwrite: bool = False,
     n_neighbour_prompts: int = 4,
@@ -150,6 +169,12 @@ def build_dashboards(
     by density; with none of the three, `top_k=8`. `method` is how upstream weights are computed
     ("attribution" or "direct"; downstream weights are exact). With `graph`, a connectome view and
     the graph's JSON (feature-lens and Neuronpedia formats) are written too.
+
+    `clusters` (needs `graph`): a number K, to cluster the graph's feature nodes by connectivity
+    into K clusters (`feature_lens.dashboard.clusters.cluster_graph`), or a mapping of the graph's
+    feature node ids to cluster ids. The graph's nodes are annotated with them (the connectome is
+    coloured by cluster) and each cluster gets a page, linked from the index and its members' pages,
+    with its edges in the collapsed graph (also drawn, one super-node per cluster).
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -162,6 +187,23 @@ def build_dashboards(
         )
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    assignment: dict[str, int] = {}
+    collapsed: AttributionGraph | None = None
+    if clusters is not None:
+        if graph is None:
+            raise InputError(
+                "clusters need an attribution graph: pass graph= (the CLI's task graph or --graph)"
+            )
+        from feature_lens.clustering import annotate, collapse
+
+        assignment = (
+            cluster_graph(graph, clusters)
+            if isinstance(clusters, int)
+            else check_clusters(graph, clusters)
+        )
+        graph = annotate(graph, assignment)
+        collapsed = collapse(graph, assignment)
+        timings["clusters"] = time.perf_counter() - start
     dataset = prepare_dataset(lens, prompts)
     if not features and graph is None and top_k is None:
         top_k = 8
@@ -183,7 +225,9 @@ def build_dashboards(
     datas: dict[FeatureId, FeatureData] = {}
     for feature in tqdm(chosen, desc="summaries", disable=not progress, unit="feature"):
         data = summarise(dataset, feature, acts[feature])
-        data.top_logits, data.bottom_logits = logits[feature]
+        effect = logits[feature]
+        data.top_logits, data.bottom_logits = effect.top, effect.bottom
+        data.logit_hist_edges, data.logit_hist_counts = effect.hist_edges, effect.hist_counts
         datas[feature] = data
     timings["summaries"] = time.perf_counter() - start
     nbs = neighbours(
@@ -197,6 +241,14 @@ def build_dashboards(
     )
     timings["neighbours"] = time.perf_counter() - start
     info = site_info(lens, set(chosen), has_connectome=graph is not None, title=title)
+    groups: list[Cluster] = []
+    if graph is not None and collapsed is not None:
+        groups = clusters_of(graph, collapsed, assignment)
+        info.cluster_pages = {c.k for c in groups}
+        for node_id, k in assignment.items():
+            node = graph.nodes[node_id]
+            if node.index is not None:
+                info.clusters.setdefault(FeatureId(node.site, node.index), []).append((k, node.pos))
     with atomic_folder(out, overwrite=overwrite) as tmp:
         write_site(
             tmp,
@@ -206,12 +258,14 @@ def build_dashboards(
             dataset,
             acts,
             graph=graph,
+            collapsed=collapsed,
+            clusters=groups,
             notes=notes,
             circuitsvis=circuitsvis,
             progress=progress,
         )
     timings["total"] = time.perf_counter() - start
-    return Dashboard(out, datas, nbs, info, graph, timings)
+    return Dashboard(out, datas, nbs, info, graph, timings, assignment, collapsed)
 
 
 def cv_props(dataset: Dataset, acts: torch.Tensor, data: FeatureData) -> dict[str, Any] | None:
@@ -235,6 +289,8 @@ def write_site(
     acts: dict[FeatureId, torch.Tensor],
     *,
     graph: AttributionGraph | None = None,
+    collapsed: AttributionGraph | None = None,
+    clusters: Sequence[Cluster] = (),
     notes: Sequence[str] = (),
     circuitsvis: bool = True,
     progress: bool = False,
@@ -250,13 +306,34 @@ def write_site(
         props = cv_props(dataset, acts[feature], data) if circuitsvis else None
         html = feature_page(data, nbs.get(feature), info, circuitsvis_props=props)
         (folder / feature_path(feature)).write_text(html, encoding="utf-8")
+    extra = clusters_section(list(clusters), info, graph.metric) if graph and clusters else ""
     (folder / "index.html").write_text(
-        index_page(list(datas.values()), info, notes), encoding="utf-8"
+        index_page(list(datas.values()), info, notes, extra=extra), encoding="utf-8"
     )
+    if graph is not None and collapsed is not None:
+        (folder / "clusters").mkdir()
+        for cluster in clusters:
+            (folder / cluster_path(cluster.k)).write_text(
+                cluster_page(cluster, graph, collapsed, info), encoding="utf-8"
+            )
+        (folder / "clusters" / "collapsed.html").write_text(
+            connectome_page(
+                collapsed,
+                info,
+                root="../",
+                title="Collapsed connectome",
+                nav=[("connectome", "../connectome.html")],
+            ),
+            encoding="utf-8",
+        )
+        collapsed.save(folder / "graph.collapsed.json")
     if graph is not None:
         from feature_lens.graph.neuronpedia import save_neuronpedia
 
-        (folder / "connectome.html").write_text(connectome_page(graph, info), encoding="utf-8")
+        nav = [("collapsed connectome", "clusters/collapsed.html")] if collapsed else []
+        (folder / "connectome.html").write_text(
+            connectome_page(graph, info, nav=nav), encoding="utf-8"
+        )
         graph.save(folder / "graph.json")
         save_neuronpedia(graph, folder / "graph.neuronpedia.json")
 

@@ -80,7 +80,8 @@ def test_direct_logit_effect_is_the_change_in_logits_with_the_final_scale_frozen
     the page's direct logit effect."""
     model = dash_lens.model
     site = "blocks.1.hook_resid_post"
-    top, bottom = logit_effects(dash_lens, [FeatureId(site, 3)], k=3)[FeatureId(site, 3)]
+    effect = logit_effects(dash_lens, [FeatureId(site, 3)], k=3)[FeatureId(site, 3)]
+    top, bottom = effect.top, effect.bottom
     tokens = dash_lens.to_tokens("w1 w2 w3")
     _, cache = model.run_with_cache(tokens)
     scale = cache["ln_final.hook_scale"]
@@ -95,6 +96,18 @@ def test_direct_logit_effect_is_the_change_in_logits_with_the_final_scale_frozen
     vocab = [str(t) for t in model.to_str_tokens(torch.arange(model.cfg.d_vocab))]
     for token, value in [*top, *bottom]:
         assert change[vocab.index(token)] == pytest.approx(value, abs=1e-4)
+    # The logit histogram counts every token once, in the bin holding its measured change.
+    counts, edges = effect.hist_counts, effect.hist_edges
+    assert sum(counts) == model.cfg.d_vocab == len(change)
+    assert edges[0] == pytest.approx(min(change), abs=1e-4)
+    assert edges[-1] == pytest.approx(max(change), abs=1e-4)
+    measured = [0] * len(counts)
+    near_an_edge = 0
+    for value in change:
+        b = min(max(0, sum(value >= e for e in edges[1:-1])), len(counts) - 1)
+        measured[b] += 1
+        near_an_edge += any(abs(value - e) < 1e-4 for e in edges[1:-1])
+    assert sum(abs(a - b) for a, b in zip(counts, measured, strict=True)) <= 2 * near_an_edge
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@
 
   function fmt(x) { return Math.abs(x) >= 1000 || (Math.abs(x) < 0.001 && x !== 0) ? x.toExponential(2) : x.toPrecision(3); }
 
-  // data: {nodes: [{id, label, column, columnLabel, row, kind, href, info}], edges: [{s, t, w}]}
+  // data: {nodes: [{id, label, column, columnLabel, row, kind, href, info, fill?, cluster?}], edges: [{s, t, w}]}
+  // A node's fill is its cluster's colour when it has one (edges stay coloured by sign).
   function renderGraph(box, data, options) {
     var tip = tooltip();
     if (data.tokens && data.tokens.length) {
@@ -81,7 +82,8 @@
     data.nodes.forEach(function (n) {
       var p = pos[n.id];
       var g = el("g", { "class": "node" + (n.href ? " link" : ""), transform: "translate(" + p.x + "," + p.y + ")" }, nodeLayer);
-      el("circle", { r: (3 + 5 * Math.abs(n.value || 0) / (maxV || 1)).toFixed(2), fill: n.focus ? "#e4572e" : (colours[n.kind] || "#ddd") }, g);
+      if (n.cluster !== undefined && n.cluster !== null) { g.setAttribute("data-cluster", String(n.cluster)); }
+      el("circle", { r: (3 + 5 * Math.abs(n.value || 0) / (maxV || 1)).toFixed(2), fill: n.focus ? "#e4572e" : (n.fill || colours[n.kind] || "#ddd") }, g);
       var t = el("text", { x: 9, y: 3 }, g);
       t.textContent = n.label;
       g.addEventListener("mousemove", function (ev) {
