@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from feature_lens.attribution.metrics import Metric, evaluate
+from feature_lens.attribution.metrics import Metric, evaluate, metric_sites
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.state import PromptState, batched_patch_edits, chunks
 from feature_lens.lens import Lens, RunPlan
@@ -34,8 +34,11 @@ def exact_node_effects(
             rows = len(chunk)
             tokens = state.tokens.expand(rows, -1)
             answers = None if state.answers is None else state.answers.expand(rows, -1)
-            result = lens.forward(tokens, RunPlan(edits=batched_patch_edits(lens, state, chunk)))
-            patched = evaluate(metric, result, answers)
+            # Straight-through splices are the identity: only sites the metric reads are encoded.
+            plan = RunPlan(
+                edits=batched_patch_edits(lens, state, chunk), encode_sites=metric_sites(metric)
+            )
+            patched = evaluate(metric, lens.forward(tokens, plan), answers)
             effects.update({node: float(clean - patched[r]) for r, node in enumerate(chunk)})
     return effects
 
@@ -54,10 +57,23 @@ def exact_edges(
         return {}
     edges: dict[tuple[Node, Node], float] = {}
     with torch.no_grad():
-        clean = _target_values(lens.forward(state.tokens, RunPlan()).features, targets)
+        target_sites = {d.site for d in targets}
+        last = max(lens.site_layer(site) for site in target_sites)
+        stop = last + 1 if 0 <= last < int(lens.model.cfg.n_layers) else None
+        clean = _target_values(
+            lens.forward(
+                state.tokens, RunPlan(encode_sites=target_sites, stop_at_layer=stop)
+            ).features,
+            targets,
+        )
         for chunk in chunks(upstream, batch_size):
             tokens = state.tokens.expand(len(chunk), -1)
-            result = lens.forward(tokens, RunPlan(edits=batched_patch_edits(lens, state, chunk)))
+            plan = RunPlan(
+                edits=batched_patch_edits(lens, state, chunk),
+                encode_sites=target_sites,
+                stop_at_layer=stop,
+            )
+            result = lens.forward(tokens, plan)
             patched = _target_values(result.features, targets)  # [rows, targets]
             for r, u in enumerate(chunk):
                 for t, d in enumerate(targets):

@@ -29,9 +29,14 @@ from typing import cast
 import torch
 from torch import Tensor
 
-from feature_lens.attribution.metrics import Metric, evaluate, needs_features
+from feature_lens.attribution.metrics import Metric, evaluate, metric_sites, needs_features
 from feature_lens.attribution.nodes import Node
-from feature_lens.attribution.state import PromptState, chunks, node_gradient_scores
+from feature_lens.attribution.state import (
+    PromptState,
+    chunks,
+    gradient_score_matrix,
+    node_gradient_scores,
+)
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
 
 
@@ -45,11 +50,13 @@ def gradient_node_effects(
 ) -> dict[Node, float]:
     """grad . (a - b) for each node, from one forward and one backward (`freeze`: direct mode)."""
     sites = [*lens.sites, EMBED_SITE]
+    straight = freeze is not None or lens.gradient_mode == "straight_through"
     plan = RunPlan(
         leaf_sites=sites,
         keep_graph=needs_features(metric),
         freeze=freeze,
         gradient_mode="straight_through" if freeze is not None else None,
+        encode_sites=metric_sites(metric) if straight else None,
     )
     result = lens.forward(state.tokens, plan)
     value = evaluate(metric, result, state.answers).sum()
@@ -111,23 +118,42 @@ def gradient_edges(
     targets = [d for d in downstream if d.kind == "feature"]
     sites = [*lens.sites, EMBED_SITE]
     edges: dict[tuple[Node, Node], float] = {}
-    gates = _gates(lens, state, targets) if freeze is not None else {}
+    gates = (
+        gate_values(lens, state, sorted({d.site for d in targets})) if freeze is not None else {}
+    )
+    upstream = list(upstream)
+    # before[j, k]: upstream node j's site fires before target site k (only those edges exist).
+    target_sites = sorted({d.site for d in targets}, key=lens.site_order)
+    order = {site: k for k, site in enumerate(target_sites)}
+    up_order = torch.tensor(
+        [lens.site_order(EMBED_SITE if u.kind == "token" else u.site) for u in upstream]
+    )
+    down_order = torch.tensor([lens.site_order(site) for site in target_sites])
+    before = up_order[:, None] < down_order[None, :]
+    straight = freeze is not None or lens.gradient_mode == "straight_through"
     for chunk in chunks(targets, batch_size):
         rows = len(chunk)
+        chunk_sites = {d.site for d in chunk}
+        last = max(lens.site_layer(site) for site in chunk_sites)
         plan = RunPlan(
             leaf_sites=sites,
             keep_graph=True,
             freeze=freeze,
-            record_pre=sorted({d.site for d in chunk}) if freeze is not None else (),
+            record_pre=sorted(chunk_sites) if freeze is not None else (),
             gradient_mode="straight_through" if freeze is not None else None,
+            encode_sites=chunk_sites if straight else None,
+            # Targets are features: nothing after the last target's block matters.
+            stop_at_layer=last + 1 if 0 <= last < int(lens.model.cfg.n_layers) else None,
         )
         result = lens.forward(state.tokens.expand(rows, -1), plan)
         values = torch.stack([_target(result, d, r, gates) for r, d in enumerate(chunk)])
         grad_map = _site_gradients(values.sum(), result.leaves, sites)
+        if not upstream:
+            continue
+        scores = gradient_score_matrix(lens, state, grad_map, upstream)  # [rows, upstream]
         for r, d in enumerate(chunk):
-            sources = [u for u in upstream if lens.site_order(u.site) < lens.site_order(d.site)]
-            for u, score in node_gradient_scores(lens, state, grad_map, sources, row=r).items():
-                edges[(u, d)] = score
+            for j in torch.nonzero(before[:, order[d.site]])[:, 0].tolist():
+                edges[(upstream[j], d)] = float(scores[r, j])
     return edges
 
 
@@ -145,11 +171,10 @@ def _site_gradients(
     }
 
 
-def _gates(lens: Lens, state: PromptState, targets: Sequence[Node]) -> dict[str, Tensor]:
-    """post / pre on the clean run, per target site (`[pos, d_sae]`): the frozen activation."""
-    sites = sorted({d.site for d in targets})
+def gate_values(lens: Lens, state: PromptState, sites: Sequence[str]) -> dict[str, Tensor]:
+    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function."""
     with torch.no_grad():
-        result = lens.forward(state.tokens, RunPlan(record_pre=sites))
+        result = lens.forward(state.tokens, RunPlan(record_pre=sites, encode_sites=sites))
     gates: dict[str, Tensor] = {}
     for site in sites:
         post, pre = result.features[site][0], result.pre_acts[site][0]

@@ -119,3 +119,8 @@ def evaluate(metric: Metric, result: RunResult, answers: Tensor | None) -> Tenso
 def needs_features(metric: Metric) -> bool:
     """Whether differentiating the metric needs the features kept in the autograd graph."""
     return isinstance(metric, NodeActivation)
+
+
+def metric_sites(metric: Metric) -> set[str]:
+    """Sites whose features the metric reads (so they must be encoded)."""
+    return {metric.node.site} if isinstance(metric, NodeActivation) else set()

@@ -130,30 +130,63 @@ def chunks(items: Sequence[Node], size: int) -> Iterator[Sequence[Node]]:
         yield items[start : start + size]
 
 
+def gradient_score_matrix(
+    lens: Lens, state: PromptState, grads: dict[str, Tensor], nodes: Sequence[Node]
+) -> Tensor:
+    """First-order scores grad . (a - b), `[rows, len(nodes)]`, from gradients w.r.t. site outputs
+    (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`; an
+    all-positions node sums its per-position scores. Vectorised per site: one matrix product for all
+    of a site's features, whatever the number of rows."""
+    rows = next(iter(grads.values())).shape[0]
+    out = torch.zeros(
+        rows, len(nodes), dtype=state.clean.embeddings.dtype, device=state.tokens.device
+    )
+    groups: dict[tuple[str, str], list[int]] = {}
+    for j, node in enumerate(nodes):
+        site = EMBED_SITE if node.kind == "token" else node.site
+        groups.setdefault((node.kind, site), []).append(j)
+    with torch.no_grad():
+        for (kind, site), columns in groups.items():
+            if site not in grads:
+                continue
+            grad = grads[site]  # [rows, pos, d_out]
+            members = [nodes[j] for j in columns]
+            if kind == "feature":
+                index = torch.tensor([n.index for n in members], device=grad.device)
+                delta = state.clean.features[site][0][:, index] - state.base.features[site][0][
+                    :, index
+                ].expand(grad.shape[1], -1)  # [pos, n]
+                per_pos = (
+                    grad @ lens.dictionary(site).W_dec[index].T.to(grad.dtype)
+                ) * delta  # [rows, pos, n]
+            else:
+                if kind == "error":
+                    clean, base = state.clean.errors[site][0], state.base.errors[site][0]
+                else:
+                    clean, base = state.clean.embeddings[0], state.base.embeddings[0]
+                per_pos = (grad * (clean - base.expand_as(clean))).sum(
+                    -1, keepdim=True
+                )  # [rows, pos, 1]
+                per_pos = per_pos.expand(-1, -1, len(members))
+            pos = torch.tensor(
+                [-1 if n.pos is None else n.pos for n in members], device=grad.device
+            )
+            picked = per_pos.gather(1, pos.clamp_min(0).view(1, 1, -1).expand(rows, 1, -1)).squeeze(
+                1
+            )
+            summed = per_pos.sum(1)
+            out[:, columns] = torch.where(pos >= 0, picked, summed).to(out.dtype)
+    return out
+
+
 def node_gradient_scores(
     lens: Lens, state: PromptState, grads: dict[str, Tensor], nodes: Iterable[Node], row: int = 0
 ) -> dict[Node, float]:
-    """First-order scores grad . (a - b) for `nodes`, from gradients w.r.t. site outputs
-    (`grads[site]`: `[batch, pos, d_out]`, row `row`); feature gradients are `W_dec[i] . grad`."""
-    scores: dict[Node, float] = {}
-    with torch.no_grad():
-        for node in nodes:
-            scores[node] = _gradient_score(lens, state, grads, node, row)
-    return scores
-
-
-def _gradient_score(
-    lens: Lens, state: PromptState, grads: dict[str, Tensor], node: Node, row: int
-) -> float:
-    """grad . (a - b) of one node (summed over positions for an all-positions node)."""
-    site = EMBED_SITE if node.kind == "token" else node.site
-    if site not in grads:
-        return 0.0
-    grad = grads[site][row]  # [pos, d_out]
-    delta = state.delta(node)
-    if node.kind == "feature":
-        assert node.index is not None
-        per_pos = (grad @ lens.dictionary(node.site).W_dec[node.index]) * delta
-    else:
-        per_pos = (grad * delta).sum(-1)
-    return float(per_pos.sum() if node.pos is None else per_pos[node.pos])
+    """First-order scores of `nodes` in batch row `row` (see `gradient_score_matrix`)."""
+    node_list = list(nodes)
+    if not node_list:
+        return {}
+    scores = gradient_score_matrix(
+        lens, state, {s: g[row : row + 1] for s, g in grads.items()}, node_list
+    )[0]
+    return dict(zip(node_list, scores.tolist(), strict=True))

@@ -164,6 +164,21 @@ class Dictionary:
             handle.remove()
         return acts, captured[-1]
 
+    def pre_jacobian(self) -> Float[Tensor, "d_in d_sae"]:
+        """d(pre-activation)/d(input): constant, since pre-activations are affine in the input
+        (`(x - b_dec) @ W_enc + b_enc`, the magnitude path for gated SAEs). Computed once from the
+        dictionary's own encoder as pre(I) - pre(0) and cached."""
+        cached = getattr(self, "_pre_jacobian", None)
+        if cached is None:
+            with torch.no_grad():
+                weight = self.W_dec
+                eye = torch.eye(self.d_in, dtype=weight.dtype, device=weight.device)
+                _, pre_eye = self.encode_with_pre(eye)
+                _, pre_zero = self.encode_with_pre(torch.zeros_like(eye[:1]))
+                cached = pre_eye - pre_zero
+            self._pre_jacobian: Tensor | None = cached
+        return cached
+
     def decode(self, f: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_out"]:
         """Reconstruction (the SAE's own `decode`)."""
         return self.sae.decode(f)

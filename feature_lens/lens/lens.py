@@ -295,6 +295,16 @@ class Lens:
         if plan.splice:
             inputs: dict[str, Tensor] = {}
             for site, dictionary in self.dictionaries.items():
+                edit = plan.edits.get(site)
+                needs_encode = (
+                    plan.encode_sites is None
+                    or site in plan.encode_sites
+                    or site in plan.record_pre
+                    or (edit is not None and (edit.features is not None or edit.error is not None))
+                )
+                if not needs_encode:
+                    hooks.append((dictionary.hook_out, _light_hook(site, plan, result)))
+                    continue
                 if dictionary.hook_in != dictionary.hook_out:
                     hooks.append((dictionary.hook_in, _capture(inputs, site)))
                 hooks.append(
@@ -305,7 +315,9 @@ class Lens:
                 )
         for name in plan.record_hooks:
             hooks.append((name, _record(result.hooks, name)))
-        result.logits = self.model.run_with_hooks(tokens, fwd_hooks=hooks)
+        result.logits = self.model.run_with_hooks(
+            tokens, fwd_hooks=hooks, stop_at_layer=plan.stop_at_layer
+        )
         return result
 
     def _embedding_hooks(
@@ -373,6 +385,22 @@ class Lens:
             return out
 
         return hook
+
+
+def _light_hook(site: str, plan: RunPlan, result: RunResult) -> Callable[..., Tensor]:
+    """A site that is not encoded: apply its `add` edit and leaf to the activation itself."""
+    edit = plan.edits.get(site)
+    want_leaf = site in plan.leaf_sites
+
+    def hook(act: Tensor, hook: Any) -> Tensor:
+        out = act if edit is None or edit.add is None else act + edit.add
+        if want_leaf:
+            leaf = torch.zeros_like(out, requires_grad=True)
+            result.leaves[site] = leaf
+            out = out + leaf
+        return out
+
+    return hook
 
 
 def _capture(store: dict[str, Tensor], key: str) -> Callable[..., Tensor]:

@@ -65,7 +65,16 @@ class Freeze:
 
 @dataclass
 class RunPlan:
-    """How to run the spliced model once. The defaults give the plain spliced forward."""
+    """How to run the spliced model once. The defaults give the plain spliced forward.
+
+    `encode_sites`: when given, only these sites (and those with feature/error edits) encode and
+    decode; the others apply their `add` edits and leaves to the activation directly. A
+    straight-through splice is the identity, so values are unchanged and, in straight-through
+    mode, gradients too: it only saves work. (In detached mode gradients through skipped sites
+    change; use it there for gradient-free runs only.) Skipped sites record no features.
+    `stop_at_layer`: stop after that many blocks (TransformerLens's `stop_at_layer`); `logits` then
+    holds the residual stream, for runs whose targets all come earlier.
+    """
 
     splice: bool = True
     error_term: bool = True
@@ -76,6 +85,8 @@ class RunPlan:
     record_pre: Collection[str] = ()
     freeze: Freeze | None = None
     record_hooks: Collection[str] = ()
+    encode_sites: Collection[str] | None = None
+    stop_at_layer: int | None = None
 
 
 @dataclass

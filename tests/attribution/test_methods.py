@@ -304,9 +304,18 @@ def _frozen_hooks(model: Any, clean_cache: Any, mlp: str) -> list[tuple[str, Any
     return hooks
 
 
+UPSTREAM_GROUPS = {
+    # Through attention layer 1: backward passes through the frozen model.
+    "earlier blocks": ("blocks.0.hook_attn_out", "blocks.0.hook_resid_post", "embed"),
+    # Same block, no attention in between: the closed form (with mlp="stop").
+    "same block": ("blocks.1.hook_attn_out", "blocks.1.hook_resid_mid"),
+}
+
+
 @pytest.mark.parametrize("mlp", ["stop", "linear"])
+@pytest.mark.parametrize("group", list(UPSTREAM_GROUPS))
 def test_direct_edges_equal_frozen_interventions(
-    lens64: Lens, model64: Any, state64: PromptState, mlp: str
+    lens64: Lens, model64: Any, state64: PromptState, mlp: str, group: str
 ) -> None:
     """Direct attribution == the change in the target's gated pre-activation when the source is
     set to its baseline in the model with LN scales, attention patterns and MLPs frozen."""
@@ -314,8 +323,7 @@ def test_direct_edges_equal_frozen_interventions(
     upstream = [
         n
         for n in nodes
-        if n.kind in ("feature", "error", "token")
-        and n.site in ("blocks.0.hook_attn_out", "blocks.0.hook_resid_post", "embed")
+        if n.kind in ("feature", "error", "token") and n.site in UPSTREAM_GROUPS[group]
     ][:12]
     target_site = "blocks.1.hook_resid_post"  # a gated SAE: pre = magnitude path
     downstream = [n for n in nodes if n.kind == "feature" and n.site == target_site][:3]
@@ -417,3 +425,26 @@ def test_zero_and_mean_baselines(lens64: Lens, model64: Any, prompts64: PromptSe
     )
     assert mean.features[node.site].shape == (1, 1, lens64.dictionary(node.site).d_sae)
     assert EMBED_SITE == "embed"
+
+
+def test_direct_closed_form_equals_the_frozen_backward(lens64: Lens, state64: PromptState) -> None:
+    from feature_lens.attribution import clean_freeze
+    from feature_lens.attribution.direct import _closed_form_pair
+
+    nodes = candidate_nodes(lens64, state64, "keep")
+    upstream = [
+        n for n in nodes if n.site in ("blocks.1.hook_attn_out", "blocks.1.hook_resid_mid")
+    ][:20]
+    downstream = [n for n in nodes if n.kind == "feature" and n.site == "blocks.1.hook_resid_post"][
+        :4
+    ]
+    assert all(_closed_form_pair(lens64, u, d) for u in upstream for d in downstream)
+    closed = direct_edges(lens64, state64, upstream, downstream)
+    freeze = clean_freeze(lens64, state64.tokens, mlp="stop")
+    backward = gradient_edges(lens64, state64, upstream, downstream, freeze=freeze)
+    assert closed.keys() == backward.keys()
+    for key, value in backward.items():
+        assert closed[key] == pytest.approx(value, abs=1e-10)
+    assert max(abs(v) for v in closed.values()) > 1e-3
+    early = next(n for n in nodes if n.site == "blocks.0.hook_resid_post")
+    assert not _closed_form_pair(lens64, early, downstream[0])  # attention layer 1 lies between
