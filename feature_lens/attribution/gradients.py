@@ -160,14 +160,16 @@ def gradient_edges(
 def _site_gradients(
     value: Tensor, leaves: dict[str, Tensor], sites: Sequence[str]
 ) -> dict[str, Tensor]:
-    """Gradient of `value` w.r.t. each site's leaf; zeros for sites it does not depend on."""
+    """Gradient of `value` w.r.t. each site's leaf; zeros for sites it does not depend on. Sites
+    with no leaf (after a run's `stop_at_layer`) are left out: they cannot affect `value`."""
+    present = [s for s in sites if s in leaves]
     grads = cast(
         "tuple[Tensor | None, ...]",
-        torch.autograd.grad(value, [leaves[s] for s in sites], allow_unused=True),
+        torch.autograd.grad(value, [leaves[s] for s in present], allow_unused=True),
     )
     return {
         s: torch.zeros_like(leaves[s]) if g is None else g
-        for s, g in zip(sites, grads, strict=True)
+        for s, g in zip(present, grads, strict=True)
     }
 
 

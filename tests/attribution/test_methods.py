@@ -448,3 +448,30 @@ def test_direct_closed_form_equals_the_frozen_backward(lens64: Lens, state64: Pr
     assert max(abs(v) for v in closed.values()) > 1e-3
     early = next(n for n in nodes if n.site == "blocks.0.hook_resid_post")
     assert not _closed_form_pair(lens64, early, downstream[0])  # attention layer 1 lies between
+
+
+def test_edges_to_early_targets_stop_early_and_match_a_full_run(
+    lens64: Lens, state64: PromptState
+) -> None:
+    """Targets in block 0: the run stops after block 0, later sites have no edges into them, and
+    the scores equal those of a run through the whole model (exact patching at full length)."""
+    nodes = candidate_nodes(lens64, state64, "keep")
+    upstream = [
+        n
+        for n in nodes
+        if n.site in ("blocks.0.hook_attn_out", "blocks.1.hook_resid_post", "embed")
+    ][:10]
+    downstream = [n for n in nodes if n.kind == "feature" and n.site == "blocks.0.hook_resid_post"][
+        :3
+    ]
+    edges = gradient_edges(lens64, state64, upstream, downstream)
+    assert all(u.site != "blocks.1.hook_resid_post" for u, _ in edges)
+    assert any(u.site == "blocks.0.hook_attn_out" for u, _ in edges)
+    for (u, d), weight in edges.items():
+        expected = (
+            _finite_difference_edge(lens64, lens64.model, state64, u, d)
+            if u.kind == "feature"
+            else None
+        )
+        if expected is not None:
+            assert weight == pytest.approx(expected, rel=1e-4, abs=1e-7)
