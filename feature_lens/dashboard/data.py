@@ -17,6 +17,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from feature_lens.dashboard.tables import FeatureTables, Moments
 from feature_lens.errors import InputError
 from feature_lens.lens import Lens, RunPlan
 
@@ -102,8 +103,10 @@ def feature_activations(
     *,
     batch_size: int = 64,
     progress: bool = False,
+    moments: Moments | None = None,
 ) -> dict[FeatureId, Float[Tensor, "n pos"]]:
-    """Activations of `features` at every token of the dataset (0 at padded positions), on CPU."""
+    """Activations of `features` at every token of the dataset (0 at padded positions), on CPU.
+    With `moments`, the same pass accumulates the sums of the feature tables' correlations."""
     for feature in features:
         d_sae = lens.dictionary(feature.site).d_sae
         if not 0 <= feature.index < d_sae:
@@ -121,8 +124,13 @@ def feature_activations(
     for start in tqdm(starts, desc="activations", disable=not progress, unit="batch"):
         batch = dataset.tokens[start : start + batch_size].to(lens.device)
         with torch.no_grad():
-            result = lens.forward(batch, RunPlan())
+            result = lens.forward(batch, RunPlan(record_hooks=moments.sites if moments else ()))
         keep = mask[start : start + batch_size]
+        if moments is not None:
+            for site in moments.sites:
+                moments.update(
+                    site, result.features[site], result.hooks[site], keep.to(lens.device)
+                )
         for site, idx in by_site.items():
             acts = result.features[site][..., idx].float().cpu()  # [b, pos, k]
             out[site][:, start : start + batch_size] = acts.permute(2, 0, 1) * keep
@@ -199,6 +207,7 @@ class FeatureData:
     bottom_logits: list[tuple[str, float]] = field(default_factory=list[tuple[str, float]])
     logit_hist_edges: list[float] = field(default_factory=list[float])
     logit_hist_counts: list[int] = field(default_factory=list[int])
+    tables: FeatureTables | None = None
 
     @property
     def density(self) -> float:

@@ -126,6 +126,36 @@ def _cluster_line(feature: FeatureId, info: SiteInfo, root: str) -> str:
     return f'<span class="clusters">cluster {" ".join(items)}</span>'
 
 
+def _tables_html(data: FeatureData, info: SiteInfo, root: str) -> str:
+    tables = data.tables
+    if tables is None:
+        return ""
+
+    def signed(v: float) -> str:
+        return f'<span class="{"pos" if v >= 0 else "neg"}">{esc(fmt(v))}</span>'
+
+    def feature_name(index: int) -> str:
+        feature = FeatureId(data.feature.site, index)
+        href = info.href(feature, root)
+        return f'<a href="{esc(href)}">{esc(index)}</a>' if href else esc(index)
+
+    alignment = table(
+        ["dim", "W_dec", "% of L1"],
+        [[esc(i), signed(v), esc(f"{share:.1%}")] for i, v, share in tables.alignment],
+    )
+    neurons = table(["dim", "r"], [[esc(i), signed(r)] for i, r in tables.neurons])
+    features = table(["feature", "r"], [[feature_name(i), signed(r)] for i, r in tables.features])
+    return (
+        '<div class="tables"><h2>Feature tables</h2><div class="grid3">'
+        f"<div><h3>Neuron alignment</h3>{alignment}</div>"
+        f"<div><h3>Correlated neurons</h3>{neurons}</div>"
+        f"<div><h3>Correlated features</h3>{features}</div></div>"
+        '<p class="muted">largest components of the decoder direction (dimensions of the '
+        "SAE's input); Pearson r over the dataset's tokens with each input dimension and with the "
+        "other features of this dictionary</p></div>"
+    )
+
+
 def _link_name(link: Link, info: SiteInfo, root: str) -> str:
     if link.kind == "feature":
         feature = link.feature
@@ -242,6 +272,7 @@ def feature_page(
         '<p class="muted">the direct logit effect of every token of the vocabulary '
         f"({sum(data.logit_hist_counts)} tokens); blue promoted, red suppressed</p></div></div>",
     ]
+    parts.append(_tables_html(data, info, root))
     if nb is not None:
         share = "".join(
             f"<tr><td>{esc(info.short(s))}</td><td class='num'>{esc(f'{v:.1%}')}</td></tr>"

@@ -45,6 +45,7 @@ from feature_lens.dashboard.data import (
 from feature_lens.dashboard.html import ASSET_NAMES, asset_text
 from feature_lens.dashboard.neighbours import Neighbours, UpstreamMethod, neighbours
 from feature_lens.dashboard.pages import SiteInfo, feature_page, feature_path, index_page
+from feature_lens.dashboard.tables import Moments
 from feature_lens.errors import InputError, OutputExistsError
 from feature_lens.graph import AttributionGraph
 from feature_lens.lens import EMBED_SITE, Lens
@@ -219,8 +220,16 @@ def build_dashboards(
     if not chosen:
         raise InputError("no features to show: every candidate feature is dead on this dataset")
     timings["select"] = time.perf_counter() - start
-    acts = feature_activations(lens, dataset, chosen, batch_size=batch_size, progress=progress)
+    moments = Moments([(f.site, f.index) for f in chosen])
+    acts = feature_activations(
+        lens, dataset, chosen, batch_size=batch_size, progress=progress, moments=moments
+    )
     timings["activations"] = time.perf_counter() - start
+    tables = {
+        FeatureId(site, index): t
+        for site in moments.sites
+        for index, t in moments.tables(site, lens.dictionary(site).W_dec).items()
+    }
     logits = logit_effects(lens, chosen)
     datas: dict[FeatureId, FeatureData] = {}
     for feature in tqdm(chosen, desc="summaries", disable=not progress, unit="feature"):
@@ -228,6 +237,7 @@ def build_dashboards(
         effect = logits[feature]
         data.top_logits, data.bottom_logits = effect.top, effect.bottom
         data.logit_hist_edges, data.logit_hist_counts = effect.hist_edges, effect.hist_counts
+        data.tables = tables.get(feature)
         datas[feature] = data
     timings["summaries"] = time.perf_counter() - start
     nbs = neighbours(

@@ -114,6 +114,9 @@ def test_feature_page_renders_offline_and_runs_no_injected_code(
     assert result.requests == []
     assert "Top activating examples" in result.dom
     assert "Direct logit effect" in result.dom
+    assert "Logit histogram" in result.dom
+    assert "Correlated features" in result.dom
+    assert "Neuron alignment" in result.dom
     assert re.search(r'data-graph="neighbourhood"[^>]*data-rendered="\d+"', result.dom)
     assert "<circle" in result.dom  # the neighbourhood graph was drawn by graph.js
     cv = re.search(r'<div class="cv" id="cv-top"[^>]*>(.*?)</div>\s*<script', result.dom, re.S)

@@ -169,3 +169,37 @@ def test_downstream_weights_equal_exact_patching(
             engine[(feature(site, source_index), target)], abs=1e-4
         )
     assert "blocks.0.hook_attn_out" not in ours  # earlier site: no downstream weights
+
+
+def test_feature_tables_match_numpy_correlations(dash_lens: Lens, prompts: list[str]) -> None:
+    """The batched, padded running sums give Pearson's r of np.corrcoef over the real tokens, with
+    inputs taken from the plain model (no SAE spliced)."""
+    import numpy as np
+
+    from feature_lens.dashboard.tables import Moments
+
+    texts = prompts[:20]
+    dataset = prepare_dataset(dash_lens, texts)
+    chosen = [3, 7, 11]
+    moments = Moments([(SITE, i) for i in chosen])
+    feature_activations(
+        dash_lens, dataset, [FeatureId(SITE, i) for i in chosen], batch_size=6, moments=moments
+    )
+    feats = torch.cat([dash_lens.run(p).features[SITE][0] for p in texts])
+    inputs = torch.cat(
+        [dash_lens.model.run_with_cache(dash_lens.to_tokens(p))[1][SITE][0] for p in texts]
+    )
+    every = torch.cat([feats, inputs], -1).double().numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.nan_to_num(np.corrcoef(every.T), nan=0.0)
+    _, ours = moments.correlations(SITE)
+    d_sae = feats.shape[1]
+    for row, index in enumerate(chosen):
+        assert ours[row].numpy() == pytest.approx(expected[index], abs=1e-6)
+    tables = moments.tables(SITE, dash_lens.dictionary(SITE).W_dec, n_rows=3)
+    for index in chosen:
+        others = [(expected[index, j], j) for j in range(d_sae) if j != index]
+        assert [j for j, _ in tables[index].features] == [j for _, j in sorted(others)[::-1][:3]]
+        w = dash_lens.dictionary(SITE).W_dec[index].detach()
+        assert tables[index].alignment[0][0] == int(w.abs().argmax())
+        assert sum(share for *_, share in tables[index].alignment) <= 1.0
