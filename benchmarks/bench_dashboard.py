@@ -84,6 +84,7 @@ PANELS_SAEDASHBOARD = [
     "top activating sequences and quantile groups",
 ]
 PANELS_FEATURE_LENS = [
+    "feature tables: neuron alignment, correlated neurons, correlated features",
     "density and max activation",
     "activation histogram",
     "logit histogram",

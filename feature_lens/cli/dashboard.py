@@ -42,6 +42,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--no-task", action="store_true", help="no connectome for a zoo task")
     p.add_argument(
+        "--task-prompts", type=int, default=16, help="prompt pairs of the task's graph (default 16)"
+    )
+    p.add_argument(
+        "--max-nodes", type=int, default=48, help="nodes kept in the task's graph (default 48)"
+    )
+    p.add_argument(
         "--clusters",
         type=int,
         default=None,
@@ -100,13 +106,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.overwrite:
         raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    zoo = args.model == "zoo"
+    if args.clusters is not None and args.graph is None and (args.no_task or not zoo):
+        raise InputError(
+            "--clusters needs a connectome: the zoo task's (the default with --model zoo) or --graph"
+        )
     start = time.perf_counter()
     from feature_lens import Lens
     from feature_lens.dashboard.site import build_dashboards, task_graph
     from feature_lens.graph import AttributionGraph
 
     progress = not args.no_progress
-    zoo = args.model == "zoo"
     threads = args.threads if args.threads is not None else (1 if zoo else None)
     if threads is not None:
         import torch
@@ -127,14 +137,17 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     if graph is None and zoo and not args.no_task:
         task = args.task or DEFAULT_TASK
-        graph = task_graph(lens, task, method=args.graph_method, progress=progress)
+        graph = task_graph(
+            lens,
+            task,
+            n_prompts=args.task_prompts,
+            method=args.graph_method,
+            max_nodes=args.max_nodes,
+            progress=progress,
+        )
         notes.append(f"connectome: zoo task {task!r}, method {args.graph_method}")
     elif args.task is not None and not zoo:
         raise InputError("--task needs the embedded model (--model zoo)")
-    if args.clusters is not None and graph is None:
-        raise InputError(
-            "--clusters needs a connectome: the zoo task's (the default with --model zoo) or --graph"
-        )
     top_k = args.top_k
     if top_k is None and not args.features:
         top_k = 8

@@ -5,7 +5,7 @@ dictionary whose activations correlate most with it).
 
 Correlations are Pearson's r over the dataset's real tokens (padding excluded), from sums that the
 activations pass accumulates batch by batch (`Moments.update`), so no `[tokens, d_sae]` matrix is
-ever kept. Accumulated in float64: the sums run over every token of the dataset.
+ever kept.
 """
 
 from __future__ import annotations
@@ -62,15 +62,20 @@ class Moments:
     ) -> None:
         """Add one batch: every feature's activation and the SAE's input at the real tokens."""
         sums = self._sites[site]
-        rows = torch.cat([features, inputs], -1)[keep].double()  # [tokens, d_sae + d_in]
-        chosen = features[keep][:, sums.chosen].double()  # [tokens, k]
-        parts = (
-            chosen.sum(0),
-            (chosen**2).sum(0),
-            rows.sum(0),
-            (rows**2).sum(0),
-            chosen.T @ rows,
-        )
+        # One batch's sums in float32 (the matmul is most of the cost), the running totals in
+        # float64 (they run over the whole dataset).
+        rows = torch.cat([features, inputs], -1)[keep].float()  # [tokens, d_sae + d_in]
+        chosen = rows[:, sums.chosen]  # [tokens, k]
+        parts = [
+            t.double()
+            for t in (
+                chosen.sum(0),
+                (chosen**2).sum(0),
+                rows.sum(0),
+                (rows**2).sum(0),
+                chosen.T @ rows,
+            )
+        ]
         if not sums.totals:
             sums.totals = [p.cpu() for p in parts]
         else:
