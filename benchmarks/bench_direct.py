@@ -39,6 +39,7 @@ from feature_lens.attribution import (
     PromptState,
     baseline_values,
     candidate_nodes,
+    direct_edge_matrix,
     direct_edges,
     node_values,
 )
@@ -122,6 +123,12 @@ def main() -> int:
         ),
         size.repeats,
     )
+    t_matrix, matrix = best_of(
+        lambda: direct_edge_matrix(
+            lens, state, upstream, downstream, mlp="stop", batch_size=size.batch_size
+        ),
+        max(size.repeats, 5),
+    )
     products = bare_products(lens, state, upstream, downstream)
     t_bare, bare = best_of(products, max(size.repeats, 5))
 
@@ -135,13 +142,17 @@ def main() -> int:
     ours_matrix = torch.tensor([[ours[(u, d)] for d in downstream] for u in upstream])
     diff = float((ours_matrix - bare).abs().max())
     largest = float(bare.abs().max())
-    ratio = t_ours / t_bare
+    diff = max(diff, float((matrix - bare).abs().max()))
+    ratio = t_matrix / t_bare
     print(f"   bare products (gather + matmul)                {1e3 * t_bare:10.3f} ms")
+    print(f"   ours: direct_edge_matrix(mlp='stop')           {1e3 * t_matrix:10.3f} ms")
     print(f"   bare products + the same {{(u, d): float}} dict  {1e3 * t_dict:10.3f} ms")
-    print(f"   ours: direct_edges(mlp='stop')                 {1e3 * t_ours:10.3f} ms")
+    print(f"   ours: direct_edges(mlp='stop') (the dict view) {1e3 * t_ours:10.3f} ms")
     verdict = "within" if ratio <= TARGET_RATIO else "NOT within"
-    print(f"   ours / bare products: {ratio:.0f}x  ({verdict} the target of {TARGET_RATIO:.0f}x)")
-    print(f"   ours / (bare products + dict): {t_ours / t_dict:.1f}x")
+    print(
+        f"   matrix: ours / bare products: {ratio:.1f}x  ({verdict} the target of {TARGET_RATIO:.0f}x)"
+    )
+    print(f"   dict:   ours / (bare products + dict): {t_ours / t_dict:.1f}x")
     print(f"   {bare.numel()} edges, max |diff| {diff:.2e} (max |edge| {largest:.3g})")
     if diff > 1e-5:
         print("FAILED: direct_edges disagrees with the bare products beyond 1e-5")

@@ -8,10 +8,19 @@ from feature_lens.attribution.baselines import (
     baseline_values,
     node_values,
 )
-from feature_lens.attribution.direct import clean_freeze, direct_edges, direct_node_effects
+from feature_lens.attribution.direct import (
+    clean_freeze,
+    direct_edge_matrix,
+    direct_edges,
+    direct_node_effects,
+    source_writes,
+)
 from feature_lens.attribution.exact import exact_edges, exact_node_effects
 from feature_lens.attribution.faithfulness import Faithfulness, circuit_nodes, faithfulness
 from feature_lens.attribution.gradients import (
+    edge_mask,
+    edges_from_matrix,
+    gradient_edge_matrix,
     gradient_edges,
     gradient_node_effects,
     integrated_gradient_node_effects,
@@ -47,17 +56,22 @@ __all__ = [
     "candidate_nodes",
     "circuit_nodes",
     "clean_freeze",
+    "direct_edge_matrix",
     "direct_edges",
     "direct_node_effects",
+    "edge_mask",
+    "edges_from_matrix",
     "error",
     "evaluate",
     "exact_edges",
     "exact_node_effects",
     "faithfulness",
     "feature",
+    "gradient_edge_matrix",
     "gradient_edges",
     "gradient_node_effects",
     "integrated_gradient_node_effects",
     "node_values",
+    "source_writes",
     "token",
 ]

@@ -31,11 +31,18 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from torch import Tensor
 
-from feature_lens.attribution.gradients import gate_values, gradient_edges, gradient_node_effects
+from feature_lens.attribution.gradients import (
+    edge_mask,
+    edges_from_matrix,
+    gate_values,
+    gradient_edge_matrix,
+    gradient_node_effects,
+)
 from feature_lens.attribution.metrics import Metric
 from feature_lens.attribution.nodes import Node
-from feature_lens.attribution.state import PromptState, patch_add
+from feature_lens.attribution.state import PromptState
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, freeze_cache_names
 
 MlpMode = Literal["stop", "linear"]
@@ -63,6 +70,118 @@ def direct_node_effects(
     return gradient_node_effects(lens, state, metric, nodes, freeze=freeze)
 
 
+def direct_edge_matrix(
+    lens: Lens,
+    state: PromptState,
+    upstream: Sequence[Node],
+    targets: Sequence[Node],
+    *,
+    mlp: MlpMode = "stop",
+    batch_size: int = 64,
+) -> Tensor:
+    """Direct edges as a matrix `[len(upstream), len(targets)]` (targets: feature nodes; zero
+    where u fires at or after d).
+
+    Where no attention layer lies between where u writes and where d reads (and MLPs are held),
+    the frozen path is the residual stream alone and the edge is computed in closed form,
+    `(a_u - b_u) . (W_dec[u] . J_d) . gate_d` at the same position, with `J_d` the (constant)
+    Jacobian of d's pre-activation: one matrix product per target site. All other pairs come
+    from batched backward passes through the frozen model. The two agree (tested).
+    """
+    dtype = state.clean.embeddings.dtype
+    out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
+    if not upstream or not targets:
+        return out
+    upstream_sites = sorted({_site_of(u) for u in upstream})
+    target_sites = sorted({d.site for d in targets})
+    # Decided once per (source site, target site): closed form, backward, or no edge at all.
+    route = {(us, ds): _route(lens, us, ds) for us in upstream_sites for ds in target_sites}
+    if mlp != "stop":
+        route = {key: ("backward" if how == "closed" else how) for key, how in route.items()}
+    backward_sites = {ds for (_, ds), how in route.items() if how == "backward"}
+    backward = [j for j, d in enumerate(targets) if d.site in backward_sites]
+    if backward:
+        freeze = clean_freeze(lens, state.tokens, mlp=mlp)
+        out[:, backward] = gradient_edge_matrix(
+            lens,
+            state,
+            upstream,
+            [targets[j] for j in backward],
+            batch_size=batch_size,
+            freeze=freeze,
+        )
+    closed_sites = sorted({ds for (_, ds), how in route.items() if how == "closed"})
+    if closed_sites:
+        gates = gate_values(lens, state, closed_sites)
+        with torch.no_grad():
+            for site in closed_sites:
+                columns = [j for j, d in enumerate(targets) if d.site == site]
+                rows = [i for i, u in enumerate(upstream) if route[(_site_of(u), site)] == "closed"]
+                if not columns or not rows:
+                    continue
+                site_targets = [targets[j] for j in columns]
+                index = torch.tensor([d.index for d in site_targets], device=out.device)
+                jacobian = lens.dictionary(site).pre_jacobian()[:, index]  # [d_in, T]
+                gate = gates[site][:, index]  # [pos, T]
+                positions = torch.tensor(
+                    [-1 if d.pos is None else d.pos for d in site_targets], device=out.device
+                )
+                by_source: dict[tuple[str, str], list[int]] = {}
+                for i in rows:
+                    by_source.setdefault((upstream[i].kind, _site_of(upstream[i])), []).append(i)
+                for (kind, source_site), members in by_source.items():
+                    group = [upstream[i] for i in members]
+                    if (
+                        kind == "feature"
+                        and all(u.pos is not None for u in group)
+                        and bool((positions >= 0).all())
+                    ):
+                        # Single positions throughout: (a_u - b_u) * (W_dec[u] . J[:, t]) *
+                        # gate[p_t, t] where p_u == p_t; no position axis needed.
+                        u_index = torch.tensor([u.index for u in group], device=out.device)
+                        u_pos = torch.tensor([u.pos for u in group], device=out.device)
+                        clean = state.clean.features[source_site][0]
+                        base = state.base.features[source_site][0].expand_as(clean)
+                        delta = clean[u_pos, u_index] - base[u_pos, u_index]
+                        virtual = (
+                            lens.dictionary(source_site).W_dec[u_index].to(jacobian.dtype)
+                            @ jacobian
+                        )
+                        same = (u_pos[:, None] == positions[None, :]).to(virtual.dtype)
+                        values = (
+                            virtual
+                            * delta[:, None]
+                            * gate[positions, torch.arange(len(positions))][None, :]
+                            * same
+                        )
+                        out[torch.tensor(members)[:, None], torch.tensor(columns)[None, :]] = (
+                            values.to(dtype)
+                        )
+                        continue
+                    if kind == "feature":
+                        # (a_u - b_u)[p] * (W_dec[u] . J[:, t]) * gate[p, t]: the write factorises.
+                        u_index = torch.tensor([u.index for u in group], device=out.device)
+                        delta = _feature_delta(state, source_site, u_index, group)  # [U, pos]
+                        virtual = (
+                            lens.dictionary(source_site).W_dec[u_index].to(jacobian.dtype)
+                            @ jacobian
+                        )
+                        per_pos = (
+                            delta[:, :, None] * virtual[:, None, :] * gate[None]
+                        )  # [U, pos, T]
+                    else:
+                        writes = source_writes(lens, state, group)  # [U, pos, d_in]
+                        per_pos = (writes @ jacobian.to(writes.dtype)) * gate  # [U, pos, T]
+                    picked = per_pos.gather(
+                        1, positions.clamp_min(0).view(1, 1, -1).expand(len(group), 1, -1)
+                    ).squeeze(1)
+                    values = torch.where(positions >= 0, picked, per_pos.sum(1))
+                    out[torch.tensor(members)[:, None], torch.tensor(columns)[None, :]] = values.to(
+                        dtype
+                    )
+    return out * edge_mask(lens, upstream, targets).to(out.device)
+
+
 def direct_edges(
     lens: Lens,
     state: PromptState,
@@ -72,28 +191,65 @@ def direct_edges(
     mlp: MlpMode = "stop",
     batch_size: int = 64,
 ) -> dict[tuple[Node, Node], float]:
-    """Direct edges u -> d (see the module docstring).
-
-    Where no attention layer lies between where u writes and where d reads (and MLPs are held),
-    the frozen path is the residual stream alone and the edge is computed in closed form,
-    `(a_u - b_u) . (W_dec[u] . J_d) . gate_d` at the same position, with `J_d` the (constant)
-    Jacobian of d's pre-activation; all other pairs come from batched backward passes through
-    the frozen model. The two agree (tested).
-    """
+    """`direct_edge_matrix` as `{(u, d): weight}` for every u firing before feature node d."""
+    upstream = list(upstream)
     targets = [d for d in downstream if d.kind == "feature"]
-    closed: dict[tuple[Node, Node], float] = {}
-    if mlp == "stop":
-        closed = _closed_form_edges(lens, state, upstream, targets)
-    covered = {d for (_, d) in closed}
-    rest = [
-        d for d in targets if any(_needs_backward(lens, u, d) for u in upstream) or d not in covered
-    ]
-    edges: dict[tuple[Node, Node], float] = {}
-    if rest:
-        freeze = clean_freeze(lens, state.tokens, mlp=mlp)
-        edges = gradient_edges(lens, state, upstream, rest, batch_size=batch_size, freeze=freeze)
-    edges.update(closed)
-    return edges
+    matrix = direct_edge_matrix(lens, state, upstream, targets, mlp=mlp, batch_size=batch_size)
+    return edges_from_matrix(matrix, upstream, targets, edge_mask(lens, upstream, targets))
+
+
+def source_writes(lens: Lens, state: PromptState, nodes: Sequence[Node]) -> Tensor:
+    """What moving each node from its baseline to its clean value adds to its site's output,
+    `[len(nodes), pos, d_out]` (all nodes must write the same width): `(a - b) W_dec[i]` for
+    features, `err - err_b` for error terms, `emb - emb_b` for tokens; at the node's position, or
+    at every position for an all-positions node. Vectorised per site."""
+    n_pos = state.tokens.shape[1]
+    out: Tensor | None = None
+    groups: dict[tuple[str, str], list[int]] = {}
+    for j, node in enumerate(nodes):
+        groups.setdefault((node.kind, _site_of(node)), []).append(j)
+    for (kind, site), members in groups.items():
+        group = [nodes[j] for j in members]
+        if kind == "feature":
+            index = torch.tensor([n.index for n in group], device=state.tokens.device)
+            delta = state.clean.features[site][0][:, index] - state.base.features[site][0][
+                :, index
+            ].expand(n_pos, -1)
+            written = torch.einsum(
+                "pn,nd->npd", delta, lens.dictionary(site).W_dec[index].to(delta.dtype)
+            )
+        else:
+            clean = state.clean.errors[site][0] if kind == "error" else state.clean.embeddings[0]
+            base = state.base.errors[site][0] if kind == "error" else state.base.embeddings[0]
+            written = (clean - base.expand_as(clean)).unsqueeze(0).expand(len(group), -1, -1)
+        positions = torch.tensor(
+            [-1 if n.pos is None else n.pos for n in group], device=written.device
+        )
+        at = torch.arange(n_pos, device=written.device)
+        mask = ((at[None, :] == positions[:, None]) | (positions[:, None] < 0)).to(written.dtype)[
+            ..., None
+        ]
+        if out is None:
+            out = torch.zeros(
+                len(nodes), n_pos, written.shape[-1], dtype=written.dtype, device=written.device
+            )
+        out[members] = written * mask
+    assert out is not None
+    return out
+
+
+def _feature_delta(state: PromptState, site: str, index: Tensor, group: Sequence[Node]) -> Tensor:
+    """`[len(group), pos]`: a_u - b_u at each position, zero outside a per-position node's own."""
+    n_pos = state.tokens.shape[1]
+    clean = state.clean.features[site][0][:, index]
+    delta = (clean - state.base.features[site][0][:, index].expand_as(clean)).T  # [U, pos]
+    positions = torch.tensor([-1 if n.pos is None else n.pos for n in group], device=delta.device)
+    at = torch.arange(n_pos, device=delta.device)
+    return delta * ((at[None, :] == positions[:, None]) | (positions[:, None] < 0)).to(delta.dtype)
+
+
+def _site_of(node: Node) -> str:
+    return EMBED_SITE if node.kind == "token" else node.site
 
 
 _STREAM = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|attn_out|resid_post|mlp_out)$")
@@ -109,54 +265,24 @@ def _stream_point(hook: str) -> int | None:
     return None if match is None else 2 * int(match.group(1)) + _OFFSET[match.group(2)]
 
 
-def _closed_form_pair(lens: Lens, u: Node, d: Node) -> bool:
-    """Whether u -> d is the residual stream alone (no attention between; d reads the raw stream)."""
-    if lens.site_order(EMBED_SITE if u.kind == "token" else u.site) >= lens.site_order(d.site):
-        return False
-    target = lens.dictionary(d.site)
+def _route(lens: Lens, source_site: str, target_site: str) -> str:
+    """ "none" (the source fires after the target), "closed" (the residual stream alone connects
+    them: no attention layer between, and the target reads the raw stream), or "backward"."""
+    if lens.site_order(source_site) >= lens.site_order(target_site):
+        return "none"
+    target = lens.dictionary(target_site)
     if not target.hook_in.endswith(("hook_resid_pre", "hook_resid_mid", "hook_resid_post")):
-        return False
-    start = _stream_point(EMBED_SITE if u.kind == "token" else lens.dictionary(u.site).hook_out)
+        return "backward"
+    start = _stream_point(
+        source_site if source_site == EMBED_SITE else lens.dictionary(source_site).hook_out
+    )
     end = _stream_point(target.hook_in)
     if start is None or end is None or end < start:
-        return False
+        return "backward"
     first_attention = 2 * ((start + 1) // 2)  # the first block L with 2L >= start reads there
-    return not first_attention + 1 <= end
+    return "backward" if first_attention + 1 <= end else "closed"
 
 
-def _needs_backward(lens: Lens, u: Node, d: Node) -> bool:
-    before = lens.site_order(EMBED_SITE if u.kind == "token" else u.site) < lens.site_order(d.site)
-    return before and not _closed_form_pair(lens, u, d)
-
-
-def _closed_form_edges(
-    lens: Lens, state: PromptState, upstream: Sequence[Node], targets: Sequence[Node]
-) -> dict[tuple[Node, Node], float]:
-    """Closed-form direct edges for the pairs `_closed_form_pair` accepts."""
-    pairs = {(u, d) for d in targets for u in upstream if _closed_form_pair(lens, u, d)}
-    if not pairs:
-        return {}
-    target_sites = sorted({d.site for _, d in pairs})
-    gates = gate_values(lens, state, target_sites)
-    edges: dict[tuple[Node, Node], float] = {}
-    with torch.no_grad():
-        for site in target_sites:
-            site_targets = sorted({d for _, d in pairs if d.site == site})
-            sources = sorted({u for u, d in pairs if d.site == site})
-            index = torch.tensor([d.index for d in site_targets], device=state.tokens.device)
-            jacobian = lens.dictionary(site).pre_jacobian()[:, index]  # [d_in, T]
-            # What moving each source from its baseline to its clean value writes: [U, pos, d_in].
-            writes = torch.stack([-patch_add(lens, state, u)[1] for u in sources])
-            per_pos = (writes @ jacobian.to(writes.dtype)) * gates[site][:, index]  # [U, pos, T]
-            positions = torch.tensor(
-                [-1 if d.pos is None else d.pos for d in site_targets], device=per_pos.device
-            )
-            picked = per_pos.gather(
-                1, positions.clamp_min(0).view(1, 1, -1).expand(len(sources), 1, -1)
-            ).squeeze(1)
-            values = torch.where(positions >= 0, picked, per_pos.sum(1)).tolist()  # [U][T]
-            for i, u in enumerate(sources):
-                for j, d in enumerate(site_targets):
-                    if (u, d) in pairs:
-                        edges[(u, d)] = values[i][j]
-    return edges
+def _closed_form_pair(lens: Lens, u: Node, d: Node) -> bool:
+    """Whether the direct edge u -> d is computed in closed form (see `_route`)."""
+    return _route(lens, _site_of(u), d.site) == "closed"

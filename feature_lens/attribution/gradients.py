@@ -33,7 +33,6 @@ from feature_lens.attribution.metrics import Metric, evaluate, metric_sites, nee
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.state import (
     PromptState,
-    chunks,
     gradient_score_matrix,
     node_gradient_scores,
 )
@@ -101,37 +100,33 @@ def _interpolate(state: PromptState, site: str, alphas: Tensor) -> SiteEdit:
     )
 
 
-def gradient_edges(
+def gradient_edge_matrix(
     lens: Lens,
     state: PromptState,
     upstream: Sequence[Node],
-    downstream: Sequence[Node],
+    targets: Sequence[Node],
     *,
     batch_size: int = 64,
     freeze: Freeze | None = None,
-) -> dict[tuple[Node, Node], float]:
-    """First-order edges d a_d / d a_u . (a_u - b_u) through all paths, by batched backward passes.
+) -> Tensor:
+    """First-order edges as a matrix `[len(upstream), len(targets)]` (targets: feature nodes):
+    d a_d / d a_u . (a_u - b_u) through all paths, by batched backward passes; zero where u fires
+    at or after d (see `edge_mask`).
 
     With `freeze` (direct attribution), the target is d's pre-activation times its frozen gate
     (post/pre on the clean run) in the frozen model, and the result is exact.
     """
-    targets = [d for d in downstream if d.kind == "feature"]
     sites = [*lens.sites, EMBED_SITE]
-    edges: dict[tuple[Node, Node], float] = {}
+    dtype = state.clean.embeddings.dtype
+    out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
+    if not upstream or not targets:
+        return out
     gates = (
         gate_values(lens, state, sorted({d.site for d in targets})) if freeze is not None else {}
     )
-    upstream = list(upstream)
-    # before[j, k]: upstream node j's site fires before target site k (only those edges exist).
-    target_sites = sorted({d.site for d in targets}, key=lens.site_order)
-    order = {site: k for k, site in enumerate(target_sites)}
-    up_order = torch.tensor(
-        [lens.site_order(EMBED_SITE if u.kind == "token" else u.site) for u in upstream]
-    )
-    down_order = torch.tensor([lens.site_order(site) for site in target_sites])
-    before = up_order[:, None] < down_order[None, :]
     straight = freeze is not None or lens.gradient_mode == "straight_through"
-    for chunk in chunks(targets, batch_size):
+    for start in range(0, len(targets), batch_size):
+        chunk = targets[start : start + batch_size]
         rows = len(chunk)
         chunk_sites = {d.site for d in chunk}
         last = max(lens.site_layer(site) for site in chunk_sites)
@@ -148,13 +143,50 @@ def gradient_edges(
         result = lens.forward(state.tokens.expand(rows, -1), plan)
         values = torch.stack([_target(result, d, r, gates) for r, d in enumerate(chunk)])
         grad_map = _site_gradients(values.sum(), result.leaves, sites)
-        if not upstream:
-            continue
-        scores = gradient_score_matrix(lens, state, grad_map, upstream)  # [rows, upstream]
-        for r, d in enumerate(chunk):
-            for j in torch.nonzero(before[:, order[d.site]])[:, 0].tolist():
-                edges[(upstream[j], d)] = float(scores[r, j])
-    return edges
+        out[:, start : start + rows] = gradient_score_matrix(lens, state, grad_map, upstream).T
+    return out * edge_mask(lens, upstream, targets).to(out.device)
+
+
+def edge_mask(lens: Lens, upstream: Sequence[Node], targets: Sequence[Node]) -> Tensor:
+    """`[len(upstream), len(targets)]` booleans: u's site fires before d's (an edge can exist)."""
+    sites = {EMBED_SITE, *(d.site for d in targets)}
+    sites |= {EMBED_SITE if u.kind == "token" else u.site for u in upstream}
+    order = {site: lens.site_order(site) for site in sites}
+    up = torch.tensor([order[EMBED_SITE if u.kind == "token" else u.site] for u in upstream])
+    down = torch.tensor([order[d.site] for d in targets])
+    return up[:, None] < down[None, :]
+
+
+def edges_from_matrix(
+    matrix: Tensor, upstream: Sequence[Node], targets: Sequence[Node], mask: Tensor
+) -> dict[tuple[Node, Node], float]:
+    """The `{(u, d): weight}` view of an edge matrix, for the pairs `mask` allows."""
+    values = matrix.tolist()
+    allowed = mask.tolist()
+    return {
+        (u, d): values[i][j]
+        for i, u in enumerate(upstream)
+        for j, d in enumerate(targets)
+        if allowed[i][j]
+    }
+
+
+def gradient_edges(
+    lens: Lens,
+    state: PromptState,
+    upstream: Sequence[Node],
+    downstream: Sequence[Node],
+    *,
+    batch_size: int = 64,
+    freeze: Freeze | None = None,
+) -> dict[tuple[Node, Node], float]:
+    """`gradient_edge_matrix` as `{(u, d): weight}` for every u firing before feature node d."""
+    upstream = list(upstream)
+    targets = [d for d in downstream if d.kind == "feature"]
+    matrix = gradient_edge_matrix(
+        lens, state, upstream, targets, batch_size=batch_size, freeze=freeze
+    )
+    return edges_from_matrix(matrix, upstream, targets, edge_mask(lens, upstream, targets))
 
 
 def _site_gradients(
@@ -174,14 +206,16 @@ def _site_gradients(
 
 
 def gate_values(lens: Lens, state: PromptState, sites: Sequence[str]) -> dict[str, Tensor]:
-    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function."""
-    with torch.no_grad():
-        result = lens.forward(state.tokens, RunPlan(record_pre=sites, encode_sites=sites))
-    gates: dict[str, Tensor] = {}
-    for site in sites:
-        post, pre = result.features[site][0], result.pre_acts[site][0]
-        gates[site] = torch.where(pre != 0, post / torch.where(pre != 0, pre, 1), 0)
-    return gates
+    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function.
+    Computed once per prompt state (one forward for the missing sites) and cached on it."""
+    missing = [site for site in sites if site not in state.gates]
+    if missing:
+        with torch.no_grad():
+            result = lens.forward(state.tokens, RunPlan(record_pre=missing, encode_sites=missing))
+        for site in missing:
+            post, pre = result.features[site][0], result.pre_acts[site][0]
+            state.gates[site] = torch.where(pre != 0, post / torch.where(pre != 0, pre, 1), 0)
+    return {site: state.gates[site] for site in sites}
 
 
 def _target(result: object, node: Node, row: int, gates: dict[str, Tensor]) -> Tensor:

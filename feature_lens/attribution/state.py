@@ -10,7 +10,7 @@ Edges u -> d score d's activation in place of the metric.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -31,6 +31,9 @@ class PromptState:
     answers: Tensor | None
     clean: NodeValues
     base: NodeValues
+    gates: dict[str, Tensor] = field(default_factory=dict)
+    """Per site, the clean run's post/pre activation ratio `[pos, d_sae]` (filled on demand by
+    `gate_values`; direct attribution freezes activation functions at these)."""
 
     def delta(self, node: Node) -> Tensor:
         """a - b for the node: `[pos]` for features, `[pos, d]` for errors and tokens (all

@@ -427,11 +427,14 @@ def test_zero_and_mean_baselines(lens64: Lens, model64: Any, prompts64: PromptSe
     assert EMBED_SITE == "embed"
 
 
-def test_direct_closed_form_equals_the_frozen_backward(lens64: Lens, state64: PromptState) -> None:
+@pytest.mark.parametrize("positions", ["keep", "sum"])
+def test_direct_closed_form_equals_the_frozen_backward(
+    lens64: Lens, state64: PromptState, positions: str
+) -> None:
     from feature_lens.attribution import clean_freeze
     from feature_lens.attribution.direct import _closed_form_pair
 
-    nodes = candidate_nodes(lens64, state64, "keep")
+    nodes = candidate_nodes(lens64, state64, positions)  # type: ignore[arg-type]
     upstream = [
         n for n in nodes if n.site in ("blocks.1.hook_attn_out", "blocks.1.hook_resid_mid")
     ][:20]
