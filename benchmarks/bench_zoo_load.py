@@ -44,7 +44,7 @@ def main() -> None:
     print(f"all zoo SAEs:                       {saes_s:.3f} s  = {saes_s / build_s:.2f}x baseline")
     total = load_s + saes_s
     print(
-        f"model + SAEs:                       {total:.3f} s  = {total / import_s:.2f}x the imports"
+        f"model + SAEs:                       {total:.3f} s  = {total / import_s:.4f}x the imports"
     )
 
 
