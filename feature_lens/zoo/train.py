@@ -3,10 +3,16 @@
 A plain loop: AdamW, linear warm-up then linear decay, gradient clipping, next-token cross-entropy on
 every position of fresh corpus batches (no batch is seen twice). Deterministic from the seed on a
 fixed number of CPU threads.
+
+Checkpoints: `train_model` can call `on_checkpoint(step, model)` after `step` optimiser updates for
+each step in `checkpoint_steps` (0 = the initialisation, `steps` = the end). The model is in eval
+mode during the call and goes back to train mode after it; the global torch RNG state is restored
+too, so a callback cannot change the trained weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -48,13 +54,40 @@ def train_model(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    checkpoint_steps: Sequence[int] = (),
+    on_checkpoint: Callable[[int, Any], None] | None = None,
 ) -> tuple[Any, list[float]]:
     """Train a zoo `HookedTransformer` from scratch; returns it (eval mode) and the loss curve.
 
-    The loss curve has one mean training loss (nats/token) per step.
+    The loss curve has one mean training loss (nats/token) per step. If `on_checkpoint` is given,
+    it is called as `on_checkpoint(step, model)` after `step` updates for every step in
+    `checkpoint_steps` (each in `[0, training.steps]`; 0 is the initial model), in eval mode; the
+    weights trained are the same with or without it (gradients a callback leaves behind are reset
+    before the next step, and the global RNG state is restored).
     """
+    wanted = set(checkpoint_steps)
+    if wanted and not 0 <= min(wanted) <= max(wanted) <= training.steps:
+        raise ValueError(
+            f"checkpoint_steps must lie in [0, {training.steps}] (the training steps), got "
+            f"{sorted(wanted)}"
+        )
+    if wanted and on_checkpoint is None:
+        raise ValueError("checkpoint_steps were given but no on_checkpoint callback to call")
     model = build_model(config, tokenizer, seed=seed, device=device)
+
+    def checkpoint(step: int) -> None:
+        if on_checkpoint is None or step not in wanted:
+            return
+        rng = torch.random.get_rng_state()
+        model.eval()
+        try:
+            on_checkpoint(step, model)
+        finally:
+            model.train()
+            torch.random.set_rng_state(rng)
+
     model.train()
+    checkpoint(0)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=training.lr, weight_decay=training.weight_decay, betas=(0.9, 0.98)
     )
@@ -73,5 +106,6 @@ def train_model(
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        checkpoint(step + 1)
     model.eval()
     return model, losses

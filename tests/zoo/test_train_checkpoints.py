@@ -45,8 +45,8 @@ def test_callback_sees_each_step_and_leaves_training_unchanged() -> None:
     initial = build_model(TINY, seed=2).state_dict()
     assert all(torch.equal(seen[0][k], initial[k]) for k in initial)
     # each checkpoint is a different set of weights
-    assert not torch.equal(seen[1]["W_E"], seen[0]["W_E"])
-    assert not torch.equal(seen[3]["W_E"], seen[1]["W_E"])
+    assert not torch.equal(seen[1]["embed.W_E"], seen[0]["embed.W_E"])
+    assert not torch.equal(seen[3]["embed.W_E"], seen[1]["embed.W_E"])
 
 
 def test_bad_checkpoint_steps_are_rejected() -> None:
