@@ -150,3 +150,24 @@ def test_prompt_errors(lens: Lens) -> None:
 def test_gradient_mode_is_checked(tokenizer: Any) -> None:
     with pytest.raises(InputError, match="gradient_mode"):
         Lens(make_model(tokenizer), [], gradient_mode="sideways")  # type: ignore[arg-type]
+
+
+def test_topk_decoder_norm_rescaling_is_the_effective_decoder(model: Any) -> None:
+    """SAE-Lens top-k SAEs may decode with f_i / |W_dec[i]|; patching must use those rows."""
+    import sae_lens
+
+    from feature_lens.lens import Dictionary
+
+    sae = sae_lens.TopKSAE(
+        sae_lens.TopKSAEConfig(d_in=16, d_sae=32, k=4, rescale_acts_by_decoder_norm=True)
+    )
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.5, 3.0, 32)[:, None])  # rows far from unit norm
+    sae.cfg.metadata.hook_name = "blocks.0.hook_resid_post"
+    dictionary = Dictionary(sae)
+    f = torch.zeros(1, 32)
+    f[0, 7] = 2.0
+    torch.testing.assert_close(
+        dictionary.decode(f) - dictionary.decode(torch.zeros(1, 32)), 2.0 * dictionary.W_dec[7:8]
+    )
+    Lens(model, [sae])  # passes the affine check with the effective decoder

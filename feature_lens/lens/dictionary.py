@@ -140,8 +140,13 @@ class Dictionary:
 
     @property
     def W_dec(self) -> Float[Tensor, "d_sae d_out"]:
-        """Decoder matrix: feature i writes `f_i * W_dec[i]`."""
-        return self.sae.W_dec
+        """The effective decoder: feature i writes `f_i * W_dec[i]`, i.e. `decode(f) = f @ W_dec +
+        b_dec` exactly. SAE-Lens's `rescale_acts_by_decoder_norm` (top-k SAEs) decodes with
+        `f_i / |W_dec[i]|`, so the effective rows are then the unit-normalised ones."""
+        weight = self.sae.W_dec
+        if getattr(self.sae.cfg, "rescale_acts_by_decoder_norm", False):
+            return weight / weight.norm(dim=-1, keepdim=True)
+        return weight
 
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
         """Feature activations (the SAE's own `encode`)."""
@@ -183,20 +188,26 @@ class Dictionary:
         """Reconstruction (the SAE's own `decode`)."""
         return self.sae.decode(f)
 
-    def check_affine(self, atol: float = 1e-4) -> None:
-        """Raise if `decode` is not `f @ W_dec + b_dec` (checked on a few random sparse codes)."""
+    def check_affine(self, rtol: float | None = None) -> None:
+        """Raise if `decode` is not `f @ W_dec + b_dec` with the effective `W_dec` (checked on a
+        few random sparse codes, to a tolerance set by the dtype)."""
         with torch.no_grad():
+            weight = self.W_dec
+            if rtol is None:
+                rtol = 1e-9 if weight.dtype == torch.float64 else 1e-4
             generator = torch.Generator().manual_seed(0)
             f = torch.rand(4, self.d_sae, generator=generator) * (
                 torch.rand(4, self.d_sae, generator=generator) < 0.05
             )
-            f = f.to(self.W_dec.device, self.W_dec.dtype)
-            expected = f @ self.W_dec + self.sae.b_dec
+            f = f.to(weight.device, weight.dtype)
+            expected = f @ weight + self.sae.b_dec
             got = self.decode(f).reshape(expected.shape)
-            if not torch.allclose(got, expected, atol=atol * max(1.0, float(expected.abs().max()))):
+            scale = max(1.0, float(expected.abs().max()))
+            if not torch.allclose(got, expected, atol=rtol * scale, rtol=0):
                 raise IncompatibleDictionaryError(
-                    f"the dictionary at {self.hook_out!r} does not decode as f @ W_dec + b_dec; "
-                    "feature-lens needs an affine decoder"
+                    f"the dictionary at {self.hook_out!r} does not decode as f @ W_dec + b_dec "
+                    f"(max deviation {float((got - expected).abs().max()):.2e}); feature-lens needs "
+                    "an affine decoder"
                 )
 
     def __repr__(self) -> str:

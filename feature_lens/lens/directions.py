@@ -126,7 +126,7 @@ class Directions(Dictionary):
         """Sum of activation times direction."""
         return f @ self.vectors.to(f.dtype)
 
-    def check_affine(self, atol: float = 1e-4) -> None:
+    def check_affine(self, rtol: float | None = None) -> None:
         """Always affine (linear)."""
 
     def __repr__(self) -> str:
