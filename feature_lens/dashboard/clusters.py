@@ -9,8 +9,8 @@ two positions may sit in two clusters; pages list member *nodes*.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from feature_lens.dashboard.data import FeatureId
 from feature_lens.dashboard.html import cluster_colour, esc, fmt, page, swatch, table
@@ -27,6 +27,8 @@ __all__ = [
     "cluster_path",
     "clusters_of",
     "clusters_section",
+    "placed",
+    "super_node_label",
 ]
 
 
@@ -105,6 +107,28 @@ def clusters_of(
     return out
 
 
+def placed(collapsed: AttributionGraph, clusters: Sequence[Cluster]) -> AttributionGraph:
+    """`collapsed` with each super-node in the column of its members' median site (`collapse`
+    puts it at the earliest, which stacks clusters that span layers into one column)."""
+    nodes = dict(collapsed.nodes)
+    for cluster in clusters:
+        orders = sorted(m.order for m in cluster.members)
+        node = nodes.get(cluster.node_id)
+        if node is not None and orders:
+            nodes[cluster.node_id] = node.model_copy(
+                update={"order": orders[(len(orders) - 1) // 2]}
+            )
+    return replace(collapsed, nodes=nodes)
+
+
+def super_node_label(node: NodeRecord) -> str:
+    """`C<k> (n features)` for a super-node (singular for one member)."""
+    size = (
+        node.label.replace("1 features", "1 feature") if node.label.startswith("1 ") else node.label
+    )
+    return f"C{node.cluster} ({size})" if size else f"C{node.cluster}"
+
+
 def cluster_path(k: int) -> str:
     """Path of cluster `k`'s page relative to the site root."""
     return f"clusters/{k}.html"
@@ -126,7 +150,8 @@ def _token(graph: AttributionGraph, pos: int | None) -> str:
 def _partner(node_id: str, collapsed: AttributionGraph, info: SiteInfo) -> str:
     node = collapsed.nodes[node_id]
     if node.site == "cluster" and node.cluster is not None:
-        return f"{cluster_link(node.cluster, info, '../')} <span class='muted'>{esc(node.label)}</span>"
+        size = super_node_label(node).partition(" ")[2].strip("()")
+        return f"{cluster_link(node.cluster, info, '../')} <span class='muted'>{esc(size)}</span>"
     if node.kind == "feature" and node.index is not None:
         href = info.href(FeatureId(node.site, node.index), "../")
         text = esc(node.id)

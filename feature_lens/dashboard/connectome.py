@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from feature_lens.dashboard.clusters import super_node_label
 from feature_lens.dashboard.data import FeatureId
 from feature_lens.dashboard.html import cluster_colour, esc, fmt, json_script, page, swatch
 from feature_lens.dashboard.pages import SiteInfo
@@ -31,7 +32,7 @@ def is_super_node(node: NodeRecord) -> bool:
 def _label(graph: AttributionGraph, node: NodeRecord) -> str:
     at = "" if node.pos is None else f"@{node.pos}"
     if is_super_node(node):
-        return f"C{node.cluster} ({node.label})" if node.label else f"C{node.cluster}"
+        return super_node_label(node)
     if node.kind == "feature":
         return f"{node.index}{at}"
     if node.kind == "error":
@@ -55,7 +56,8 @@ def graph_data(graph: AttributionGraph, info: SiteInfo, root: str = "") -> dict[
         token = _token(graph, node.pos)
         detail = [node.id]
         if is_super_node(node):
-            # The column of its earliest member: label it by that site when the Lens knows it.
+            # Its column (the earliest member's, or where `placed` put it) is a site's order:
+            # label it by that site when the Lens knows it.
             column_site = site_of_order.get(node.order)
             column_label = info.short(column_site) if column_site else "clusters"
             href = info.cluster_href(node.cluster, root) if node.cluster is not None else None
@@ -98,7 +100,7 @@ def legend(graph: AttributionGraph, info: SiteInfo, root: str = "") -> str:
         if node.cluster is None:
             continue
         if is_super_node(node):
-            sizes[node.cluster] = node.label
+            sizes[node.cluster] = _label(graph, node).partition(" ")[2].strip("()")
         else:
             counts[node.cluster] = counts.get(node.cluster, 0) + 1
     for k, n in counts.items():

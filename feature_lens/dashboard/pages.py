@@ -197,7 +197,7 @@ def neighbourhood_graph(
     nodes: dict[str, dict[str, object]] = {
         focus_id: {
             "id": focus_id,
-            "label": feature.label,
+            "label": str(feature.index),
             "column": info.order.get(feature.site, 0),
             "columnLabel": info.short(feature.site),
             "row": 0,
@@ -211,11 +211,13 @@ def neighbourhood_graph(
     for direction, links in (("up", nb.upstream[:k]), ("down", nb.downstream[:k])):
         for row, link in enumerate(links):
             nid = _node_id(link)
+            # Short labels (the column names the site): full ids overlap in 110-px columns.
             label = (
-                link.feature.label
+                str(link.feature.index)
                 if link.feature
                 else ("error" if link.kind == "error" else "tokens")
             )
+            name = link.feature.label if link.feature else f"{label} ({link.site})"
             nodes.setdefault(
                 nid,
                 {
@@ -227,7 +229,7 @@ def neighbourhood_graph(
                     "kind": link.kind,
                     "href": info.href(link.feature, root),
                     "value": abs(link.weight),
-                    "info": f"{label}\n{link.method}: {fmt(link.weight)}",
+                    "info": f"{name}\n{link.method}: {fmt(link.weight)}",
                 },
             )
             pair = (nid, focus_id) if direction == "up" else (focus_id, nid)
@@ -280,16 +282,18 @@ def feature_page(
         )
         parts += [
             '<div class="grid"><div><h2>Upstream (earlier layers)</h2>'
-            f"{_links_table(nb.upstream, info, root)}</div>",
-            f"<div><h2>Downstream (later layers)</h2>{_links_table(nb.downstream, info, root)}"
-            f"<h3>Logits (exact: summed change when the feature is zeroed)</h3>{_logit_table(nb.logits, 'token')}</div></div>",
-            '<div class="grid"><div><h2>Input from SAE error terms</h2>'
+            f"{_links_table(nb.upstream, info, root)}"
+            "<h3>Input from SAE error terms</h3>"
             '<p class="muted">the error term\'s share of |upstream weight| at each earlier site</p>'
             f"<table><thead><tr><th>site</th><th class='num'>error share</th></tr></thead><tbody>{share}</tbody></table></div>",
+            f"<div><h2>Downstream (later layers)</h2>{_links_table(nb.downstream, info, root)}"
+            f"<h3>Logits (exact: summed change when the feature is zeroed)</h3>{_logit_table(nb.logits, 'token')}</div></div>",
             "<div><h2>Neighbourhood</h2>"
-            f'<div class="graph" data-graph="neighbourhood" data-col-width="130"></div>'
+            f'<div class="graph" data-graph="neighbourhood" data-col-width="110"></div>'
             f"{json_script('neighbourhood', neighbourhood_graph(f, nb, info, root))}"
-            f'<p class="muted">upstream and downstream weights averaged over prompts {esc(nb.prompts)} of the dataset</p></div></div>',
+            f'<p class="muted">the strongest upstream and downstream links (columns are sites; '
+            f"hover for ids and weights), weights averaged over prompts {esc(nb.prompts)} of the "
+            "dataset</p></div>",
         ]
     parts.append("<h2>Top activating examples</h2>")
     for group in data.groups:

@@ -29,6 +29,7 @@ from feature_lens.dashboard.clusters import (
     cluster_path,
     clusters_of,
     clusters_section,
+    placed,
 )
 from feature_lens.dashboard.connectome import connectome_page
 from feature_lens.dashboard.data import (
@@ -328,7 +329,7 @@ def write_site(
             )
         (folder / "clusters" / "collapsed.html").write_text(
             connectome_page(
-                collapsed,
+                placed(collapsed, clusters),
                 info,
                 root="../",
                 title="Collapsed connectome",
