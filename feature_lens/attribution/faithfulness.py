@@ -1,7 +1,7 @@
 """Circuit evaluation: how much of the metric a pruned graph keeps.
 
-Every feature and error node *outside* the circuit is set to its baseline (mean over a dataset, or
-zero) at every site, with features recomputed at each site from the already-ablated stream (as in
+Every feature and error node *outside* the circuit is set to its baseline (mean over a dataset,
+zero, or its value on the corrupted prompt) at every site, with features recomputed at each site from the already-ablated stream (as in
 Marks et al. 2024); token embeddings are left alone. Then
     faithfulness = (m(circuit) - m(empty)) / (m(full) - m(empty)),
 where m(full) is the clean metric and m(empty) the metric with every node ablated: 1 means the
@@ -25,7 +25,7 @@ from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
 from feature_lens.lens import Lens, RunPlan, SiteEdit
 
-Ablation = Literal["mean", "zero"]
+Ablation = Literal["mean", "zero", "corrupted"]
 
 
 @dataclass
@@ -57,10 +57,14 @@ def faithfulness(
     ablation: Ablation = "mean",
     mean_tokens: Tensor | None = None,
 ) -> Faithfulness:
-    """Evaluate a circuit (a graph, or its nodes) by ablating everything outside it."""
+    """Evaluate a circuit (a graph, or its nodes) by ablating everything outside it.
+
+    With `ablation="corrupted"` (the baseline attribution with corrupted prompts scores against),
+    nodes whose clean and corrupted values agree are effectively kept, and m(empty) is close to the
+    metric on the corrupted prompts; mean or zero ablation removes every other node's context too."""
     nodes = circuit_nodes(circuit) if isinstance(circuit, AttributionGraph) else list(circuit)
-    if ablation not in ("mean", "zero"):
-        raise InputError(f"ablation must be 'mean' or 'zero', got {ablation!r}")
+    if ablation not in ("mean", "zero", "corrupted"):
+        raise InputError(f"ablation must be 'mean', 'zero' or 'corrupted', got {ablation!r}")
     for node in nodes:
         if node.kind in ("feature", "error"):
             dictionary = lens.dictionary(node.site)

@@ -279,3 +279,21 @@ def test_bad_input(lens64: Lens, prompts64: PromptSet) -> None:
         attribute(lens64, PromptSet.build(lens64, CLEAN, CORRUPT), METRIC, progress=False)
     with pytest.raises(InputError, match="answer token ids"):
         PromptSet.build(lens64, CLEAN, answers=[[5, 99]])
+
+
+def test_corrupted_ablation_faithfulness(lens64: Lens, prompts64: PromptSet) -> None:
+    """With the corrupted baseline, the empty circuit gives (about) the corrupted metric and the
+    full candidate set the clean one."""
+    from feature_lens.attribution import faithfulness as faith
+
+    state = make_state(lens64, prompts64, "corrupted")
+    everything = candidate_nodes(lens64, state, "keep")
+    full = faith(lens64, prompts64, METRIC, everything, ablation="corrupted")
+    assert full.score == pytest.approx(1.0, abs=1e-9)
+    with torch.no_grad():
+        corrupted = METRIC(lens64.forward(prompts64.corrupted), prompts64.answers)  # type: ignore[arg-type]
+    empty = faith(lens64, prompts64, METRIC, [], ablation="corrupted")
+    # Features are recomputed from the ablated stream, so "empty" is the corrupted run exactly.
+    assert empty.empty == pytest.approx(float(corrupted[0]), abs=1e-9)
+    with pytest.raises(InputError, match="ablation must be"):
+        faith(lens64, prompts64, METRIC, [], ablation="sideways")  # type: ignore[arg-type]
