@@ -283,6 +283,6 @@ def _route(lens: Lens, source_site: str, target_site: str) -> str:
     return "backward" if first_attention + 1 <= end else "closed"
 
 
-def _closed_form_pair(lens: Lens, u: Node, d: Node) -> bool:
+def closed_form_pair(lens: Lens, u: Node, d: Node) -> bool:
     """Whether the direct edge u -> d is computed in closed form (see `_route`)."""
     return _route(lens, _site_of(u), d.site) == "closed"

@@ -54,15 +54,22 @@ def faithfulness(
     metric: Metric,
     circuit: AttributionGraph | Iterable[Node],
     *,
-    ablation: Ablation = "mean",
+    ablation: Ablation | None = None,
     mean_tokens: Tensor | None = None,
 ) -> Faithfulness:
     """Evaluate a circuit (a graph, or its nodes) by ablating everything outside it.
+
+    `ablation` defaults to "corrupted" when the prompt set has corrupted prompts, else "mean"
+    (over `mean_tokens`, by default the prompts' own tokens).
 
     With `ablation="corrupted"` (the baseline attribution with corrupted prompts scores against),
     nodes whose clean and corrupted values agree are effectively kept, and m(empty) is close to the
     metric on the corrupted prompts; mean or zero ablation removes every other node's context too."""
     nodes = circuit_nodes(circuit) if isinstance(circuit, AttributionGraph) else list(circuit)
+    if ablation is None:
+        ablation = "corrupted" if prompts.corrupted is not None else "mean"
+    if ablation == "mean" and mean_tokens is None:
+        mean_tokens = prompts.clean  # the prompts' own tokens, when no dataset is given
     if ablation not in ("mean", "zero", "corrupted"):
         raise InputError(f"ablation must be 'mean', 'zero' or 'corrupted', got {ablation!r}")
     for node in nodes:

@@ -432,7 +432,7 @@ def test_direct_closed_form_equals_the_frozen_backward(
     lens64: Lens, state64: PromptState, positions: str
 ) -> None:
     from feature_lens.attribution import clean_freeze
-    from feature_lens.attribution.direct import _closed_form_pair
+    from feature_lens.attribution.direct import closed_form_pair
 
     nodes = candidate_nodes(lens64, state64, positions)  # type: ignore[arg-type]
     upstream = [
@@ -441,7 +441,7 @@ def test_direct_closed_form_equals_the_frozen_backward(
     downstream = [n for n in nodes if n.kind == "feature" and n.site == "blocks.1.hook_resid_post"][
         :4
     ]
-    assert all(_closed_form_pair(lens64, u, d) for u in upstream for d in downstream)
+    assert all(closed_form_pair(lens64, u, d) for u in upstream for d in downstream)
     closed = direct_edges(lens64, state64, upstream, downstream)
     freeze = clean_freeze(lens64, state64.tokens, mlp="stop")
     backward = gradient_edges(lens64, state64, upstream, downstream, freeze=freeze)
@@ -450,7 +450,7 @@ def test_direct_closed_form_equals_the_frozen_backward(
         assert closed[key] == pytest.approx(value, abs=1e-10)
     assert max(abs(v) for v in closed.values()) > 1e-3
     early = next(n for n in nodes if n.site == "blocks.0.hook_resid_post")
-    assert not _closed_form_pair(lens64, early, downstream[0])  # attention layer 1 lies between
+    assert not closed_form_pair(lens64, early, downstream[0])  # attention layer 1 lies between
 
 
 def test_edges_to_early_targets_stop_early_and_match_a_full_run(
