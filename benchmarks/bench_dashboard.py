@@ -210,6 +210,20 @@ def main() -> None:
     phases = ", ".join(f"{k} {v:.1f}" for k, v in ours_dash.timings.items())
     print(f"feature-lens:  {ours:8.1f} s  {ours_size / 1e6:8.2f} MB  (cumulative s: {phases})")
 
+    # The same pages without the panels SAEDashboard does not have (neighbours: attribution
+    # patching and exact ablation on each feature's top prompts), for a like-for-like time.
+    start = time.perf_counter()
+    build_dashboards(
+        lens,
+        work / "feature-lens-same-panels",
+        tokens,
+        features=features,
+        n_neighbour_prompts=0,
+        progress=False,
+    )
+    same = time.perf_counter() - start
+    print(f"feature-lens without neighbour panels: {same:8.1f} s")
+
     save_file({"tokens": tokens}, str(work / "tokens.safetensors"))
     keys = [
         "n_layers",
@@ -252,6 +266,7 @@ def main() -> None:
     theirs_size = size(work / "saedashboard.html")
     print(f"SAEDashboard:  {theirs:8.1f} s  {theirs_size / 1e6:8.2f} MB  (SAE as {result['sae']})")
     print(f"speed ratio (SAEDashboard / feature-lens): {theirs / ours:.2f}x (target >= 3x)")
+    print(f"speed ratio without our neighbour panels: {theirs / same:.2f}x")
     print(f"size ratio (feature-lens / SAEDashboard): {ours_size / theirs_size:.2f}x")
     print(f"panels, feature-lens ({len(PANELS_FEATURE_LENS)}): {'; '.join(PANELS_FEATURE_LENS)}")
     print(f"panels, SAEDashboard ({len(PANELS_SAEDASHBOARD)}): {'; '.join(PANELS_SAEDASHBOARD)}")

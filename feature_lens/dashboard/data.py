@@ -9,7 +9,7 @@ different lengths: they are right-padded, and padded positions are masked out of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from feature_lens.dashboard.tables import FeatureTables, Moments
 from feature_lens.errors import InputError
 from feature_lens.lens import Lens, RunPlan
+from feature_lens.lens.dictionary import hook_layer
 
 
 @dataclass(frozen=True, order=True)
@@ -80,6 +81,17 @@ def token_strings(lens: Lens, row: Tensor) -> list[str]:
     return [str(t) for t in lens.model.to_str_tokens(row)]
 
 
+def stop_layer(lens: Lens, sites: Iterable[str]) -> int | None:
+    """How many blocks must run to compute `sites` (TransformerLens's `stop_at_layer`), or None when
+    the whole model must (a site after the last block, or one in it): passes that only read
+    features stop after the last block that holds one of them."""
+    last = -1
+    for site in sites:
+        dictionary = lens.dictionary(site)
+        last = max(last, hook_layer(dictionary.hook_in), hook_layer(dictionary.hook_out))
+    return last + 1 if 0 <= last < int(lens.model.cfg.n_layers) - 1 else None
+
+
 def prepare_dataset(lens: Lens, prompts: Sequence[str] | Tensor) -> Dataset:
     """Tokenize prompts of any lengths (each checked by `Lens.to_tokens`) and right-pad them."""
     if len(prompts) == 0:
@@ -93,7 +105,10 @@ def prepare_dataset(lens: Lens, prompts: Sequence[str] | Tensor) -> Dataset:
     for i, row in enumerate(rows):
         tokens[i, : len(row)] = row
     lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-    return Dataset(tokens, lengths, [token_strings(lens, r) for r in rows])
+    # to_str_tokens decodes each id on its own, so a table of the vocabulary gives the same strings
+    # without a tokenizer call per prompt.
+    vocab = token_strings(lens, torch.arange(int(lens.model.cfg.d_vocab)))
+    return Dataset(tokens, lengths, [[vocab[int(t)] for t in r] for r in rows])
 
 
 def feature_activations(
@@ -121,10 +136,12 @@ def feature_activations(
     out = {site: torch.zeros(len(idx), n, width) for site, idx in by_site.items()}
     mask = dataset.mask
     starts = range(0, n, batch_size)
+    records = moments.sites if moments else []
+    plan = RunPlan(record_hooks=records, stop_at_layer=stop_layer(lens, [*by_site, *records]))
     for start in tqdm(starts, desc="activations", disable=not progress, unit="batch"):
         batch = dataset.tokens[start : start + batch_size].to(lens.device)
         with torch.no_grad():
-            result = lens.forward(batch, RunPlan(record_hooks=moments.sites if moments else ()))
+            result = lens.forward(batch, plan)
         keep = mask[start : start + batch_size]
         if moments is not None:
             for site in moments.sites:
@@ -149,7 +166,7 @@ def densities(
     for start in tqdm(starts, desc="densities", disable=not progress, unit="batch"):
         batch = dataset.tokens[start : start + batch_size].to(lens.device)
         with torch.no_grad():
-            result = lens.forward(batch, RunPlan())
+            result = lens.forward(batch, RunPlan(stop_at_layer=stop_layer(lens, lens.sites)))
         keep = mask[start : start + batch_size].to(lens.device)
         for site in lens.sites:
             active = (result.features[site] > 0) & keep[..., None]

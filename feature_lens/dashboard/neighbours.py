@@ -33,7 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from feature_lens.attribution.direct import clean_freeze
-from feature_lens.dashboard.data import Dataset, FeatureId
+from feature_lens.dashboard.data import Dataset, FeatureId, stop_layer
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
 
 UpstreamMethod = Literal["attribution", "direct"]
@@ -93,13 +93,15 @@ def upstream_scores(
         return []
     tokens = dataset.tokens[[p for _, p in rows]].to(lens.device)
     mask = dataset.mask[[p for _, p in rows]].to(lens.device)
-    sites = [*lens.sites, EMBED_SITE]
     target_sites = sorted({f.site for f, _ in rows})
+    # Nothing after the targets' last block matters here: stop there (its sites have no leaves).
+    stop = stop_layer(lens, target_sites)
+    sites = [s for s in lens.sites if stop is None or lens.site_layer(s) < stop] + [EMBED_SITE]
     freeze = clean_freeze(lens, tokens) if method == "direct" else None
     gates: dict[str, Tensor] = {}
     if freeze is not None:
         with torch.no_grad():
-            clean = lens.forward(tokens, RunPlan(record_pre=target_sites))
+            clean = lens.forward(tokens, RunPlan(record_pre=target_sites, stop_at_layer=stop))
         for site in target_sites:
             post, pre = clean.features[site], clean.pre_acts[site]
             gates[site] = torch.where(pre != 0, post / torch.where(pre != 0, pre, 1), 0)
@@ -109,6 +111,7 @@ def upstream_scores(
         freeze=freeze,
         record_pre=target_sites if freeze is not None else (),
         gradient_mode="straight_through" if freeze is not None else None,
+        stop_at_layer=stop,
     )
     result = lens.forward(tokens, plan)
     values: list[Tensor] = []
@@ -155,25 +158,40 @@ def downstream_scores(
     positions) when the feature is zeroed at every position, and `"logits"` -> `[d_vocab]`."""
     if not rows:
         return []
+    # Only sites after a row's feature can change; the others are not encoded in the patched run
+    # (their `add` edit applies to the activation as it is, which is what the splice outputs).
+    first = min(lens.site_order(f.site) for f, _ in rows)
+    later = [s for s in lens.sites if lens.site_order(s) > first]
+    own = sorted({f.site for f, _ in rows})
+    # Clean runs once per distinct prompt (features' top prompts overlap), kept only as sums over
+    # positions, which is all the differences need: sum(clean - patched) = sum(clean) - sum(patched).
+    prompts = sorted({p for _, p in rows})
+    where = {p: i for i, p in enumerate(prompts)}
     tokens = dataset.tokens[[p for _, p in rows]].to(lens.device)
     mask = dataset.mask[[p for _, p in rows]].to(lens.device)
     with torch.no_grad():
-        clean = lens.forward(tokens, RunPlan())
+        clean_tokens = dataset.tokens[prompts].to(lens.device)
+        clean = lens.forward(clean_tokens, RunPlan(encode_sites=[*own, *later]))
+        cm = dataset.mask[prompts].to(lens.device)[..., None].to(clean.logits.dtype)
+        clean_logits = (clean.logits * cm).sum(1)
+        clean_sums = {s: (clean.features[s] * cm).sum(1) for s in later}
         adds: dict[str, Tensor] = {}
-        for r, (feature, _) in enumerate(rows):
+        for r, (feature, prompt) in enumerate(rows):
             W_dec = lens.dictionary(feature.site).W_dec
             if feature.site not in adds:
                 adds[feature.site] = torch.zeros(
                     *tokens.shape, W_dec.shape[1], dtype=W_dec.dtype, device=W_dec.device
                 )
-            act = clean.features[feature.site][r, :, feature.index]
+            act = clean.features[feature.site][where[prompt], :, feature.index]
             adds[feature.site][r] -= act[:, None] * W_dec[feature.index][None, :]
-        patched = lens.forward(tokens, RunPlan(edits={s: SiteEdit(add=a) for s, a in adds.items()}))
+        patched = lens.forward(
+            tokens,
+            RunPlan(edits={s: SiteEdit(add=a) for s, a in adds.items()}, encode_sites=later),
+        )
+        index = torch.tensor([where[p] for _, p in rows], device=clean_logits.device)
         m = mask[..., None].to(clean.logits.dtype)
-        logits = ((clean.logits - patched.logits) * m).sum(1).cpu()
-        change = {
-            s: ((clean.features[s] - patched.features[s]) * m).sum(1).cpu() for s in lens.sites
-        }
+        logits = (clean_logits[index] - (patched.logits * m).sum(1)).cpu()
+        change = {s: (clean_sums[s][index] - (patched.features[s] * m).sum(1)).cpu() for s in later}
     out: list[dict[str, Tensor]] = []
     for r, (feature, _) in enumerate(rows):
         order = lens.site_order(feature.site)
@@ -203,12 +221,20 @@ def neighbours(
     averaged over its `n_prompts` top prompts (see the module docstring)."""
     prompts = {f: top_prompts(a, n_prompts) for f, a in acts.items()}
     rows = _rows(prompts)
-    up: list[dict[str, Tensor]] = []
-    down: list[dict[str, Tensor]] = []
-    chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    # Batches of rows sorted by prompt, so that rows sharing a prompt share its clean run.
+    order = sorted(range(len(rows)), key=lambda i: rows[i][1])
+    up: list[dict[str, Tensor]] = [{} for _ in rows]
+    down: list[dict[str, Tensor]] = [{} for _ in rows]
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="neighbours", disable=not progress, unit="batch"):
-        up += upstream_scores(lens, dataset, chunk, method)
-        down += downstream_scores(lens, dataset, chunk)
+        batch = [rows[i] for i in chunk]
+        scores = zip(
+            upstream_scores(lens, dataset, batch, method),
+            downstream_scores(lens, dataset, batch),
+            strict=True,
+        )
+        for i, (u, d) in zip(chunk, scores, strict=True):
+            up[i], down[i] = u, d
     vocab = (
         lens.model.to_str_tokens(torch.arange(int(lens.model.cfg.d_vocab)))
         if lens.model.tokenizer is not None

@@ -62,17 +62,20 @@ class Moments:
     ) -> None:
         """Add one batch: every feature's activation and the SAE's input at the real tokens."""
         sums = self._sites[site]
-        # One batch's sums in float32 (the matmul is most of the cost), the running totals in
-        # float64 (they run over the whole dataset).
-        rows = torch.cat([features, inputs], -1)[keep].float()  # [tokens, d_sae + d_in]
+        # One batch's sums in float32 (the totals run in float64). Padded positions are zeroed
+        # rather than dropped (no copy through boolean indexing): zero rows add nothing to a sum.
+        width = features.shape[-1] + inputs.shape[-1]
+        rows = torch.cat([features, inputs], -1).reshape(-1, width).float()
+        if not bool(keep.all()):
+            rows = rows * keep.reshape(-1, 1)
         chosen = rows[:, sums.chosen]  # [tokens, k]
         parts = [
             t.double()
             for t in (
                 chosen.sum(0),
-                (chosen**2).sum(0),
+                chosen.square().sum(0),
                 rows.sum(0),
-                (rows**2).sum(0),
+                rows.square().sum(0),
                 chosen.T @ rows,
             )
         ]

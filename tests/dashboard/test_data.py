@@ -124,12 +124,16 @@ def one_prompt(dash_lens: Lens) -> tuple[PromptState, torch.Tensor]:
 
 
 @pytest.mark.parametrize("method", ["attribution", "direct"])
+@pytest.mark.parametrize(
+    "site",
+    # The second stops the forward pass after block 0 (nothing later feeds it).
+    ["blocks.1.hook_resid_post", "blocks.0.hook_resid_post"],
+)
 def test_upstream_weights_equal_the_engine(
-    dash_lens: Lens, one_prompt: tuple[PromptState, torch.Tensor], method: str
+    dash_lens: Lens, one_prompt: tuple[PromptState, torch.Tensor], method: str, site: str
 ) -> None:
     state, tokens = one_prompt
     dataset = prepare_dataset(dash_lens, tokens)
-    site = "blocks.1.hook_resid_post"
     active = torch.nonzero(state.clean.features[site][0].sum(0) > 0)[:, 0].tolist()[:3]
     rows = [(FeatureId(site, i), 0) for i in active]
     ours = upstream_scores(dash_lens, dataset, rows, method)  # type: ignore[arg-type]
