@@ -10,8 +10,10 @@ at the last position, with the checkpoint's SAEs spliced in (`feature_lens.Lens`
    scores the same candidates; the check reports the correlation of the two sets of effects over
    the attribution circuit's nodes and the overlap of the two top-k node sets.
 3. **Circuit and faithfulness**: the circuit is the top `circuit_size` nodes by |effect|; its
-   faithfulness (`feature_lens.attribution.faithfulness`, everything outside mean-ablated over
-   held-out corpus tokens) is measured for several sizes.
+   faithfulness (`feature_lens.attribution.faithfulness`) is measured for several sizes, with
+   everything outside the circuit set to its value on the corrupted prompt (the baseline the
+   attribution scores against, so m(empty) is the corrupted metric) and, as in Marks et al., to
+   its mean over held-out corpus tokens.
 
 `circuit_persistence` then relates the circuits of two checkpoints through a feature matching.
 """
@@ -93,8 +95,11 @@ def task_circuit(
 
     Returns a JSON-able record: `metric_clean`/`metric_corrupted` (mean logit diff on the clean and
     corrupted prompts, nats), `nodes` (the top `max(faithfulness_sizes)` node ids with effects),
-    `circuit` (the top `circuit_size` feature ids as `[site, index]`), `faithfulness` (size ->
-    score), `error_share` (share of the circuit's |effect| on error nodes), `exact` (see
+    `circuit` (the top `circuit_size` feature ids as `[site, index]`), `faithfulness` and
+    `mean_faithfulness` (size -> score, corrupted / mean ablation), `circuit_metric` (size ->
+    metric with only the circuit kept, corrupted ablation), `full_metric`, `empty_metric` and
+    `mean_empty_metric` (nothing / everything ablated; a faithfulness is only meaningful when
+    full - empty is well above the prompt-to-prompt noise), `error_share` (share of the circuit's |effect| on error nodes), `exact` (see
     `exact_check`).
     """
     prompts = task_prompt_set(task, settings.n_prompts, seed=seed)
@@ -112,12 +117,21 @@ def task_circuit(
     )
     ranked = ranked_nodes(graph)
     mean_tokens = corpus_tokens(settings.n_mean_contexts, seed=seed, split="test")
-    faith = {
-        str(k): faithfulness(
-            lens, prompts, metric, [n for n, _ in ranked[:k]], mean_tokens=mean_tokens
-        ).score
-        for k in settings.faithfulness_sizes
+    scored = {
+        ablation: {
+            str(k): faithfulness(
+                lens,
+                prompts,
+                metric,
+                [n for n, _ in ranked[:k]],
+                ablation=ablation,
+                mean_tokens=mean_tokens,
+            )
+            for k in settings.faithfulness_sizes
+        }
+        for ablation in ("corrupted", "mean")
     }
+    largest_key = str(largest)
     circuit = ranked[: settings.circuit_size]
     total = sum(abs(e) for _, e in circuit)
     error_share = sum(abs(e) for n, e in circuit if n.kind == "error") / total if total else 0.0
@@ -128,7 +142,12 @@ def task_circuit(
         "metric_corrupted": float(graph.settings["metric_baseline"]),
         "nodes": [[n.id, e] for n, e in ranked],
         "circuit": [[n.site, n.index] for n, _ in circuit if n.kind == "feature"],
-        "faithfulness": faith,
+        "faithfulness": {k: f.score for k, f in scored["corrupted"].items()},
+        "mean_faithfulness": {k: f.score for k, f in scored["mean"].items()},
+        "circuit_metric": {k: f.circuit for k, f in scored["corrupted"].items()},
+        "full_metric": scored["corrupted"][largest_key].full,
+        "empty_metric": scored["corrupted"][largest_key].empty,
+        "mean_empty_metric": scored["mean"][largest_key].empty,
         "error_share": error_share,
         "exact": check,
     }

@@ -110,10 +110,19 @@ def matching_figure(matching: list[dict[str, Any]], thresholds: list[float]) -> 
 
 
 def circuits_figure(
-    circuits: list[dict[str, Any]], accuracy: list[dict[str, Any]], size: int
+    circuits: list[dict[str, Any]],
+    accuracy: list[dict[str, Any]],
+    size: int,
+    control: list[dict[str, Any]] | None = None,
+    min_span: float = 1.0,
 ) -> Figure:
     """Per task: accuracy, the circuit's faithfulness, and the share of the final circuit already
-    in the circuit (through the matching), against training step."""
+    in the circuit (through the matching), against training step.
+
+    Faithfulness is a ratio with denominator m(full) - m(empty); where that span is below
+    `min_span` nats (an untrained model) it is noise, drawn as hollow markers clipped to [-0.2, 1.2].
+    The dotted line is the share of the final circuit that a second-seed SAE's circuit recovers
+    on the same final model: the ceiling of "present"."""
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)
     steps = [r["step"] for r in accuracy]
     for ax, task in zip(axes, TASKS, strict=True):
@@ -121,12 +130,30 @@ def circuits_figure(
         ax.plot(
             steps, [r[f"{task}_accuracy"] for r in accuracy], color="grey", label="top-1 accuracy"
         )
+        key = f"faithfulness_{size}"
         ax.plot(
             [r["step"] for r in rows],
-            [max(-0.2, min(1.2, r[f"faithfulness_{size}"])) for r in rows],
-            "o-",
+            [max(-0.2, min(1.2, r[key])) for r in rows],
+            "-",
+            color=COLOURS[task],
+            lw=0.8,
+        )
+        solid = [r for r in rows if r["full_metric"] - r["empty_metric"] >= min_span]
+        hollow = [r for r in rows if r["full_metric"] - r["empty_metric"] < min_span]
+        ax.plot(
+            [r["step"] for r in solid],
+            [max(-0.2, min(1.2, r[key])) for r in solid],
+            "o",
             color=COLOURS[task],
             label=f"faithfulness ({size} nodes)",
+        )
+        ax.plot(
+            [r["step"] for r in hollow],
+            [max(-0.2, min(1.2, r[key])) for r in hollow],
+            "o",
+            mfc="none",
+            color=COLOURS[task],
+            label=f"  (span < {min_span:g} nat)",
         )
         ax.plot(
             [r["step"] for r in rows],
@@ -136,6 +163,9 @@ def circuits_figure(
             ms=3,
             label="final circuit present",
         )
+        ceiling = [r["final_circuit_present"] for r in control or [] if r["task"] == task]
+        if ceiling:
+            ax.axhline(ceiling[0], color="k", ls=":", lw=0.8, label="second-seed SAE ceiling")
         _step_axis(ax)
         ax.set_title(task)
     axes[0].set_ylim(-0.25, 1.25)
@@ -179,7 +209,9 @@ def draw_all(
     figures = {
         "accuracy.png": accuracy_figure(accuracy, checkpoints),
         "matching.png": matching_figure(read_rows(results / "matching.csv"), list(thresholds)),
-        "circuits.png": circuits_figure(circuits, accuracy, circuit_size),
+        "circuits.png": circuits_figure(
+            circuits, accuracy, circuit_size, read_rows(results / "circuits_control.csv")
+        ),
         "saes.png": sae_figure(
             read_rows(results / "saes.csv"), read_rows(results / "live_features.csv")
         ),

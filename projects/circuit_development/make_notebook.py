@@ -58,9 +58,14 @@ CELLS: list[tuple[str, str]] = [
     (
         "markdown",
         "## Circuits across checkpoints\n\nFaithfulness of the top-64 attribution-patching nodes, "
-        "and the share of the final circuit's features already in the circuit.",
+        "and the share of the final circuit's features already in the circuit. Hollow markers: "
+        "the metric's span m(full) - m(empty) is under 1 nat, so the ratio is noise.",
     ),
-    ("code", "circuits_figure(circuits, accuracy, 64);"),
+    (
+        "code",
+        "control = read_rows(RESULTS / 'circuits_control.csv')\n"
+        "circuits_figure(circuits, accuracy, 64, control);",
+    ),
     (
         "code",
         "for r in circuits:\n"

@@ -31,28 +31,35 @@ def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run the requested stages (all by default), printing their wall time."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stage", choices=STAGES, action="append")
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS)
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    results: Path = args.results
     stages = args.stage or list(STAGES)
     config = ProjectConfig()
     torch.set_num_threads(config.threads)
+    total = time.perf_counter()
     for stage in stages:
         start = time.perf_counter()
-        root = ARTIFACTS / "checkpoints"
+        root = args.artifacts / "checkpoints"
         if stage == "checkpoints":
             train_checkpoints(root, config, progress=True)
-            write_training_results(root, RESULTS)
+            write_training_results(root, results)
         elif stage == "saes":
             train_all_saes(root, config)
-            write_sae_results(root, config, RESULTS)
+            write_sae_results(root, config, results)
         elif stage == "matching":
-            run_matching(root, config, RESULTS)
+            run_matching(root, config, results)
         elif stage == "circuits":
-            run_circuits(root, config, RESULTS)
+            run_circuits(root, config, results)
         elif stage == "figures":
             from projects.circuit_development.figures import draw_all
+            from projects.circuit_development.summary import summarise
 
-            draw_all(RESULTS)
+            draw_all(results)
+            summarise(results)
         print(f"[{stage}] {time.perf_counter() - start:.1f} s", flush=True)
+    print(f"[total] {time.perf_counter() - total:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

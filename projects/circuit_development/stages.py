@@ -156,6 +156,12 @@ def _matches(
     }
 
 
+def _nodes_for(faithfulness: dict[str, float], level: float) -> int:
+    """The smallest circuit size whose faithfulness reaches `level` (-1 if none does)."""
+    sizes = sorted(int(k) for k, v in faithfulness.items() if v >= level)
+    return sizes[0] if sizes else -1
+
+
 def run_circuits(
     root: Path, config: ProjectConfig, results: Path, *, progress: bool = True
 ) -> None:
@@ -184,8 +190,33 @@ def run_circuits(
                     flush=True,
                 )
         records[step] = json.loads(path.read_text())
-    pairs = json.loads((root / PAIRS_FILE).read_text())
     final = steps[-1]
+    control_path = cache / f"step_{final:05d}_control.json"
+    if not control_path.is_file():
+        model = load_checkpoint(root, final)
+        saes = load_step_saes(root, final, config.sites, control=True)
+        lens = Lens(model, list(saes.values()))
+        control_record = {
+            task: task_circuit(lens, task, config.circuits, seed=config.seed) for task in TASKS
+        }
+        control_path.write_text(json.dumps(control_record) + "\n")
+    control = json.loads(control_path.read_text())
+    pairs = json.loads((root / PAIRS_FILE).read_text())
+    ceiling = [
+        {
+            "task": task,
+            "final_circuit_present": circuit_persistence(
+                control[task]["circuit"],
+                records[final][task]["circuit"],
+                _matches(pairs, f"{final}c->{final}"),
+            )["persisted"],
+            f"faithfulness_{config.circuits.circuit_size}": control[task]["faithfulness"][
+                str(config.circuits.circuit_size)
+            ],
+        }
+        for task in TASKS
+    ]
+    write_csv(results / "circuits_control.csv", ceiling)
     rows: list[dict[str, Any]] = []
     for index, step in enumerate(steps):
         for task in TASKS:
@@ -200,7 +231,12 @@ def run_circuits(
                 "task": task,
                 "logit_diff": record["metric_clean"],
                 "corrupted_logit_diff": record["metric_corrupted"],
+                "full_metric": record["full_metric"],
+                "empty_metric": record["empty_metric"],
                 **{f"faithfulness_{k}": v for k, v in record["faithfulness"].items()},
+                **{f"mean_faithfulness_{k}": v for k, v in record["mean_faithfulness"].items()},
+                "mean_empty_metric": record["mean_empty_metric"],
+                "nodes_for_0.8": _nodes_for(record["faithfulness"], 0.8),
                 "error_share": record["error_share"],
                 "exact_correlation": record["exact"]["correlation"],
                 "exact_top_overlap": record["exact"]["top_overlap"],
