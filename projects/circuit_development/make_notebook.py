@@ -13,66 +13,89 @@ NOTEBOOK = HERE / "notebooks" / "circuit_development.ipynb"
 CELLS: list[tuple[str, str]] = [
     (
         "markdown",
-        "# How features and circuits develop while the zoo model trains\n\n"
-        "Reads the committed results of `python -m projects.circuit_development.run` "
-        "(`projects/circuit_development/results/`); nothing here trains or attributes. "
-        "See the project README for the story.",
+        "# How features and circuits develop while the zoo model trains\n\nReads the committed results of `python -m projects.circuit_development.run` (`projects/circuit_development/results/`); nothing here trains or attributes. See the project README for the story.",
     ),
     (
         "code",
-        "from pathlib import Path\n\n"
-        "import projects.circuit_development as project\n"
-        "from projects.circuit_development.figures import (\n"
-        "    accuracy_figure, circuits_figure, matching_figure, read_rows, sae_figure,\n"
-        ")\n\n"
-        "RESULTS = Path(project.__file__).resolve().parent / 'results'\n"
-        "accuracy = read_rows(RESULTS / 'accuracy.csv')\n"
-        "circuits = read_rows(RESULTS / 'circuits.csv')\n"
-        "matching = read_rows(RESULTS / 'matching.csv')\n"
-        "checkpoints = sorted({r['step'] for r in circuits})\n"
-        "print(f'{len(accuracy)} evaluation steps, checkpoints {checkpoints}')",
-    ),
-    ("markdown", "## Task accuracy over training\n\nGrey lines: the saved checkpoints."),
-    ("code", "accuracy_figure(accuracy, checkpoints);"),
-    (
-        "code",
-        "from feature_lens.zoo.tasks import TASKS\n\n"
-        "def first_step(task, level):\n"
-        "    return next((r['step'] for r in accuracy if r[f'{task}_accuracy'] >= level), None)\n\n"
-        "for task in TASKS:\n"
-        "    print(f'{task:10s} top-1 >= 0.5 at step {first_step(task, 0.5)}, "
-        ">= 0.9 at step {first_step(task, 0.9)}')",
-    ),
-    ("markdown", "## SAEs per checkpoint"),
-    (
-        "code",
-        "sae_figure(read_rows(RESULTS / 'saes.csv'), read_rows(RESULTS / 'live_features.csv'));",
+        """\
+from pathlib import Path
+
+import projects.circuit_development as project
+from projects.circuit_development.figures import (
+    accuracy_figure,
+    circuits_figure,
+    matching_figure,
+    read_rows,
+    sae_figure,
+)
+
+RESULTS = Path(project.__file__).resolve().parent / "results"
+accuracy = read_rows(RESULTS / "accuracy.csv")
+circuits = read_rows(RESULTS / "circuits.csv")
+matching = read_rows(RESULTS / "matching.csv")
+checkpoints = sorted({r["step"] for r in circuits})
+print(f"{len(accuracy)} evaluation steps, checkpoints {checkpoints}")""",
     ),
     (
         "markdown",
-        "## Matching features to the final SAE\n\nHungarian assignment on activation correlation "
-        "(shared held-out tokens) and on decoder cosine; dash-dotted: a second-seed SAE on the "
-        "final model at the middle threshold (the ceiling of matching).",
+        "## Task accuracy over training\n\nGrey lines: the saved checkpoints.",
     ),
-    ("code", "matching_figure(matching, [0.5, 0.7, 0.9]);"),
+    (
+        "code",
+        """\
+accuracy_figure(accuracy, checkpoints);""",
+    ),
+    (
+        "code",
+        """\
+from feature_lens.zoo.tasks import TASKS
+
+
+def first_step(task, level):
+    return next((r["step"] for r in accuracy if r[f"{task}_accuracy"] >= level), None)
+
+
+for task in TASKS:
+    print(
+        f"{task:10s} top-1 >= 0.5 at step {first_step(task, 0.5)}, >= 0.9 at step {first_step(task, 0.9)}"
+    )""",
+    ),
     (
         "markdown",
-        "## Circuits across checkpoints\n\nFaithfulness of the top-64 attribution-patching nodes, "
-        "and the share of the final circuit's features already in the circuit. Hollow markers: "
-        "the metric's span m(full) - m(empty) is under 1 nat, so the ratio is noise.",
+        "## SAEs per checkpoint",
     ),
     (
         "code",
-        "control = read_rows(RESULTS / 'circuits_control.csv')\n"
-        "circuits_figure(circuits, accuracy, 64, control);",
+        """\
+sae_figure(read_rows(RESULTS / "saes.csv"), read_rows(RESULTS / "live_features.csv"));""",
+    ),
+    (
+        "markdown",
+        "## Matching features to the final SAE\n\nHungarian assignment on activation correlation (shared held-out tokens) and on decoder cosine; dash-dotted: a second-seed SAE on the final model at the middle threshold (the ceiling of matching).",
     ),
     (
         "code",
-        "for r in circuits:\n"
-        "    if r['task'] in ('ioi', 'induction'):\n"
-        "        print(f\"{r['task']:10s} step {r['step']:5d}  logit diff {r['logit_diff']:6.2f}  "
-        "faithfulness@64 {r['faithfulness_64']:6.2f}  final circuit present "
-        "{r['final_circuit_present']:.2f}  exact r {r['exact_correlation']:.2f}\")",
+        """\
+matching_figure(matching, [0.5, 0.7, 0.9]);""",
+    ),
+    (
+        "markdown",
+        "## Circuits across checkpoints\n\nFaithfulness of the top-64 attribution-patching nodes, and the share of the final circuit's features already in the circuit. Hollow markers: the metric's span m(full) - m(empty) is under 1 nat, so the ratio is noise.",
+    ),
+    (
+        "code",
+        """\
+control = read_rows(RESULTS / "circuits_control.csv")
+circuits_figure(circuits, accuracy, 64, control);""",
+    ),
+    (
+        "code",
+        """\
+for r in circuits:
+    if r["task"] in ("ioi", "induction"):
+        print(
+            f"{r['task']:10s} step {r['step']:5d}  logit diff {r['logit_diff']:6.2f}  faithfulness@64 {r['faithfulness_64']:6.2f}  final circuit present {r['final_circuit_present']:.2f}  exact r {r['exact_correlation']:.2f}"
+        )""",
     ),
 ]
 
@@ -86,6 +109,8 @@ def build() -> nbformat.NotebookNode:
         else nbformat.v4.new_code_cell(text)
         for kind, text in CELLS
     ]
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index}"  # stable ids, so regenerating leaves the file unchanged
     notebook.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
