@@ -17,12 +17,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WORDS = [f"w{i}" for i in range(40)]
 
 
-def make_tokenizer(folder: Path) -> Any:
-    """A word-level tokenizer with a BOS token, saved in Hugging Face format and loaded back."""
+def make_tokenizer(folder: Path, words: list[str] | None = None) -> Any:
+    """A word-level tokenizer over `words` (default `WORDS`) with a BOS token, saved in Hugging
+    Face format and loaded back."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    vocab = {"<bos>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    vocab = {"<bos>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(words or WORDS)}}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(

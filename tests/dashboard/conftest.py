@@ -14,7 +14,7 @@ from feature_lens import Lens
 from feature_lens.attribution import LogitDiff, PromptSet, attribute
 from feature_lens.dashboard import Dashboard, build_dashboards
 from feature_lens.graph import AttributionGraph
-from tests.conftest import WORDS, full_dictionaries, make_model
+from tests.conftest import WORDS, full_dictionaries, make_model, make_tokenizer
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = ['"><img', "src=x", "onerror=alert(1)>"]
@@ -25,18 +25,7 @@ XSS_PROMPT = f"w1 w2 {SCRIPT} {' '.join(IMG)} w3"
 def make_xss_tokenizer(folder: Path) -> Any:
     """The tests' word-level tokenizer with its last four words replaced by the XSS payload's
     pieces, so those strings come back from `to_str_tokens` exactly."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    words = [*WORDS[: -len(XSS_WORDS)], *XSS_WORDS]
-    vocab = {"<bos>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(words)}}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<bos>", unk_token="<unk>", pad_token="<unk>"
-    )
-    fast.save_pretrained(folder)
-    return AutoTokenizer.from_pretrained(folder)
+    return make_tokenizer(folder, [*WORDS[: -len(XSS_WORDS)], *XSS_WORDS])
 
 
 def dataset_prompts(n: int = 48, seed: int = 0) -> list[str]:
