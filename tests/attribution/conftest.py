@@ -85,4 +85,4 @@ def read_feature(
 
     with torch.no_grad():
         model.run_with_hooks(tokens, fwd_hooks=[*hooks, (dictionary.hook_in, grab)])
-    return dictionary.sae.encode(captured["x"])
+        return dictionary.sae.encode(captured["x"])
