@@ -332,7 +332,8 @@ def test_direct_edges_equal_frozen_interventions(
     sae = lens64.dictionary(target_site).sae
 
     def gated_pre(x: torch.Tensor) -> torch.Tensor:  # SAE-Lens's gated magnitude path, by hand
-        return (x - sae.b_dec) @ (sae.W_enc * sae.r_mag.exp()) + sae.b_mag
+        with torch.no_grad():
+            return (x - sae.b_dec) @ (sae.W_enc * sae.r_mag.exp()) + sae.b_mag
 
     pre_clean = gated_pre(clean_cache[target_site])
     gate = sae.encode(clean_cache[target_site]) / pre_clean

@@ -115,7 +115,8 @@ def test_direct_edges_on_the_zoo_equal_frozen_interventions(zoo64: Lens, ioi: Pr
     sae = zoo64.dictionary(target_site).sae
 
     def pre(x: torch.Tensor) -> torch.Tensor:  # TopK SAE pre-activation, by hand
-        return (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        with torch.no_grad():
+            return (x - sae.b_dec) @ sae.W_enc + sae.b_enc
 
     pre_clean = pre(clean_cache[target_site])
     gate = sae.encode(clean_cache[target_site]) / pre_clean
