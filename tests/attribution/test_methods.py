@@ -336,7 +336,7 @@ def test_direct_edges_equal_frozen_interventions(
             return (x - sae.b_dec) @ (sae.W_enc * sae.r_mag.exp()) + sae.b_mag
 
     pre_clean = gated_pre(clean_cache[target_site])
-    gate = sae.encode(clean_cache[target_site]) / pre_clean
+    gate = sae.encode(clean_cache[target_site]).detach() / pre_clean
     frozen = _frozen_hooks(model64, clean_cache, mlp)
     captured: dict[str, torch.Tensor] = {}
     grab = (target_site, lambda act, hook: captured.__setitem__("x", act) or act)

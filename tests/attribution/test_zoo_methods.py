@@ -119,7 +119,7 @@ def test_direct_edges_on_the_zoo_equal_frozen_interventions(zoo64: Lens, ioi: Pr
             return (x - sae.b_dec) @ sae.W_enc + sae.b_enc
 
     pre_clean = pre(clean_cache[target_site])
-    gate = sae.encode(clean_cache[target_site]) / pre_clean
+    gate = sae.encode(clean_cache[target_site]).detach() / pre_clean
     frozen = _frozen_hooks(model, clean_cache, "stop")
     captured: dict[str, torch.Tensor] = {}
     grab = (target_site, lambda act, hook: captured.__setitem__("x", act) or act)
