@@ -106,14 +106,15 @@ def test_edges_into_a_direction(lens: Lens, model: Any) -> None:
                 return act
 
             out: dict[str, torch.Tensor] = {}
-            model.run_with_hooks(
-                state.tokens,
-                fwd_hooks=[
-                    ("blocks.0.hook_resid_post", hook),
-                    (HOOK, lambda a, hook: out.__setitem__("x", a) or a),
-                ],
-            )
-            return float(out["x"][0, target.pos] @ unit)
+            with torch.no_grad():
+                model.run_with_hooks(
+                    state.tokens,
+                    fwd_hooks=[
+                        ("blocks.0.hook_resid_post", hook),
+                        (HOOK, lambda a, hook: out.__setitem__("x", a) or a),
+                    ],
+                )
+                return float(out["x"][0, target.pos] @ unit)
 
         clean = run(0.0)
         assert exact[(u, target)] == pytest.approx(clean - run(delta), abs=1e-10)
