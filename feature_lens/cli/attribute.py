@@ -1,4 +1,4 @@
-"""`feature-lens attribute`: attribute a metric to SAE features and write the graph as JSON."""
+"""`feature-lens attribute`: attribute a metric to SAE features and write the graph (JSON + safetensors)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def register(subparsers: Any) -> None:
     """Add the `attribute` sub-parser."""
     parser = subparsers.add_parser(
         "attribute",
-        help="attribute a metric to SAE features and write the graph as JSON",
+        help="attribute a metric to SAE features and write the graph (JSON + safetensors)",
         description="Attribute a metric (logit difference or log-probability at the last token) "
         "to the Lens's nodes with one of the three methods, keep the strongest nodes, connect "
         "them, and write the graph (docs/graph-format.md).",
@@ -42,7 +42,12 @@ def register(subparsers: Any) -> None:
     method.add_argument("--mlp", choices=["stop", "linear"], default="stop", help="direct only")
     method.add_argument("--batch-size", type=int, default=64)
     method.add_argument("--no-edges", action="store_true", help="node effects only")
-    parser.add_argument("--out", type=Path, required=True, help="output JSON path")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output JSON path (the tensors go beside it, NAME.safetensors)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=run)
 
