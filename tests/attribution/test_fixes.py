@@ -163,3 +163,32 @@ def test_direction_nodes_in_faithfulness_and_clustering(model64: Any) -> None:
     chosen = [n for n in profiles.nodes if n.site in (site, "blocks.0.hook_attn_out")]
     labels = decoder_clusters(lens, chosen, 2)
     assert set(labels) == {n.id for n in chosen}
+
+
+def test_overlapping_directions_leave_sae_circuit_scores_unchanged(
+    lens64: Lens, prompts64: PromptSet, model64: Any
+) -> None:
+    """Directions spliced after the gated SAE at the same hook: an SAE circuit's faithfulness is
+    what it is on the Lens without the directions (the directions' error term used to overwrite
+    the ablated stream and zero every SAE circuit's score); with every direction feature in the
+    circuit too (and the directions' error never ablated), the directions splice is the identity."""
+    hook = "blocks.1.hook_resid_post"
+    vectors = torch.randn(3, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    directions = Directions(vectors, hook)
+    lens = Lens(model64, [*full_dictionaries(model64, dtype=torch.float64), directions])
+    prompts = PromptSet.build(lens, CLEAN, CORRUPT, answers=[[5, 9]])
+    graph = attribute(
+        lens64, prompts64, METRIC, method="attribution", max_nodes=12, edges=False, progress=False
+    )
+    circuit = circuit_nodes(graph)
+    all_directions = [
+        feature(directions.name, i, p) for i in range(3) for p in range(prompts.n_pos)
+    ]
+    for ablation in ("zero", "corrupted"):
+        plain = faithfulness(lens64, prompts64, METRIC, circuit, ablation=ablation)
+        shared = faithfulness(lens, prompts, METRIC, circuit, ablation=ablation)
+        viewed = faithfulness(lens, prompts, METRIC, circuit + all_directions, ablation=ablation)
+        for result in (shared, viewed):
+            assert result.circuit == pytest.approx(plain.circuit, abs=1e-9)
+            assert result.empty == pytest.approx(plain.empty, abs=1e-9)
+        assert abs(plain.score) > 0
