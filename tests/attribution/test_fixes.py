@@ -192,3 +192,60 @@ def test_overlapping_directions_leave_sae_circuit_scores_unchanged(
             assert result.circuit == pytest.approx(plain.circuit, abs=1e-9)
             assert result.empty == pytest.approx(plain.empty, abs=1e-9)
         assert abs(plain.score) > 0
+
+
+def test_registered_methods_drive_attribute(lens64: Lens, prompts64: PromptSet) -> None:
+    """A method registered under a new name is what `attribute` runs: one that doubles attribution
+    patching's node effects and edges gives exactly twice its graph."""
+    from feature_lens.attribution import METHOD_REGISTRY, get_method, register_method
+    from feature_lens.attribution.methods import AttributionPatching
+
+    class Doubled(AttributionPatching):
+        name = "doubled"
+
+        def node_effects(self, *args: Any) -> dict[Any, float]:
+            return {n: 2 * v for n, v in super().node_effects(*args).items()}
+
+        def edges(self, *args: Any) -> torch.Tensor:
+            return 2 * super().edges(*args)
+
+    register_method(Doubled())  # type: ignore[arg-type]
+    try:
+        assert isinstance(get_method("doubled"), Doubled)
+        base = attribute(
+            lens64, prompts64, METRIC, method="attribution", max_nodes=8, progress=False
+        )
+        doubled = attribute(
+            lens64, prompts64, METRIC, method="doubled", max_nodes=8, progress=False
+        )
+    finally:
+        del METHOD_REGISTRY["doubled"]
+    assert list(doubled.nodes) == list(base.nodes)
+    torch.testing.assert_close(doubled.edge_weight, 2 * base.edge_weight, rtol=0, atol=1e-12)
+    with pytest.raises(InputError, match="unknown method 'doubled'"):
+        attribute(lens64, prompts64, METRIC, method="doubled", progress=False)
+
+
+def test_prompt_states_and_from_task(lens64: Lens, prompts64: PromptSet) -> None:
+    """`prompt_states` rows are the per-prompt clean and corrupted runs; `PromptSet.from_task` is
+    the task's pairs with [correct, wrong] answers."""
+    from feature_lens.zoo import task_prompts
+
+    two = PromptSet.build(lens64, [CLEAN, CLEAN], [CORRUPT, CLEAN], answers=[[5, 9], [9, 5]])
+    states = prompt_states(lens64, two)
+    for i, state in enumerate(states):
+        clean = lens64.run(two.clean[i : i + 1])
+        corrupted = lens64.run(two.corrupted[i : i + 1])  # type: ignore[index]
+        for site in lens64.sites:
+            torch.testing.assert_close(state.clean.features[site], clean.features[site])
+            torch.testing.assert_close(state.base.errors[site], corrupted.errors[site])
+        assert state.answers is not None
+        assert state.answers.tolist() == [two.answers[i].tolist()]  # type: ignore[index]
+    zoo = Lens.load()
+    task = PromptSet.from_task(zoo, "ioi", 3, seed=2)
+    pairs = task_prompts("ioi", 3, seed=2)
+    assert torch.equal(task.clean.cpu(), pairs.clean)
+    assert torch.equal(task.corrupted.cpu(), pairs.corrupted)  # type: ignore[union-attr]
+    assert task.answers.tolist() == [
+        [c, w] for c, w in zip(pairs.correct.tolist(), pairs.wrong.tolist(), strict=True)
+    ]  # type: ignore[union-attr]
