@@ -10,6 +10,7 @@ that can be read, patched, and differentiated. How gradients cross a splice is t
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +86,7 @@ class Lens:
     def load(
         cls,
         model: str | Any | None = None,
-        saes: Iterable[Any] | str | None = None,
+        saes: Iterable[Any] | str | os.PathLike[str] | None = None,
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
@@ -104,19 +105,19 @@ class Lens:
 
         model_obj = (
             model
-            if model is not None and not isinstance(model, str)
+            if model is not None and not isinstance(model, str | os.PathLike)
             else load_model(
                 model, device=device, dtype=dtype, processing=processing, model_name=model_name
             )
         )
         if saes is None or saes == "zoo":
-            if model is None or model == "zoo":
+            if model is None or str(model) == "zoo":
                 from feature_lens.zoo import zoo_dictionary_dirs
 
                 sources: list[Any] = list(zoo_dictionary_dirs().values())
             else:
                 sources = []
-        elif isinstance(saes, str):
+        elif isinstance(saes, str | os.PathLike):
             sources = [saes]
         else:
             sources = list(saes)
@@ -265,7 +266,10 @@ class Lens:
                 if not text.strip():
                     raise InputError(f"prompt {i} is empty")
             if self.model.tokenizer is None:
-                raise InputError("the model has no tokenizer; pass token ids instead of text")
+                raise InputError(
+                    "the model has no tokenizer (its folder had no tokenizer files); pass token "
+                    "ids instead of text, or add the tokenizer files to the model folder"
+                )
             rows = [
                 self.model.to_tokens(t, prepend_bos=prepend_bos, truncate=False)[0] for t in texts
             ]

@@ -10,6 +10,7 @@ converters and processing, exactly as on the hub path, and the model is named af
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def resolve_processing(
 
 
 def load_model(
-    name_or_path: str | Path | None = None,
+    name_or_path: str | os.PathLike[str] | None = None,
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
