@@ -13,6 +13,8 @@ __version__ = "0.2.0"
 
 #: public name -> module that defines it (one line each, so export lists merge easily)
 _EXPORTS: dict[str, str] = {
+    "AttributionGraph": "feature_lens.graph",
+    "CallableMetric": "feature_lens.attribution",
     "Dictionary": "feature_lens.lens",
     "Directions": "feature_lens.lens",
     "FeatureId": "feature_lens.dashboard",
@@ -22,14 +24,24 @@ _EXPORTS: dict[str, str] = {
     "Lens": "feature_lens.lens",
     "LensRun": "feature_lens.lens",
     "LoadingError": "feature_lens.errors",
+    "LogProb": "feature_lens.attribution",
+    "LogitDiff": "feature_lens.attribution",
+    "Node": "feature_lens.graph",
+    "NodeActivation": "feature_lens.attribution",
     "OfflineError": "feature_lens.errors",
     "OutputExistsError": "feature_lens.errors",
+    "PromptSet": "feature_lens.attribution",
+    "attribute": "feature_lens.attribution",
     "build_dashboards": "feature_lens.dashboard",
+    "faithfulness": "feature_lens.attribution",
     "load_model": "feature_lens.loading",
     "load_sae": "feature_lens.loading",
+    "steer": "feature_lens.steering",
 }
 
 __all__ = [  # the names of _EXPORTS, spelled out for type checkers (a test keeps them equal)
+    "AttributionGraph",
+    "CallableMetric",
     "Dictionary",
     "Directions",
     "FeatureId",
@@ -39,15 +51,32 @@ __all__ = [  # the names of _EXPORTS, spelled out for type checkers (a test keep
     "Lens",
     "LensRun",
     "LoadingError",
+    "LogProb",
+    "LogitDiff",
+    "Node",
+    "NodeActivation",
     "OfflineError",
     "OutputExistsError",
+    "PromptSet",
     "__version__",
+    "attribute",
     "build_dashboards",
+    "faithfulness",
     "load_model",
     "load_sae",
+    "steer",
 ]
 
 if TYPE_CHECKING:
+    from feature_lens.attribution import (
+        CallableMetric,
+        LogitDiff,
+        LogProb,
+        NodeActivation,
+        PromptSet,
+        attribute,
+        faithfulness,
+    )
     from feature_lens.dashboard import FeatureId, build_dashboards
     from feature_lens.errors import (
         FeatureLensError,
@@ -57,8 +86,10 @@ if TYPE_CHECKING:
         OfflineError,
         OutputExistsError,
     )
+    from feature_lens.graph import AttributionGraph, Node
     from feature_lens.lens import Dictionary, Directions, Lens, LensRun
     from feature_lens.loading import load_model, load_sae
+    from feature_lens.steering import steer
 
 
 def __getattr__(name: str) -> Any:
