@@ -98,6 +98,33 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _read_documents(args: argparse.Namespace) -> list[Any] | None:
+    """The --prompts corpus, read and checked (None for the zoo's own corpus)."""
+    from feature_lens.errors import InputError
+    from feature_lens.loading.corpus import read_corpus
+
+    if args.prompts is None:
+        if args.model != "zoo":
+            raise InputError(
+                "give --prompts FILE: only the embedded model (--model zoo) has a default corpus"
+            )
+        return None
+    return read_corpus(
+        args.prompts, text_field=args.text_field, split=args.split, limit=args.n_prompts
+    )
+
+
+def _prompts(lens: Any, args: argparse.Namespace, documents: list[Any] | None) -> Any:
+    """Token ids of the corpus cut to the context, or the zoo corpus's texts."""
+    if documents is None:
+        from feature_lens.zoo import corpus_texts
+
+        return corpus_texts(args.n_prompts or 1000, n_ctx=int(lens.model.cfg.n_ctx))
+    from feature_lens.loading.corpus import tokenize_corpus
+
+    return tokenize_corpus(lens.model, documents, chunk=args.chunk)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
     from feature_lens.errors import InputError, OutputExistsError
@@ -109,19 +136,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--clusters needs a connectome: the zoo task's (the default with --model zoo) or --graph"
         )
-    if args.prompts is None and not zoo:
-        raise InputError(
-            "give --prompts FILE: only the embedded model (--model zoo) has a default corpus"
-        )
     check_lens_options(args)
     start = time.perf_counter()
-    from feature_lens.loading.corpus import read_corpus, tokenize_corpus
-
-    documents = None
-    if args.prompts is not None:  # checked before the model loads
-        documents = read_corpus(
-            args.prompts, text_field=args.text_field, split=args.split, limit=args.n_prompts
-        )
+    documents = _read_documents(args)  # checked before the model loads
     from feature_lens.dashboard.site import build_dashboards, task_graph
     from feature_lens.graph import AttributionGraph
 
@@ -132,13 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, threads))
     lens = load_lens(args)
-    prompts: Any
-    if documents is not None:
-        prompts = tokenize_corpus(lens.model, documents, chunk=args.chunk)
-    else:
-        from feature_lens.zoo import corpus_texts
-
-        prompts = corpus_texts(args.n_prompts or 1000, n_ctx=int(lens.model.cfg.n_ctx))
+    prompts = _prompts(lens, args, documents)
     graph = AttributionGraph.load(args.graph) if args.graph is not None else None
     notes: list[str] = []
     if graph is None and zoo and not args.no_task:
