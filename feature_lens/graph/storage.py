@@ -30,7 +30,7 @@ from feature_lens.errors import FeatureLensError, LoadingError, OutputExistsErro
 from feature_lens.graph.graph import AttributionGraph
 from feature_lens.graph.node import Node
 from feature_lens.graph.schema import GraphFile, GraphRecordV1, NodeColumns, TensorFile
-from feature_lens.graph.table import NO_VALUE, NodeTable
+from feature_lens.graph.table import NO_VALUE, NodeTable, int_list
 
 T = TypeVar("T")
 
@@ -109,14 +109,14 @@ def graph_file(graph: AttributionGraph, tensors_name: str, data: bytes, layout: 
     """The JSON half of a version-2 graph."""
     table = graph.table
     nodes = table.nodes
-    cluster = table.cluster.tolist()
+    cluster = int_list(table.cluster)
     columns = NodeColumns.model_construct(
         kind=[node.kind for node in nodes],
         site=[node.site for node in nodes],
         pos=[node.pos for node in nodes],
         index=[node.index for node in nodes],
-        layer=table.layer.tolist(),
-        order=table.order.tolist(),
+        layer=int_list(table.layer),
+        order=int_list(table.order),
         label=list(table.label),
         cluster=[None if c == NO_VALUE else c for c in cluster],
     )
