@@ -111,9 +111,10 @@ def test_dashboard_keeps_every_sae_and_reads_jsonl(
         "dashboard", "--model", str(folders["model"]), "--model-name", "gpt2",
         "--sae", str(folders["sae0"]), "--sae", str(folders["sae1"]),
         "--prompts", str(prompts), "--top-k", "2", "--batch-size", "2",
-        "--no-progress", "--out", str(out),
+        "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
     ]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # the corpus passes
     index = (out / "index.html").read_text()
     assert "blocks.0.hook_resid_post" in index
     assert "blocks.1.hook_resid_post" in index

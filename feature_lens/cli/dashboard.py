@@ -94,8 +94,27 @@ def register(subparsers: Any) -> None:
         help="torch CPU threads (default: 1 for the small embedded model, where more threads only "
         "contend; torch's default otherwise)",
     )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where corpus passes are kept between builds, keyed by model, dictionaries, corpus "
+        "and features (default: $FEATURE_LENS_CACHE_DIR, else ~/.cache/feature-lens/corpus-passes)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def cache_dir(args: argparse.Namespace) -> Path:
+    """--cache-dir, else $FEATURE_LENS_CACHE_DIR, else ~/.cache/feature-lens/corpus-passes."""
+    import os
+
+    if args.cache_dir is not None:
+        return Path(args.cache_dir)
+    if os.environ.get("FEATURE_LENS_CACHE_DIR"):
+        return Path(os.environ["FEATURE_LENS_CACHE_DIR"])
+    return Path.home() / ".cache" / "feature-lens" / "corpus-passes"
 
 
 def _read_documents(args: argparse.Namespace) -> list[Any] | None:
@@ -180,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         overwrite=args.overwrite,
         batch_size=args.batch_size,
+        cache_dir=None if args.no_cache else cache_dir(args),
         notes=notes,
         progress=progress,
     )
