@@ -158,8 +158,13 @@ def run(args: argparse.Namespace) -> int:
     check_lens_options(args)
     start = time.perf_counter()
     documents = _read_documents(args)  # checked before the model loads
+    from feature_lens.dashboard.data import FeatureId
     from feature_lens.dashboard.site import build_dashboards, task_graph
     from feature_lens.graph import AttributionGraph
+
+    for text in args.features:
+        FeatureId.parse(text)
+    graph = AttributionGraph.load(args.graph) if args.graph is not None else None
 
     progress = not args.no_progress
     threads = args.threads if args.threads is not None else (1 if zoo else None)
@@ -169,7 +174,6 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, threads))
     lens = load_lens(args)
     prompts = _prompts(lens, args, documents)
-    graph = AttributionGraph.load(args.graph) if args.graph is not None else None
     notes: list[str] = []
     if graph is None and zoo and not args.no_task:
         task = args.task or DEFAULT_TASK
