@@ -58,6 +58,23 @@ def _token_id(lens: Any, text: str) -> int:
     return int(ids[0])
 
 
+def _check_prompt_options(args: argparse.Namespace) -> None:
+    """What the prompt options say, checked without the model."""
+    if args.task:
+        if args.model != "zoo":
+            raise InputError(
+                "--task uses the embedded model's planted tasks; use it with --model zoo"
+            )
+    elif not args.prompt:
+        raise InputError(
+            "give prompts with --prompt (and --corrupted), or --task for a planted task"
+        )
+    elif args.corrupted and len(args.corrupted) != len(args.prompt):
+        raise InputError(
+            f"{len(args.corrupted)} --corrupted for {len(args.prompt)} --prompt; give one each"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the prompt set and metric, attribute, save."""
     from feature_lens.attribution import LogitDiff, LogProb, PromptSet, attribute
@@ -65,25 +82,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.overwrite:
         raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    _check_prompt_options(args)  # before the model loads
     lens = load_lens(args)
     if args.task:
         from feature_lens.zoo import task_prompts
 
-        if args.model != "zoo":
-            raise InputError(
-                "--task uses the embedded model's planted tasks; use it with --model zoo"
-            )
         pairs = task_prompts(args.task, args.n_prompts)
         import torch
 
         prompts = PromptSet.build(
             lens, pairs.clean, pairs.corrupted, torch.stack([pairs.correct, pairs.wrong], 1)
         )
-    elif args.prompt:
-        if args.corrupted and len(args.corrupted) != len(args.prompt):
-            raise InputError(
-                f"{len(args.corrupted)} --corrupted for {len(args.prompt)} --prompt; give one each"
-            )
+    else:
         answers = None
         if args.correct:
             row = [_token_id(lens, args.correct)] + (
@@ -91,10 +101,6 @@ def run(args: argparse.Namespace) -> int:
             )
             answers = [row] * len(args.prompt)
         prompts = PromptSet.build(lens, args.prompt, args.corrupted, answers)
-    else:
-        raise InputError(
-            "give prompts with --prompt (and --corrupted), or --task for a planted task"
-        )
     metric: Any = LogitDiff() if args.metric == "logit-diff" else LogProb()
     graph = attribute(
         lens,

@@ -36,8 +36,8 @@ from feature_lens.dashboard.data import (
     Dataset,
     FeatureData,
     FeatureId,
-    densities,
-    feature_activations,
+    cached_densities,
+    cached_feature_activations,
     logit_effects,
     prepare_dataset,
     summarise,
@@ -123,6 +123,7 @@ def choose_features(
     graph: AttributionGraph | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> list[FeatureId]:
     """The union, in order, of an explicit list, every feature in `graph`, and the `top_k` per site
     by activation density (dead and near-always-on features skipped). Unknown ids raise."""
@@ -141,9 +142,10 @@ def choose_features(
                 lens.dictionary(node.site)
                 chosen.append(FeatureId(node.site, node.index))
     if top_k is not None:
-        chosen += top_features(
-            densities(lens, dataset, batch_size=batch_size, progress=progress), top_k
+        density = cached_densities(
+            lens, dataset, cache_dir=cache_dir, batch_size=batch_size, progress=progress
         )
+        chosen += top_features(density, top_k)
     return list(dict.fromkeys(chosen))
 
 
@@ -164,6 +166,7 @@ def build_dashboards(
     title: str = "feature-lens dashboards",
     notes: Sequence[str] = (),
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Dashboard:
     """Build the dashboard folder `out` for `lens` over `prompts` (texts, or token ids as a
     tensor or a list of 1-D tensors of any lengths).
@@ -178,6 +181,9 @@ def build_dashboards(
     feature node ids to cluster ids. The graph's nodes are annotated with them (the connectome is
     coloured by cluster) and each cluster gets a page, linked from the index and its members' pages,
     with its edges in the collapsed graph (also drawn, one super-node per cluster).
+
+    `cache_dir`: where to keep the corpus passes' results between builds (keyed by model,
+    dictionaries, corpus and features; see `feature_lens.dashboard.cache`); None: no cache.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -218,13 +224,20 @@ def build_dashboards(
         graph=graph,
         batch_size=batch_size,
         progress=progress,
+        cache_dir=cache_dir,
     )
     if not chosen:
         raise InputError("no features to show: every candidate feature is dead on this dataset")
     timings["select"] = time.perf_counter() - start
     moments = Moments([(f.site, f.index) for f in chosen])
-    acts = feature_activations(
-        lens, dataset, chosen, batch_size=batch_size, progress=progress, moments=moments
+    acts = cached_feature_activations(
+        lens,
+        dataset,
+        chosen,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=progress,
+        moments=moments,
     )
     timings["activations"] = time.perf_counter() - start
     tables = {
