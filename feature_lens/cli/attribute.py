@@ -57,10 +57,9 @@ def _token_id(lens: Any, text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Build the prompt set and metric, attribute, save."""
     from feature_lens.attribution import LogitDiff, LogProb, PromptSet, attribute
-    from feature_lens.errors import OutputExistsError
+    from feature_lens.outputs import check_file_target
 
-    if args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    check_file_target(args.out, overwrite=args.overwrite)
     lens = load_lens(args)
     if args.task:
         from feature_lens.zoo import task_prompts
