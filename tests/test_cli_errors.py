@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -92,7 +92,41 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:  # noqa:
     cfg["metadata"]["hook_name"] = "blocks.1.hook_\x1b]0;pwned\x07\x1b[2Jresid_post"
     cfg_path.write_text(json.dumps(cfg))
     f["escape_sae"] = root / "escape-sae"
+    _prompt_and_graph_files(root, f)
     return f
+
+
+def _prompt_and_graph_files(root: Path, f: dict[str, Path]) -> None:
+    """Bad prompt files, and graph files: a real graph (from `attribute`) with one field broken."""
+    f["prompts_bad_json"] = root / "prompts.json"
+    f["prompts_bad_json"].write_text('["a", "b"')
+    f["prompts_bad_utf8"] = root / "prompts.txt"
+    f["prompts_bad_utf8"].write_bytes(b"the cat\n\xff\xfe sat\n")
+    f["prompts_empty"] = root / "empty.txt"
+    f["prompts_empty"].write_text("\n\n")
+    f["deep_json"] = root / "deep.json"
+    f["deep_json"].write_text("[" * 100_000 + "]" * 100_000)
+    good = root / "graphs" / "good.json"
+    good.parent.mkdir()
+    args = ["attribute", "--task", "ioi", "-n", "2", "--method", "direct", "--max-nodes", "6"]
+    assert main([*args, "--no-edges", "--out", str(good)]) == 0
+    data = json.loads(good.read_text())
+    nodes = data["nodes"]
+    broken: dict[str, Callable[[dict[str, Any]], None]] = {
+        "negative_pos": lambda d: d["nodes"]["pos"].__setitem__(0, -1),
+        "duplicate_node": lambda d: [d["nodes"][k].__setitem__(1, d["nodes"][k][0]) for k in nodes],
+        "no_metric": lambda d: d["nodes"]["kind"].__setitem__(-1, "feature"),
+        "nan_setting": lambda d: d["settings"].__setitem__("metric_clean", float("nan")),
+        "wrong_version": lambda d: d.__setitem__("version", 99),
+    }
+    for name, breaker in broken.items():
+        copy = json.loads(json.dumps(data))
+        breaker(copy)
+        f[f"graph_{name}"] = good.with_name(f"{name}.json")
+        f[f"graph_{name}"].write_text(json.dumps(copy))
+    f["graph_no_tensors"] = good.with_name("no_tensors.json")
+    f["graph_no_tensors"].write_text(json.dumps({**data, "tensors": {**data["tensors"],
+                                                 "file": "gone.safetensors"}}))  # fmt: skip
 
 
 def dr(hook: str, key: str) -> Callable[[dict[str, Path]], list[str]]:
@@ -326,6 +360,48 @@ CATALOGUE: list[tuple[str, Callable[[dict[str, Path]], list[str]], str]] = [
         ],
         "garbage.json",
     ),
+    *[
+        (
+            f"dashboard prompts {key}",
+            lambda f, key=key: [
+                "dashboard",
+                "--out",
+                str(f["missing"]),
+                "--prompts",
+                str(f[f"prompts_{key}"]),
+                "--no-progress",
+            ],
+            expected,
+        )
+        for key, expected in (
+            ("bad_json", "prompts.json"),
+            ("bad_utf8", "prompts.txt"),
+            ("empty", "empty.txt"),
+        )
+    ],
+    *[
+        (
+            f"cluster graph {key}",
+            lambda f, key=key: [
+                "cluster",
+                str(f[key]),
+                "-k",
+                "2",
+                "--out",
+                str(f["root"] / "c.json"),
+            ],
+            expected,
+        )
+        for key, expected in (
+            ("deep_json", "deep.json"),
+            ("graph_negative_pos", "negative_pos.json"),
+            ("graph_duplicate_node", "duplicate_node.json"),
+            ("graph_no_metric", "no_metric.json"),
+            ("graph_nan_setting", "nan_setting.json"),
+            ("graph_wrong_version", "wrong_version.json"),
+            ("graph_no_tensors", "no_tensors.json"),
+        )
+    ],
     (
         "cluster out is a folder",
         lambda f: ["cluster", str(f["garbage_json"]), "-k", "2", "--out", str(f["dir"])],
