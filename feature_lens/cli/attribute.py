@@ -78,10 +78,9 @@ def _check_prompt_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the prompt set and metric, attribute, save."""
     from feature_lens.attribution import LogitDiff, LogProb, PromptSet, attribute
-    from feature_lens.errors import OutputExistsError
+    from feature_lens.outputs import check_file_target
 
-    if args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    check_file_target(args.out, overwrite=args.overwrite)
     _check_prompt_options(args)  # before the model loads
     lens = load_lens(args)
     if args.task:

@@ -146,10 +146,10 @@ def _prompts(lens: Any, args: argparse.Namespace, documents: list[Any] | None) -
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
-    from feature_lens.errors import InputError, OutputExistsError
+    from feature_lens.errors import InputError
+    from feature_lens.outputs import check_folder_target
 
-    if args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    check_folder_target(args.out, overwrite=args.overwrite)
     zoo = args.model == "zoo"
     if args.clusters is not None and args.graph is None and (args.no_task or not zoo):
         raise InputError(
