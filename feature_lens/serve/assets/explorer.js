@@ -143,6 +143,7 @@
       else { showPanel(null); }
       S.dirty = true;
       writeUrl();
+      $("canvas-box").setAttribute("data-graph", id);
     }).catch(function (e) { setProgress(e.message, true); });
   }
 
