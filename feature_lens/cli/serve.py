@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from feature_lens.serve.server import build, corpus_source, free_port, serve
     from feature_lens.serve.store import GraphStore
 
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port} is not a TCP port; give 0-65535 (0: any free port)")
     if args.max_tokens < 1:
         raise InputError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     port = free_port(args.host) if args.port == 0 else args.port
@@ -63,8 +65,13 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach it can run the model",
-              file=sys.stderr)
-    print(f"feature-lens explorer: http://{args.host if ':' not in args.host else f'[{args.host}]'}:{port}/  (Ctrl-C stops it)", file=sys.stderr)
+        print(
+            f"warning: listening on {args.host}: anyone who can reach it can run the model",
+            file=sys.stderr,
+        )
+    print(
+        f"feature-lens explorer: http://{args.host if ':' not in args.host else f'[{args.host}]'}:{port}/  (Ctrl-C stops it)",
+        file=sys.stderr,
+    )
     serve(app, host=args.host, port=port)
     return 0

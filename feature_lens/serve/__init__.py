@@ -1,8 +1,8 @@
 """`feature-lens serve`: an interactive, offline circuit explorer over a Lens (see docs/explorer.md).
 
-    from feature_lens.serve import build, serve
-    app = build(lens, "explorer-graphs")     # a Starlette app; graphs are saved under the folder
-    serve(app, port=8000)                    # uvicorn on 127.0.0.1
+from feature_lens.serve import build, serve
+app = build(lens, "explorer-graphs")     # a Starlette app; graphs are saved under the folder
+serve(app, port=8000)                    # uvicorn on 127.0.0.1
 """
 
 from feature_lens.serve.app import create_app

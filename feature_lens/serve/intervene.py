@@ -16,7 +16,7 @@ the edit held at its positions (a target with `pos` None also applies at every g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -72,6 +72,8 @@ class InterventionResult:
     new_logits: Tensor
     clean_continuation: list[str] = field(default_factory=list[str])
     new_continuation: list[str] = field(default_factory=list[str])
+    clean_text: str = ""
+    new_text: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (logit vectors left out)."""
@@ -92,6 +94,8 @@ class InterventionResult:
             "newTop": rows(self.new_top),
             "cleanContinuation": self.clean_continuation,
             "newContinuation": self.new_continuation,
+            "cleanText": self.clean_text,
+            "newText": self.new_text,
         }
 
 
@@ -143,7 +147,7 @@ def pattern_hooks(lens: Lens) -> list[str]:
 
 
 @contextmanager
-def frozen_attention(lens: Lens, patterns: dict[str, Tensor] | None) -> Iterator[None]:
+def frozen_attention(lens: Lens, patterns: dict[str, Tensor] | None) -> Generator[None]:
     """Within the block, attention patterns over the first `n` queries and keys are the recorded
     ones (`patterns`: hook -> `[batch, head, n, n]`); None freezes nothing."""
     if patterns is None:
@@ -212,7 +216,15 @@ def intervene(lens: Lens, tokens: Tensor, request: InterventionRequest) -> Inter
         new_logits,
         [_token(lens, int(t)) for t in clean_tokens[0]],
         [_token(lens, int(t)) for t in new_tokens[0]],
+        _text(lens, clean_tokens[0]),
+        _text(lens, new_tokens[0]),
     )
+
+
+def _text(lens: Lens, ids: Tensor) -> str:
+    if lens.model.tokenizer is None:
+        return " ".join(str(int(t)) for t in ids)
+    return str(lens.model.to_string(ids)) if ids.numel() else ""
 
 
 def _token(lens: Lens, token_id: int) -> str:

@@ -30,9 +30,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def corpus_source(lens: Lens, is_zoo: bool, corpus_file: str | None, store: GraphStore) -> Callable[
-    [], Sequence[str]
-]:
+def corpus_source(
+    lens: Lens, is_zoo: bool, corpus_file: str | None, store: GraphStore
+) -> Callable[[], Sequence[str]]:
     """Where feature examples come from: `corpus_file` lines, else the zoo's text for the zoo,
     else the prompts of the saved graphs."""
     if corpus_file is not None:

@@ -108,9 +108,10 @@ class GraphStore:
 
     def exists(self, graph_id: str) -> bool:
         """Whether a graph with this id was saved."""
-        return GRAPH_ID.fullmatch(graph_id) is not None and (
-            self.folder(graph_id) / "meta.json"
-        ).is_file()
+        return (
+            GRAPH_ID.fullmatch(graph_id) is not None
+            and (self.folder(graph_id) / "meta.json").is_file()
+        )
 
     def add(self, graph: AttributionGraph, meta: GraphMeta) -> str:
         """Save a new graph; returns its id (also set on `meta`)."""

@@ -39,9 +39,7 @@ def feature_key(site: str, index: int) -> str:
     return f"{site}:{index}"
 
 
-def node_label(
-    node: NodeRecord, tokens: list[str], labels: Mapping[str, str], metric: str
-) -> str:
+def node_label(node: NodeRecord, tokens: list[str], labels: Mapping[str, str], metric: str) -> str:
     """A readable label: the feature's label (user's, else its top token), the token itself, `err`
     with its row, or the metric's name."""
     if node.kind == "feature" and node.index is not None:
@@ -68,9 +66,7 @@ def _cumulative(scores: list[float]) -> list[float]:
     return out
 
 
-def graph_view(
-    graph: AttributionGraph, labels: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def graph_view(graph: AttributionGraph, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The view model of `graph` (see the module docstring); `labels` maps `SITE:INDEX` to text."""
     labels = labels or {}
     tokens = list(graph.prompts[0]) if graph.prompts else []

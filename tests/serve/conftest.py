@@ -31,7 +31,7 @@ def make_app(lens: Lens, folder: Path, hosts: list[str] | None = None) -> Any:
     )
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(serve_lens: Lens, tmp_path: Path) -> Any:
     from starlette.testclient import TestClient
 

@@ -33,9 +33,7 @@ def test_prompt_to_graph_saved_and_listed(client: Any, tmp_path: Path) -> None:
 
 
 def test_answers_and_corrupted_prompt(client: Any) -> None:
-    graph_id = compute(
-        client, prompt="w1 w2 w3 w4", corrupted="w5 w6 w7 w8", answers=["w9", "w10"]
-    )
+    graph_id = compute(client, prompt="w1 w2 w3 w4", corrupted="w5 w6 w7 w8", answers=["w9", "w10"])
     res = client.get(f"/api/graphs/{graph_id}").json()
     assert res["view"]["settings"]["baseline"] == "corrupted"
     assert res["meta"]["metric"] == "logit 'w9' - logit 'w10'"
@@ -55,9 +53,11 @@ def test_bad_prompts_fail_with_a_message(client: Any) -> None:
             job = response.json()
             while job["status"] == "running":
                 job = client.get(f"/api/jobs/{job['id']}").json()
-            assert job["status"] == "error" and text in job["error"], (body, job)
+            assert job["status"] == "error", (body, job)
+            assert text in job["error"], (body, job)
         else:
-            assert response.status_code == 400 and text in response.json()["error"], body
+            assert response.status_code == 400, body
+            assert text in response.json()["error"], body
 
 
 def test_annotations_round_trip_and_are_checked(client: Any, tmp_path: Path) -> None:
@@ -75,7 +75,8 @@ def test_annotations_round_trip_and_are_checked(client: Any, tmp_path: Path) -> 
     res = client.get(f"/api/graphs/{graph_id}").json()
     assert res["annotations"] == body
     labelled = [n for n in res["view"]["nodes"] if n["feature"] == a["feature"]]
-    assert labelled and all(n["label"] == "<b>label</b>" for n in labelled)
+    assert labelled
+    assert all(n["label"] == "<b>label</b>" for n in labelled)
     unlabelled = next(n for n in res["view"]["nodes"] if n["feature"] == b["feature"])
     assert unlabelled["label"].startswith(f"#{b['index']} ")  # the top-token label
     for bad in [
@@ -109,7 +110,9 @@ def test_guard_refuses_cross_site_and_foreign_hosts(client: Any) -> None:
     cross = {"Origin": ORIGIN, "Sec-Fetch-Site": "cross-site"}
     assert client.post("/api/graphs", json=body, headers=cross).status_code == 403
     plain = client.post(
-        "/api/graphs", content=b'{"prompt": "w1"}', headers={"Origin": ORIGIN, "Content-Type": "text/plain"}
+        "/api/graphs",
+        content=b'{"prompt": "w1"}',
+        headers={"Origin": ORIGIN, "Content-Type": "text/plain"},
     )
     assert plain.status_code == 415
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 421
@@ -124,16 +127,19 @@ def test_guard_refuses_cross_site_and_foreign_hosts(client: Any) -> None:
 def test_pages_carry_a_strict_csp_and_no_inline_code(client: Any) -> None:
     page = client.get("/")
     assert page.headers["content-security-policy"] == CSP
-    assert "unsafe-inline" not in CSP and "unsafe-eval" not in CSP
+    assert "unsafe-inline" not in CSP
+    assert "unsafe-eval" not in CSP
     assert "script-src 'self';" in CSP
     html = page.text
-    assert "<script src=\"/static/explorer.js\"></script>" in html
+    assert '<script src="/static/explorer.js"></script>' in html
     assert html.count("<script") == 1
     assert not re.search(r"<[^>]*\son[a-z]+\s*=", html)  # no inline event handlers
     assert "http" not in html  # nothing from another server
     js = client.get("/static/explorer.js")
     assert js.headers["content-type"].startswith("text/javascript")
-    assert "innerHTML" not in js.text and "eval(" not in js.text and "http" not in js.text
+    assert "innerHTML" not in js.text
+    assert "eval(" not in js.text
+    assert "http" not in js.text
     assert client.get("/static/explorer.css").headers["x-content-type-options"] == "nosniff"
 
 

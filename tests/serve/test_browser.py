@@ -64,7 +64,9 @@ def test_explorer_end_to_end(serve_lens: Lens, tmp_path: Path) -> None:
         page.click("#iv-run")
         page.wait_for_selector("#iv-result table[data-result=top]", timeout=30000)
         changes = page.locator("#iv-result table td.num:nth-child(4)").all_inner_texts()
-        assert changes and any(abs(float(c)) > 1e-3 for c in changes)
+        assert changes
+        assert any(abs(float(c)) > 1e-3 for c in changes)
 
     assert errors == []
-    assert requests and all(r.startswith(base + "/") or r.startswith("data:") for r in requests)
+    assert requests
+    assert all(r.startswith((base + "/", "data:")) for r in requests)

@@ -60,7 +60,12 @@ def reference_hooks(lens: Lens, targets: list[Target], mode: str, value: float) 
 
 
 def reference_run(
-    lens: Lens, tokens: torch.Tensor, targets: list[Target], mode: str, value: float, freeze: bool,
+    lens: Lens,
+    tokens: torch.Tensor,
+    targets: list[Target],
+    mode: str,
+    value: float,
+    freeze: bool,
     steps: int,
 ) -> tuple[torch.Tensor, list[int]]:
     """Last-position logits and the greedy continuation, by the independent hooks."""
@@ -68,8 +73,10 @@ def reference_run(
     n = tokens.shape[1]
     hooks = reference_hooks(lens, targets, mode, value)
     if freeze:
-        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
-        patterns = {name: cache[name] for name in cache.keys()}
+        _, cache = model.run_with_cache(
+            tokens, names_filter=lambda name: name.endswith("hook_pattern")
+        )
+        patterns = {name: cache[name] for name in cache}
 
         def hold(pattern: torch.Tensor, hook: Any) -> torch.Tensor:
             out = pattern.clone()
@@ -109,7 +116,11 @@ def test_intervention_matches_independent_hooks(
     tokens = lens.to_tokens(PROMPT)
     targets = active_targets(lens, tokens)
     request = InterventionRequest(
-        targets=targets, mode=mode, value=value, freeze_attention=freeze, max_new_tokens=4  # type: ignore[arg-type]
+        targets=targets,
+        mode=mode,
+        value=value,
+        freeze_attention=freeze,
+        max_new_tokens=4,  # type: ignore[arg-type]
     )
     result = intervene(lens, tokens, request)
     logits, continuation = reference_run(lens, tokens, targets, mode, value, freeze, 4)
@@ -124,7 +135,9 @@ def test_intervention_matches_independent_hooks(
     for row in result.new_top:
         token_id = lens.model.to_single_token(row.token)
         assert row.new_prob == pytest.approx(float(new_probs[token_id]), abs=1e-6)
-        assert row.logit_change == pytest.approx(float(logits[token_id] - clean[token_id]), abs=1e-4)
+        assert row.logit_change == pytest.approx(
+            float(logits[token_id] - clean[token_id]), abs=1e-4
+        )
     assert result.new_top[0].new_prob == pytest.approx(float(new_probs.max()), abs=1e-6)
 
 
@@ -132,7 +145,9 @@ def test_identity_interventions_change_nothing(serve_lens: Lens) -> None:
     tokens = serve_lens.to_tokens(PROMPT)
     targets = active_targets(serve_lens, tokens)
     for freeze in (False, True):
-        request = InterventionRequest(targets=targets, mode="scale", value=1.0, freeze_attention=freeze)
+        request = InterventionRequest(
+            targets=targets, mode="scale", value=1.0, freeze_attention=freeze
+        )
         result = intervene(serve_lens, tokens, request)
         torch.testing.assert_close(result.new_logits, result.clean_logits, atol=1e-5, rtol=1e-5)
         assert result.new_continuation == result.clean_continuation

@@ -49,7 +49,8 @@ def test_edge_influence_adds_up_to_node_influence(graph: AttributionGraph) -> No
     assert pairs == graph.edges
     assert len(view["rows"]) == len({n.order for n in graph.nodes.values()})
     orders = [r["order"] for r in view["rows"]]
-    assert orders == sorted(orders) and view["rows"][-1]["label"] == graph.metric
+    assert orders == sorted(orders)
+    assert view["rows"][-1]["label"] == graph.metric
     for node in nodes:
         assert view["rows"][node["row"]]["order"] == graph.nodes[node["id"]].order
 

@@ -15,8 +15,8 @@
     nodeT: 0.8, edgeT: 0.95, selected: null, hover: -1,
     view: { x: 0, y: 0, k: 1 }, world: { w: 1, h: 1 },
     px: null, py: null, nodeOn: null, visible: [], edgesOn: [], paths: null, maxW: 1, maxInf: 1,
-    idIndex: {}, incident: null, dirty: true, viewFromUrl: false,
-    stats: { draws: [] }
+    idIndex: {}, incident: null, dirty: true, version: 0, interacting: false, viewFromUrl: false,
+    stats: { draws: [], frames: [] }
   };
 
   // ------------------------------------------------------------------ small helpers
@@ -182,7 +182,7 @@
     nodes.forEach(function (n, i) {
       if (n.kind === "logit" || n.rank < S.nodeT || isPinned(n.id)) { visible.push(i); on[i] = 1; }
     });
-    var nPos = d.tokens.length, hasAll = nodes.some(function (n) { return n.pos < 0; });
+    var nPos = d.tokens.length, hasAll = nodes.some(function (n) { return n.pos < 0 && n.kind !== "logit"; });
     var nCols = nPos + (hasAll ? 1 : 0);
     function col(n) { return n.kind === "logit" ? Math.max(0, nPos - 1) : (n.pos < 0 ? nPos : n.pos); }
     var groups = {};
@@ -229,6 +229,7 @@
       p.lineTo(px[e.t[j]], py[e.t[j]]);
     });
     S.paths = paths;
+    S.version += 1;
     $("node-label").textContent = Math.round(S.nodeT * 100) + "% of influence: " + visible.length + " of " + nodes.length;
     $("edge-label").textContent = Math.round(S.edgeT * 100) + "%: " + edgesOn.length + " of " + e.s.length;
     S.dirty = true;
@@ -248,6 +249,84 @@
     return -1;
   }
 
+  function radius(n) { return n.kind === "logit" ? 8 : 2.5 + 6 * Math.sqrt(Math.max(0, n.influence) / S.maxInf); }
+
+  // The scene (bands, edges, nodes, rings, labels) for view `v` on a context of CSS size w x h.
+  function drawScene(g, dpr, w, h, v) {
+    var d = S.data, nodes = d.nodes;
+    g.setTransform(dpr * v.k, 0, 0, dpr * v.k, dpr * v.x, dpr * v.y);
+    for (var r = 0; r < d.rows.length; r++) {
+      g.fillStyle = r % 2 ? "#ffffff" : "#f6f5f0";
+      g.fillRect(0, (d.rows.length - 1 - r) * ROW_H, S.world.w, ROW_H);
+    }
+    var colours = ["rgba(47,111,208,", "rgba(210,67,58,"];
+    for (var b = 0; b < 8; b++) {
+      var level = b % 4;
+      g.strokeStyle = colours[b < 4 ? 0 : 1] + (0.18 + 0.2 * level) + ")";
+      g.lineWidth = (0.6 + 1.2 * level) / v.k;
+      g.stroke(S.paths[b]);
+    }
+    // Nodes at screen size, batched by fill.
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    var batches = {};
+    S.visible.forEach(function (i) {
+      var n = nodes[i], sx = S.px[i] * v.k + v.x, sy = S.py[i] * v.k + v.y;
+      if (sx < -20 || sy < -20 || sx > w + 20 || sy > h + 20) { return; }
+      var rad = radius(n), fill = KIND_FILL[n.kind] || "#ddd";
+      var p = batches[fill] || (batches[fill] = new Path2D());
+      p.moveTo(sx + rad, sy); p.arc(sx, sy, rad, 0, 2 * Math.PI);
+    });
+    Object.keys(batches).forEach(function (fill) { g.fillStyle = fill; g.fill(batches[fill]); g.strokeStyle = "rgba(0,0,0,.35)"; g.lineWidth = 0.7; g.stroke(batches[fill]); });
+    S.ann.supernodes.forEach(function (sn, k) {
+      sn.members.forEach(function (id) { if (id in S.idIndex) { ring(g, v, S.idIndex[id], SUPER_COLOURS[k % SUPER_COLOURS.length], 3, 5); } });
+    });
+    S.ann.pinned.forEach(function (id) { if (id in S.idIndex) { ring(g, v, S.idIndex[id], "#222", 2, 2); } });
+    // Labels: the strongest nodes, pinned ones, and all when zoomed in enough.
+    g.font = "11px system-ui, sans-serif";
+    g.fillStyle = "#222";
+    var labelled = 0, all = v.k * SPACING > 60;
+    S.visible.forEach(function (i) {
+      var n = nodes[i];
+      if (!(all || n.kind === "logit" || n.kind === "token" || isPinned(n.id) || n.rank < 0.3) || labelled > 400) { return; }
+      var sx = S.px[i] * v.k + v.x, sy = S.py[i] * v.k + v.y;
+      if (sx < -50 || sy < -20 || sx > w + 50 || sy > h + 20) { return; }
+      label(g, n, sx, sy);
+      labelled += 1;
+    });
+  }
+
+  function ring(g, v, i, colour, width, extra) {
+    var sx = S.px[i] * v.k + v.x, sy = S.py[i] * v.k + v.y;
+    g.strokeStyle = colour; g.lineWidth = width; g.beginPath(); g.arc(sx, sy, radius(S.data.nodes[i]) + extra, 0, 2 * Math.PI); g.stroke();
+  }
+
+  function label(g, n, sx, sy) {
+    var text = n.label.length > 22 ? n.label.slice(0, 21) + "\u2026" : n.label;
+    g.fillText(text, sx + 9, sy - 6);
+  }
+
+  // The scene is rendered into an offscreen canvas one margin larger than the view on every side;
+  // while the user pans or zooms, frames only copy it (scaled when zooming) and the focus is drawn
+  // on top, so a frame costs one image copy however many edges there are. It is redrawn when the
+  // interaction pauses, the view leaves the margin, or what it shows changes (`S.version`).
+  var cache = null;
+  function cacheUsable(v, w, h) {
+    if (!cache || cache.version !== S.version || cache.w !== w || cache.h !== h) { return false; }
+    if (S.interacting) { return true; }
+    return cache.k === v.k && Math.abs(v.x - cache.x) <= cache.m && Math.abs(v.y - cache.y) <= cache.m;
+  }
+
+  function renderCache(dpr, w, h, v) {
+    var m = Math.round(Math.max(w, h) / 2);
+    var off = (cache && cache.canvas) || document.createElement("canvas");
+    off.width = Math.round((w + 2 * m) * dpr); off.height = Math.round((h + 2 * m) * dpr);
+    var g = off.getContext("2d");
+    g.setTransform(1, 0, 0, 1, 0, 0);
+    g.clearRect(0, 0, off.width, off.height);
+    drawScene(g, dpr, w + 2 * m, h + 2 * m, { x: v.x + m, y: v.y + m, k: v.k });
+    cache = { canvas: off, version: S.version, w: w, h: h, m: m, x: v.x, y: v.y, k: v.k };
+  }
+
   function draw() {
     var t0 = performance.now();
     var c = $("graph-canvas"), dpr = window.devicePixelRatio || 1;
@@ -258,65 +337,29 @@
     g.clearRect(0, 0, c.width, c.height);
     if (!S.data) { return; }
     var v = S.view, d = S.data, nodes = d.nodes, e = d.edges;
-    g.setTransform(dpr * v.k, 0, 0, dpr * v.k, dpr * v.x, dpr * v.y);
-    // Row bands.
-    for (var r = 0; r < d.rows.length; r++) {
-      g.fillStyle = r % 2 ? "#ffffff" : "#f6f5f0";
-      g.fillRect(0, (d.rows.length - 1 - r) * ROW_H, S.world.w, ROW_H);
-    }
-    // Edges.
-    var colours = ["rgba(47,111,208,", "rgba(210,67,58,"];
-    for (var b = 0; b < 8; b++) {
-      var level = b % 4;
-      g.strokeStyle = colours[b < 4 ? 0 : 1] + (0.18 + 0.2 * level) + ")";
-      g.lineWidth = (0.6 + 1.2 * level) / v.k;
-      g.stroke(S.paths[b]);
-    }
+    if (!cacheUsable(v, w, h)) { renderCache(dpr, w, h, v); }
+    var s = v.k / cache.k;
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.drawImage(cache.canvas, (-cache.x - cache.m) * s + v.x, (-cache.y - cache.m) * s + v.y, (w + 2 * cache.m) * s, (h + 2 * cache.m) * s);
+    // The focus (hovered or selected node): its edges, its ring, its label.
     var focus = S.hover >= 0 ? S.hover : (S.selected !== null && S.selected in S.idIndex ? S.idIndex[S.selected] : -1);
-    if (focus >= 0) {
+    if (focus >= 0 && S.nodeOn[focus]) {
+      g.setTransform(dpr * v.k, 0, 0, dpr * v.k, dpr * v.x, dpr * v.y);
       S.incident[focus].forEach(function (j) {
         if (!S.nodeOn[e.s[j]] || !S.nodeOn[e.t[j]]) { return; }
         g.strokeStyle = e.w[j] >= 0 ? "#1d5bc0" : "#c0281d";
         g.lineWidth = (1 + 3 * Math.sqrt(Math.abs(e.w[j]) / S.maxW)) / v.k;
         g.beginPath(); g.moveTo(S.px[e.s[j]], S.py[e.s[j]]); g.lineTo(S.px[e.t[j]], S.py[e.t[j]]); g.stroke();
       });
+      g.setTransform(dpr, 0, 0, dpr, 0, 0);
+      ring(g, v, focus, "#e4572e", 2.5, 3);
+      g.font = "bold 11px system-ui, sans-serif";
+      g.fillStyle = "#000";
+      label(g, nodes[focus], S.px[focus] * v.k + v.x, S.py[focus] * v.k + v.y);
     }
-    // Nodes (screen-sized), batched by fill.
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    var batches = {};
-    S.visible.forEach(function (i) {
-      var n = nodes[i], sx = S.px[i] * v.k + v.x, sy = S.py[i] * v.k + v.y;
-      if (sx < -20 || sy < -20 || sx > w + 20 || sy > h + 20) { return; }
-      var rad = n.kind === "logit" ? 8 : 2.5 + 6 * Math.sqrt(Math.max(0, n.influence) / S.maxInf);
-      var fill = KIND_FILL[n.kind] || "#ddd";
-      var p = batches[fill] || (batches[fill] = new Path2D());
-      p.moveTo(sx + rad, sy); p.arc(sx, sy, rad, 0, 2 * Math.PI);
-    });
-    Object.keys(batches).forEach(function (fill) { g.fillStyle = fill; g.fill(batches[fill]); g.strokeStyle = "rgba(0,0,0,.35)"; g.lineWidth = 0.7; g.stroke(batches[fill]); });
-    // Rings: supernode members, pinned, selected.
-    function ring(i, colour, width, extra) {
-      var sx = S.px[i] * v.k + v.x, sy = S.py[i] * v.k + v.y, n = nodes[i];
-      var rad = (n.kind === "logit" ? 8 : 2.5 + 6 * Math.sqrt(Math.max(0, n.influence) / S.maxInf)) + extra;
-      g.strokeStyle = colour; g.lineWidth = width; g.beginPath(); g.arc(sx, sy, rad, 0, 2 * Math.PI); g.stroke();
-    }
-    S.ann.supernodes.forEach(function (sn, k) {
-      sn.members.forEach(function (id) { if (id in S.idIndex) { ring(S.idIndex[id], SUPER_COLOURS[k % SUPER_COLOURS.length], 3, 5); } });
-    });
-    S.ann.pinned.forEach(function (id) { if (id in S.idIndex) { ring(S.idIndex[id], "#222", 2, 2); } });
-    if (focus >= 0) { ring(focus, "#e4572e", 2.5, 3); }
-    // Labels: the strongest nodes, pinned and focused ones, and all when zoomed in enough.
     g.font = "11px system-ui, sans-serif";
-    g.fillStyle = "#222";
-    var labelled = 0, all = v.k * SPACING > 60;
-    S.visible.forEach(function (i) {
-      var n = nodes[i];
-      if (!(all || n.kind === "logit" || n.kind === "token" || isPinned(n.id) || i === focus || n.rank < 0.3) || labelled > 400) { return; }
-      var sx = S.px[i] * v.k + v.x, sy = S.py[i] * v.k + v.y;
-      if (sx < -50 || sy < -20 || sx > w + 50 || sy > h + 20) { return; }
-      var text = n.label.length > 22 ? n.label.slice(0, 21) + "\u2026" : n.label;
-      g.fillText(text, sx + 9, sy - 6);
-      labelled += 1;
-    });
+    var r;
     // Axes: row labels on the left, tokens along the bottom.
     g.fillStyle = "rgba(250,250,250,.92)";
     g.fillRect(0, 0, LEFT * 0.9, h);
@@ -332,11 +375,11 @@
       var x0 = (S.world.starts[cc] + S.world.widths[cc] / 2) * v.k + v.x;
       if (x0 < LEFT * 0.9 || x0 > w + 40) { continue; }
       var tok = cc < d.tokens.length ? d.tokens[cc] : "all";
-      var label = JSON.stringify(tok).slice(1, -1);
+      var text = JSON.stringify(tok).slice(1, -1);
       var maxChars = Math.max(3, Math.floor(S.world.widths[cc] * v.k / 7));
-      if (label.length > maxChars) { label = label.slice(0, maxChars - 1) + "\u2026"; }
+      if (text.length > maxChars) { text = text.slice(0, maxChars - 1) + "\u2026"; }
       g.textAlign = "center";
-      g.fillText(label, x0, h - 7);
+      g.fillText(text, x0, h - 7);
       g.textAlign = "start";
     }
     var dt = performance.now() - t0;
@@ -344,8 +387,15 @@
     if (S.stats.draws.length > 600) { S.stats.draws.shift(); }
   }
 
-  function frame() {
-    if (S.dirty) { S.dirty = false; draw(); }
+  var lastFrame = 0;
+  function frame(t) {
+    if (S.dirty) {
+      S.dirty = false;
+      draw();
+      // Time between successive frames that drew: includes rasterising the previous one.
+      if (lastFrame) { S.stats.frames.push(t - lastFrame); if (S.stats.frames.length > 600) { S.stats.frames.shift(); } }
+      lastFrame = t;
+    } else { lastFrame = 0; }
     requestAnimationFrame(frame);
   }
 
@@ -369,6 +419,14 @@
     return lines.join("\n");
   }
 
+  // While panning or zooming, frames reuse the cached scene; 150 ms after the last move it is redrawn.
+  var idleTimer = null;
+  function interact() {
+    S.interacting = true; S.dirty = true;
+    if (idleTimer) { clearTimeout(idleTimer); }
+    idleTimer = setTimeout(function () { S.interacting = false; S.dirty = true; }, 150);
+  }
+
   function installCanvas() {
     var c = $("graph-canvas"), card = $("hover-card");
     var drag = null;
@@ -388,7 +446,7 @@
       if (drag) {
         var dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
         if (Math.abs(dx) + Math.abs(dy) > 3) { drag.moved = true; }
-        S.view.x = drag.vx + dx; S.view.y = drag.vy + dy; S.dirty = true;
+        S.view.x = drag.vx + dx; S.view.y = drag.vy + dy; interact();
         card.hidden = true;
         return;
       }
@@ -408,7 +466,7 @@
       var f = Math.exp(-ev.deltaY * 0.0015), k = Math.max(0.02, Math.min(20, S.view.k * f));
       S.view.x = mx - (mx - S.view.x) * k / S.view.k;
       S.view.y = my - (my - S.view.y) * k / S.view.k;
-      S.view.k = k; S.dirty = true; writeUrl();
+      S.view.k = k; interact(); writeUrl();
     }, { passive: false });
     window.addEventListener("resize", function () { S.dirty = true; });
   }
@@ -437,7 +495,7 @@
     S.ann.supernodes.push({ name: name, members: S.ann.pinned.slice() });
     $("supernode-name").value = "";
     renderSide();
-    S.dirty = true;
+    S.version += 1; S.dirty = true;
     saveAnnotations();
   }
 
@@ -468,7 +526,7 @@
         ev.stopPropagation();
         S.ann.supernodes.splice(k, 1);
         if (S.selected === "super:" + k) { select(null); }
-        renderSide(); S.dirty = true; saveAnnotations();
+        renderSide(); S.version += 1; S.dirty = true; saveAnnotations();
       });
       li.addEventListener("click", function () { select("super:" + k); });
     });
@@ -637,9 +695,9 @@
     });
     if (res.cleanContinuation.length || res.newContinuation.length) {
       el("div", "muted small", "greedy continuation, clean:", box);
-      el("div", "continuation", res.cleanContinuation.join(""), box);
+      el("div", "continuation", res.cleanText, box);
       el("div", "muted small", "with the intervention:", box);
-      var c = el("div", "continuation", res.newContinuation.join(""), box);
+      var c = el("div", "continuation", res.newText, box);
       c.setAttribute("data-result", "continuation");
     }
   }
