@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from feature_lens import Lens
-from feature_lens.graph import AttributionGraph, NodeRecord
+from feature_lens.graph import METRIC_NODE, AttributionGraph, Node, NodeRecord
 from feature_lens.serve import GraphStore, free_port
 from feature_lens.serve.server import build
 from feature_lens.serve.store import GraphMeta, now
@@ -48,22 +48,17 @@ def big_graph(
     nodes: dict[str, NodeRecord] = {}
     while len(nodes) < n_nodes - 1:
         site = rng.choice(sites)
-        pos, index = rng.randrange(n_pos), rng.randrange(lens.dictionary(site).d_sae)
-        node_id = f"feature:{site}:{pos}:{index}"
-        nodes[node_id] = NodeRecord(
-            id=node_id,
-            kind="feature",
-            site=site,
+        node = Node(
+            "feature", site, rng.randrange(n_pos), rng.randrange(lens.dictionary(site).d_sae)
+        )
+        nodes[node.id] = NodeRecord(
+            node,
             layer=lens.site_layer(site),
             order=lens.site_order(site),
-            pos=pos,
-            index=index,
             activation=rng.random(),
             effect=rng.gauss(0, 1),
         )
-    metric = NodeRecord(
-        id="logit:metric:*", kind="logit", site="metric", layer=3, order=10**6, label="metric"
-    )
+    metric = NodeRecord(METRIC_NODE, layer=3, order=10**6, label="metric")
     ids = list(nodes)
     edges: dict[tuple[str, str], float] = {}
     for node_id in rng.sample(ids, 300):
@@ -71,15 +66,10 @@ def big_graph(
     while len(edges) < n_edges:
         a, b = rng.sample(ids, 2)
         na, nb = nodes[a], nodes[b]
-        if (
-            (na.order, na.pos) < (nb.order, nb.pos)
-            and na.pos is not None
-            and nb.pos is not None
-            and na.pos <= nb.pos
-        ):
-            edges[(a, b)] = rng.gauss(0, 1) * rng.random() ** 3
+        if na.order < nb.order and na.pos is not None and nb.pos is not None and na.pos <= nb.pos:
+            edges[(a, b)] = rng.gauss(0, 1) * rng.random() ** 3 + 1e-6
     nodes[metric.id] = metric
-    return AttributionGraph("attribution", "metric", nodes, edges, {}, [tokens])
+    return AttributionGraph.from_records("attribution", "metric", nodes, edges, {}, [tokens])
 
 
 def main() -> None:

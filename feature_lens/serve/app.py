@@ -40,7 +40,13 @@ from feature_lens.serve.features import FeaturePanels, top_token_labels
 from feature_lens.serve.intervene import InterventionRequest, intervene
 from feature_lens.serve.security import Guard, read_json
 from feature_lens.serve.store import Annotations, GraphStore
-from feature_lens.serve.view import feature_key, feature_nodes, graph_view, node_record
+from feature_lens.serve.view import (
+    feature_key,
+    feature_nodes,
+    graph_view,
+    node_ids,
+    node_record,
+)
 
 T = TypeVar("T")
 STATIC = {
@@ -163,7 +169,7 @@ async def save_annotations(state: ExplorerState, request: Request) -> Response:
     graph = state.store.graph(graph_id)
     annotations = Annotations.model_validate(await read_json(request, state.max_body))
     keys = {feature_key(site, index) for site, index in feature_nodes(graph)}
-    annotations.check(set(graph.nodes), keys)
+    annotations.check(node_ids(graph), keys)
     state.store.save_annotations(graph_id, annotations)
     return JSONResponse({"saved": True})
 

@@ -121,13 +121,16 @@ def compute_graph(
         progress=False,
     )
     seconds = time.perf_counter() - start
-    for node in graph.nodes.values():
-        if node.kind == "logit":
-            node.label = label
-            # Without a corrupted prompt the metric has no baseline value (NaN), which JSON
-            # cannot hold; the metric node's own "effect" is then undefined: store 0.
-            if not math.isfinite(node.effect):
-                node.effect = 0.0
+    table = graph.table
+    row = graph.metric_row
+    labels = list(table.label)
+    labels[row] = label
+    effect = table.effect.clone()
+    # Without a corrupted prompt the metric has no baseline value (NaN), which JSON cannot hold;
+    # the metric node's own "effect" is then undefined: store 0.
+    if not math.isfinite(float(effect[row])):
+        effect[row] = 0.0
+    graph = graph.with_table(table.with_columns(label=labels, effect=effect))
     meta = GraphMeta(
         id="",
         prompt=request.prompt,

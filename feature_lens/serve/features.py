@@ -25,7 +25,7 @@ from feature_lens.dashboard.data import (
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
 from feature_lens.lens import Lens
-from feature_lens.serve.view import neighbours
+from feature_lens.serve.view import neighbours, node_record
 
 
 def top_token_labels(lens: Lens, features: Sequence[tuple[str, int]]) -> dict[str, str]:
@@ -81,7 +81,7 @@ class FeaturePanels:
         ]
         up: list[dict[str, Any]] = []
         down: list[dict[str, Any]] = []
-        if graph is not None and node_id is not None and node_id in graph.nodes:
+        if graph is not None and node_id is not None and node_record(graph, node_id) is not None:
             upstream, downstream = neighbours(graph, node_id)
             up = [{"id": n.id, "weight": w} for n, w in upstream]
             down = [{"id": n.id, "weight": w} for n, w in downstream]

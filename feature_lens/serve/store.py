@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
+from feature_lens.serve.view import graph_size
 
 GRAPH_ID = re.compile(r"^[0-9a-f]{12}$")
 MAX_LABEL = 200
@@ -119,7 +120,7 @@ class GraphStore:
         folder = self.folder(graph_id)
         folder.mkdir()
         meta.id = graph_id
-        meta.n_nodes, meta.n_edges = len(graph.nodes), len(graph.edges)
+        meta.n_nodes, meta.n_edges = graph_size(graph)
         graph.save(folder / "graph.json")
         # meta.json last: a graph is listed only once it is complete.
         _write_atomic(folder / "meta.json", meta.model_dump_json(indent=1))

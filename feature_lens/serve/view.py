@@ -9,7 +9,8 @@ changes only this module changes. The view model:
                 "effect", "influence", "rank"}],
      "edges": {"s": [node row], "t": [node row], "w": [weight], "influence": [...], "rank": [...]}}
 
-`pos` is the token position (-1: every position at once); `row` indexes `rows`. `influence` is a
+`pos` is the token position (-1: every position at once); `row` indexes `rows`; edges `s`/`t`
+index `nodes`. `influence` is a
 node's influence on the metric through the graph (`AttributionGraph.influence`: normalised |weight|
 products over every path), and an edge's influence is its target's influence times the edge's share
 of the target's incoming |weight|, so a node's influence is the sum of its outgoing edges'. `rank`
@@ -23,7 +24,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from feature_lens.graph import AttributionGraph, NodeRecord
+from feature_lens.graph.node import NODE_KINDS
+from feature_lens.graph.table import NO_VALUE
 
 
 def site_label(site: str, layer: int) -> str:
@@ -54,74 +60,80 @@ def node_label(node: NodeRecord, tokens: list[str], labels: Mapping[str, str], m
     return node.label or metric
 
 
-def _cumulative(scores: list[float]) -> list[float]:
-    """For each item, the share of the total score held by the items ranked above it."""
-    total = sum(scores)
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    out = [0.0] * len(scores)
-    running = 0.0
-    for i in order:
-        out[i] = running / total if total > 0 else 0.0
-        running += scores[i]
-    return out
+def _cumulative(scores: Tensor) -> list[float]:
+    """For each item, the share of the total score held by the items ranked above it (ties keep
+    their order, as `prune_influence` ranks them)."""
+    total = float(scores.sum())
+    if scores.numel() == 0 or total <= 0:
+        return [0.0] * scores.numel()
+    order = torch.argsort(-scores, stable=True)
+    before = torch.cumsum(scores[order], 0) - scores[order]
+    out = torch.empty_like(scores)
+    out[order] = before / total
+    return out.tolist()
 
 
-def graph_view(graph: AttributionGraph, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The view model of `graph` (see the module docstring); `labels` maps `SITE:INDEX` to text."""
+def graph_view(
+    graph: AttributionGraph, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The view model of `graph` (see the module docstring); `labels` maps `SITE:INDEX` to text.
+    Reads the node table's columns and the COO adjacency directly: no Python object per edge."""
     labels = labels or {}
-    tokens = list(graph.prompts[0]) if graph.prompts else []
-    records = list(graph.nodes.values())
+    tokens = prompt_tokens(graph)
+    table = graph.table
+    n = len(table)
+    kinds = [NODE_KINDS[k] for k in table.kind.tolist()]
+    sites = [table.sites[c] for c in table.site.tolist()]
+    positions = table.pos.tolist()
+    indices = table.index.tolist()
+    layers = table.layer.tolist()
+    orders = table.order.tolist()
+    metric_row = graph.metric_row
+
     row_of: dict[int, int] = {}
     rows: list[dict[str, Any]] = []
-    for node in sorted(records, key=lambda n: n.order):
-        if node.order not in row_of:
-            row_of[node.order] = len(rows)
-            label = graph.metric if node.kind == "logit" else site_label(node.site, node.layer)
-            rows.append({"label": label, "order": node.order})
-    index = {node.id: i for i, node in enumerate(records)}
-    influence = graph.influence()
-    node_scores = [influence.get(n.id, 0.0) if n.kind != "logit" else 0.0 for n in records]
-    node_rank = _cumulative(node_scores)
+    for i in sorted(range(n), key=lambda i: orders[i]):
+        if orders[i] not in row_of:
+            row_of[orders[i]] = len(rows)
+            label = graph.metric if kinds[i] == "logit" else site_label(sites[i], layers[i])
+            rows.append({"label": label, "order": orders[i]})
 
-    sources: list[int] = []
-    targets: list[int] = []
-    weights: list[float] = []
-    incoming: dict[int, float] = {}
-    for (source, target), weight in graph.edges.items():
-        if source not in index or target not in index:
-            continue
-        s, t = index[source], index[target]
-        sources.append(s)
-        targets.append(t)
-        weights.append(weight)
-        incoming[t] = incoming.get(t, 0.0) + abs(weight)
-    edge_scores = [
-        influence.get(records[t].id, 0.0) * abs(w) / incoming[t] if incoming.get(t) else 0.0
-        for t, w in zip(targets, weights, strict=True)
-    ]
+    influence = graph.influence_scores()
+    node_scores = influence.clone()
+    node_scores[metric_row] = 0.0
+    node_rank = _cumulative(node_scores)
+    targets, sources = graph.edge_index
+    weights = graph.edge_weight
+    totals = torch.zeros(n, dtype=torch.float64).index_add_(0, targets, weights.abs())
+    edge_scores = torch.where(
+        totals[targets] > 0,
+        influence[targets] * weights.abs() / totals[targets].clamp_min(1e-300),
+        0.0,
+    )
+    influence_list = influence.tolist()
+    records = graph.nodes
     nodes: list[dict[str, Any]] = []
-    for i, node in enumerate(records):
-        is_feature = node.kind == "feature" and node.index is not None
+    for i, node_id in enumerate(graph.ids):
+        index = None if indices[i] == NO_VALUE else int(indices[i])
+        key = feature_key(sites[i], index) if kinds[i] == "feature" and index is not None else None
         nodes.append(
             {
-                "id": node.id,
-                "kind": node.kind,
-                "site": node.site,
-                "layer": node.layer,
-                "row": row_of[node.order],
-                "pos": -1 if node.pos is None else node.pos,
-                "index": node.index,
-                "feature": feature_key(node.site, node.index)
-                if is_feature and node.index is not None
-                else None,
-                "label": node_label(node, tokens, labels, graph.metric),
-                "act": node.activation,
-                "effect": node.effect,
-                "influence": 1.0 if node.kind == "logit" else influence.get(node.id, 0.0),
-                "rank": 0.0 if node.kind == "logit" else node_rank[i],
+                "id": node_id,
+                "kind": kinds[i],
+                "site": sites[i],
+                "layer": layers[i],
+                "row": row_of[orders[i]],
+                "pos": positions[i],
+                "index": index,
+                "feature": key,
+                "label": node_label(records[node_id], tokens, labels, graph.metric),
+                "act": float(table.activation[i]),
+                "effect": _finite(float(table.effect[i])),
+                "influence": 1.0 if i == metric_row else influence_list[i],
+                "rank": 0.0 if i == metric_row else node_rank[i],
             }
         )
-    metric_label = next((n.label for n in records if n.kind == "logit" and n.label), graph.metric)
+    metric_label = table.label[metric_row] or graph.metric
     return {
         "method": graph.method,
         "metric": graph.metric,
@@ -136,18 +148,23 @@ def graph_view(graph: AttributionGraph, labels: Mapping[str, str] | None = None)
         "rows": rows,
         "nodes": nodes,
         "edges": {
-            "s": sources,
-            "t": targets,
-            "w": weights,
-            "influence": edge_scores,
+            "s": sources.tolist(),
+            "t": targets.tolist(),
+            "w": weights.tolist(),
+            "influence": edge_scores.tolist(),
             "rank": _cumulative(edge_scores),
         },
     }
 
 
+def _finite(value: float) -> float:
+    """JSON has no NaN: a metric node without a baseline has no effect value; show 0."""
+    return value if math.isfinite(value) else 0.0
+
+
 def node_ids(graph: AttributionGraph) -> set[str]:
     """Every node id of `graph` (what annotations may refer to)."""
-    return set(graph.nodes)
+    return set(graph.ids)
 
 
 def node_record(graph: AttributionGraph, node_id: str) -> NodeRecord | None:
@@ -169,8 +186,17 @@ def prompt_tokens(graph: AttributionGraph) -> list[str]:
 
 def feature_nodes(graph: AttributionGraph) -> list[tuple[str, int]]:
     """(site, index) of every feature node, in node order, without repeats."""
+    table = graph.table
+    feature = NODE_KINDS.index("feature")
     seen: dict[tuple[str, int], None] = {}
-    for node in graph.nodes.values():
-        if node.kind == "feature" and node.index is not None:
-            seen[(node.site, node.index)] = None
+    for kind, site, index in zip(
+        table.kind.tolist(), table.site.tolist(), table.index.tolist(), strict=True
+    ):
+        if kind == feature and index != NO_VALUE:
+            seen[(table.sites[site], int(index))] = None
     return list(seen)
+
+
+def graph_size(graph: AttributionGraph) -> tuple[int, int]:
+    """(nodes, edges)."""
+    return len(graph.ids), int(graph.edge_weight.shape[0])
