@@ -73,9 +73,15 @@ def _cumulative(scores: Tensor) -> list[float]:
     return out.tolist()
 
 
-def graph_view(
-    graph: AttributionGraph, labels: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def influence_ranks(graph: AttributionGraph) -> dict[str, float]:
+    """Each node's `rank` (see the module docstring; 0 for the metric node): pruning at fraction F
+    keeps the nodes with rank < F, as `prune_influence(F)` does."""
+    scores = graph.influence_scores().clone()
+    scores[graph.metric_row] = 0.0
+    return dict(zip(graph.ids, _cumulative(scores), strict=True))
+
+
+def graph_view(graph: AttributionGraph, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The view model of `graph` (see the module docstring); `labels` maps `SITE:INDEX` to text.
     Reads the node table's columns and the COO adjacency directly: no Python object per edge."""
     labels = labels or {}

@@ -58,3 +58,7 @@ def compute(client: Any, prompt: str = XSS_PROMPT, **extra: Any) -> str:
         job = client.get(f"/api/jobs/{job['id']}").json()
     assert job["status"] == "done", job
     return str(job["graph"])
+
+
+# The dashboard tests' site (built once per session) for the static connectome and index tests.
+from tests.dashboard.conftest import dash_graph, dash_lens, prompts, site  # noqa: E402, F401
