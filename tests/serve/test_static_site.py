@@ -5,6 +5,7 @@ in the data, and in Chromium through Playwright on the file:// pages (no server)
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from typing import Any
@@ -80,7 +81,7 @@ def test_connectome_prunes_by_influence_and_switches_prompts(site: Dashboard) ->
             if record.pos is not None and record.kind != "logit":
                 xs.setdefault(record.pos, []).append(float(transform[10:].split(",")[0]))
         positions = sorted(xs)
-        for a, b in zip(positions, positions[1:], strict=False):
+        for a, b in itertools.pairwise(positions):
             assert max(xs[a]) < min(xs[b])
         page.fill("#node-threshold", "100")
         page.dispatch_event("#node-threshold", "input")
