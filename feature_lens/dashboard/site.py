@@ -29,7 +29,7 @@ from feature_lens.dashboard.clusters import (
     clusters_section,
     placed,
 )
-from feature_lens.dashboard.connectome import connectome_page
+from feature_lens.dashboard.connectome import connectome_page, top_token_label
 from feature_lens.dashboard.data import (
     Dataset,
     FeatureData,
@@ -338,6 +338,7 @@ def write_site(
                 root="../",
                 title="Collapsed connectome",
                 nav=[("connectome", "../connectome.html")],
+                layout="columns",
             ),
             encoding="utf-8",
         )
@@ -347,10 +348,15 @@ def write_site(
 
         nav = [("collapsed connectome", "clusters/collapsed.html")] if collapsed else []
         (folder / "connectome.html").write_text(
-            connectome_page(graph, info, nav=nav), encoding="utf-8"
+            connectome_page(graph, info, nav=nav, labels=feature_labels(datas)), encoding="utf-8"
         )
         graph.save(folder / "graph.json")
         save_neuronpedia(graph, folder / "graph.neuronpedia.json")
+
+
+def feature_labels(datas: Mapping[FeatureId, FeatureData]) -> dict[FeatureId, str]:
+    """Each feature named by its top token (`#index 'token'`), for the connectome's labels."""
+    return {f: top_token_label(f, d.top_logits) for f, d in datas.items()}
 
 
 def task_graph(
