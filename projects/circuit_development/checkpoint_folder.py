@@ -128,7 +128,14 @@ def _load_state_dict_checkpoint(root: Path, path: Path, device: str | torch.devi
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise LoadingError(
+            f"{path} does not match {root / CONFIG_FILE}: {first}; save the config of the model "
+            "that wrote the checkpoint"
+        ) from None
     params = dict(model.named_parameters())
     missing_params = [k for k in missing if k in params]
     if missing_params or unexpected:
