@@ -135,10 +135,14 @@ def test_invalid_method_settings_are_refused(
 def test_cli_refuses_zero_ig_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["attribute", "--prompt", "when anna and adam went", "--correct", "anna", "--method", "ig",
             "--ig-steps", "0", "--out", str(tmp_path / "g.json")]  # fmt: skip
-    assert main(args) == 1
+    try:
+        code = main(args)
+    except SystemExit as exc:  # refused while parsing the arguments, before any model loads
+        code = exc.code
+    assert code not in (0, None)
     err = capsys.readouterr().err
-    assert "ig_steps" in err
-    assert len(err.strip().splitlines()) == 1
+    assert "--ig-steps" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err
     assert not (tmp_path / "g.json").exists()
 
 
