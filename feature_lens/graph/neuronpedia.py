@@ -18,17 +18,15 @@ Mapping (the viewer numbers dictionaries by "layer", one per layer, as circuit-t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from feature_lens.errors import OutputExistsError
 from feature_lens.graph.graph import AttributionGraph
 from feature_lens.graph.table import NodeRecord
+from feature_lens.outputs import write_file
 
 
 class NeuronpediaMetadata(BaseModel):
@@ -190,19 +188,5 @@ def save_neuronpedia(
     overwrite: bool = False,
 ) -> Path:
     """Write the export as JSON, atomically; refuse to overwrite unless asked."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{str(path)!r} exists; pass overwrite=True (--overwrite) to replace it"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_neuronpedia(graph, slug=slug, token_ids=token_ids).model_dump(mode="json"))
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_file(path, text, overwrite=overwrite)
