@@ -29,13 +29,13 @@ from feature_lens.dashboard.clusters import (
     clusters_section,
     placed,
 )
-from feature_lens.dashboard.connectome import connectome_page
+from feature_lens.dashboard.connectome import connectome_page, top_token_label
 from feature_lens.dashboard.data import (
     Dataset,
     FeatureData,
     FeatureId,
-    densities,
-    feature_activations,
+    cached_densities,
+    cached_feature_activations,
     logit_effects,
     prepare_dataset,
     summarise,
@@ -116,6 +116,7 @@ def choose_features(
     graph: AttributionGraph | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> list[FeatureId]:
     """The union, in order, of an explicit list, every feature in `graph`, and the `top_k` per site
     by activation density (dead and near-always-on features skipped). Unknown ids raise."""
@@ -134,9 +135,10 @@ def choose_features(
                 lens.dictionary(node.site)
                 chosen.append(FeatureId(node.site, node.index))
     if top_k is not None:
-        chosen += top_features(
-            densities(lens, dataset, batch_size=batch_size, progress=progress), top_k
+        density = cached_densities(
+            lens, dataset, cache_dir=cache_dir, batch_size=batch_size, progress=progress
         )
+        chosen += top_features(density, top_k)
     return list(dict.fromkeys(chosen))
 
 
@@ -157,6 +159,7 @@ def build_dashboards(
     title: str = "feature-lens dashboards",
     notes: Sequence[str] = (),
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Dashboard:
     """Build the dashboard folder `out` for `lens` over `prompts` (texts, or token ids as a
     tensor or a list of 1-D tensors of any lengths).
@@ -171,6 +174,9 @@ def build_dashboards(
     feature node ids to cluster ids. The graph's nodes are annotated with them (the connectome is
     coloured by cluster) and each cluster gets a page, linked from the index and its members' pages,
     with its edges in the collapsed graph (also drawn, one super-node per cluster).
+
+    `cache_dir`: where to keep the corpus passes' results between builds (keyed by model,
+    dictionaries, corpus and features; see `feature_lens.dashboard.cache`); None: no cache.
     """
     out = check_folder_target(out, overwrite=overwrite)
     if method not in ("attribution", "direct"):
@@ -208,13 +214,20 @@ def build_dashboards(
         graph=graph,
         batch_size=batch_size,
         progress=progress,
+        cache_dir=cache_dir,
     )
     if not chosen:
         raise InputError("no features to show: every candidate feature is dead on this dataset")
     timings["select"] = time.perf_counter() - start
     moments = Moments([(f.site, f.index) for f in chosen])
-    acts = feature_activations(
-        lens, dataset, chosen, batch_size=batch_size, progress=progress, moments=moments
+    acts = cached_feature_activations(
+        lens,
+        dataset,
+        chosen,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=progress,
+        moments=moments,
     )
     timings["activations"] = time.perf_counter() - start
     tables = {
@@ -325,6 +338,7 @@ def write_site(
                 root="../",
                 title="Collapsed connectome",
                 nav=[("connectome", "../connectome.html")],
+                layout="columns",
             ),
             encoding="utf-8",
         )
@@ -334,10 +348,15 @@ def write_site(
 
         nav = [("collapsed connectome", "clusters/collapsed.html")] if collapsed else []
         (folder / "connectome.html").write_text(
-            connectome_page(graph, info, nav=nav), encoding="utf-8"
+            connectome_page(graph, info, nav=nav, labels=feature_labels(datas)), encoding="utf-8"
         )
         graph.save(folder / "graph.json")
         save_neuronpedia(graph, folder / "graph.neuronpedia.json")
+
+
+def feature_labels(datas: Mapping[FeatureId, FeatureData]) -> dict[FeatureId, str]:
+    """Each feature named by its top token (`#index 'token'`), for the connectome's labels."""
+    return {f: top_token_label(f, d.top_logits) for f, d in datas.items()}
 
 
 def task_graph(
