@@ -81,7 +81,7 @@ class SeedRunConfig:
     dead_rule: str = "partner"
     distance_thresholds: tuple[float, ...] = SEED_DISTANCE_THRESHOLDS
     correlation_thresholds: tuple[float, ...] = (0.5, 0.7, 0.9)
-    edge_steps: tuple[int, ...] = (297, 522, 918, 1300, 1450, 1615, 5000)
+    edge_steps: tuple[int, ...] = (297, 522, 918, 1300, 1450, 1615, 2842, 5000)
     n_edge_prompts: int = 16
     edge_nodes: int = 48
     edge_top: int = 32
