@@ -133,7 +133,8 @@ def decoder_pair_cosine(
     """cos(W_dec_a[i], W_dec_b[partner[i]]) for every i (the pairs come from the activations)."""
     a = W_dec_a.double()
     b = W_dec_b.double()[torch.as_tensor(partner)]
-    return torch.nn.functional.cosine_similarity(a, b, dim=1).numpy()
+    # clipped to [-1, 1]: a rounding excess over 1 would drop identical pairs from the histogram
+    return torch.nn.functional.cosine_similarity(a, b, dim=1).clamp(-1.0, 1.0).numpy()
 
 
 def similarity_histogram(similarity: np.ndarray) -> np.ndarray:
