@@ -1,6 +1,6 @@
 """The seed's settings on any TransformerLens model with a folder of checkpoints, plus circuit edges.
 
-python -m projects.circuit_development.seed_run --checkpoints FOLDER [--site HOOK ...]
+python -m projects.circuit_development.seed_run [--checkpoints FOLDER] [--site HOOK ...]
     [--steps N ...] [--edge-steps N ...] [--tokens TOKENS.pt] [--prompts PROMPTS.pt]
     [--artifacts DIR] [--results DIR]
 
@@ -428,7 +428,7 @@ def run_edges(
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run the stages (all by default), printing their wall time."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoints", type=Path, required=True)
+    parser.add_argument("--checkpoints", type=Path, default=HERE / "artifacts" / "checkpoints")
     parser.add_argument("--site", action="append")
     parser.add_argument("--steps", type=int, nargs="+")
     parser.add_argument("--edge-steps", type=int, nargs="+")
