@@ -113,9 +113,12 @@ def edges_figure(rows: list[dict[str, Any]]) -> Figure:
             if ctrl:
                 ax.axhline(ctrl[0][key], color=colour, ls=":", lw=1)
     for ax, (_, label) in zip(axes, keys, strict=True):
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks([300, 500, 1000, 2000, 3000], ["300", "500", "1000", "2000", "3000"])
+        if min(r["step"] for r in rows) > 0:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticks([300, 500, 1000, 2000, 3000], ["300", "500", "1000", "2000", "3000"])
+        else:  # a step-0 circuit cannot sit on a log axis
+            ax.set_xscale("symlog", linthresh=10)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         ax.set_ylim(0, 1.02)

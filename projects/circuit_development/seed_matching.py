@@ -14,8 +14,9 @@ The seed matches two SAEs' features by their activations on the same tokens:
   `dead_rule="same_index"`); `dead_rule="partner"` (our default) marks i when i or the feature it
   was assigned to is dead, which is what the convention is for;
 - a feature is **matched at threshold t** when `0 <= distance <= t`; the matched fraction is over
-  *all* features of the SAE (the seed's plots use distance thresholds 0.1, 0.3, 0.5, 0.7, 0.9;
-  this rule reproduces its committed plot data from its committed histograms);
+  *all* features of the SAE (the seed's plots use distance thresholds 0.1, 0.3, 0.5, 0.7, 0.9; its
+  matching notebook is not in the stored snapshot, and this rule agrees with its committed curves
+  and histograms to the histograms' bin width);
 - **similarity histograms**: per checkpoint, a histogram of the matched pairs' similarity
   `1 - distance` over 49 equal bins on [0, 1] (dead features, at 2, and negative similarities fall
   outside), for the activation cosine and for the decoder cosine of the same pairs.

@@ -455,6 +455,11 @@ def main(argv: list[str] | None = None) -> None:
     (results / "config.json").write_text(
         json.dumps({**asdict(config), "steps": steps}, indent=2) + "\n"
     )
+    training = folder.root / "training.json"  # written by checkpoints.train_checkpoints
+    if training.is_file():
+        write_csv(
+            results / "training_evaluations.csv", json.loads(training.read_text())["evaluations"]
+        )
     for stage in args.stage or list(STAGES):
         start = time.perf_counter()
         if stage == "saes":
