@@ -6,7 +6,7 @@ The settings used are returned too, so saved figures can record them.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -187,6 +187,45 @@ def seed_100_in_20(fast: bool = False, seed: int = 0, device: torch.device | str
         },
     }
     return Result(settings, out)
+
+
+def mlne_vs_mse(fast: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> Result:
+    """FeatureFinding's MLnLoss notebook: f = 40 one-hot features in 2 tied ReLU dimensions
+    trained with the MLnE loss (power 4), beside the same setting with MSE (:mod:`.featurefinding`).
+    """
+    from projects.toy_superposition import featurefinding as FF
+
+    base = FF.SEED_SETTINGS["mlne"]
+    setting = FF.reduced(base, 200, f=12) if fast else base
+    out = Result({"setting": setting.to_dict(), "n_seeds": 4})
+    for name, s in (("mlne4", setting), ("mse", replace(setting, loss="mse", loss_power=2.0))):
+        model, res = FF.train_k_hot(s, n_seeds=4, seed=seed, device=device)
+        W = model.W_in.detach().cpu()
+        out.data[name] = {
+            "W": W,
+            "norms": A.feature_norms(W),
+            "n_directions": [A.count_directions(W[i]) for i in range(W.shape[0])],
+            "groups_eps_1e-5": FF.directions(model),
+            "loss": res.final_loss,
+        }
+    return out
+
+
+def vary_seed_groups(
+    fast: bool = False, seed: int = 0, device: torch.device | str = "cpu"
+) -> Result:
+    """FeatureFinding's ``count_groups_vary_seed`` at its settings (f = 50, copy-tied GELU, 40 000
+    full-batch SGD epochs), over many seeds at once; fast mode shrinks f and the epochs."""
+    from projects.toy_superposition import featurefinding as FF
+
+    base = FF.SEED_SETTINGS["vary_seed"]
+    setting = FF.reduced(base, 200, f=10) if fast else base
+    n_seeds = 4 if fast else 32
+    counts, loss = FF.group_count_vs_seed(n_seeds, setting, seed=seed, device=device)
+    return Result(
+        {"setting": setting.to_dict(), "n_seeds": n_seeds, "epsilon": 1e-5},
+        {"counts": counts, "loss": loss},
+    )
 
 
 def phase_diagram(fast: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> Result:
@@ -583,4 +622,6 @@ __all__ = [
     "symmetric_nd",
     "twenty_in_five",
     "twenty_in_five_recipes",
+    "mlne_vs_mse",
+    "vary_seed_groups",
 ]

@@ -152,6 +152,42 @@ def seed_100_in_20_figure(res: Result) -> Figure:
     return fig
 
 
+def mlne_figure(res: Result) -> Figure:
+    """Feature directions of the f one-hot features after MLnE(4) and after MSE training, 4 seeds."""
+    fig, axes = plt.subplots(2, 4, figsize=(12, 6.4))
+    for r, name in enumerate(("mlne4", "mse")):
+        d = res.data[name]
+        W = d["W"]
+        lim = 1.15 * float(W.abs().max()) + 1e-9
+        for c in range(4):
+            _arrows(axes[r, c], W[c], lim=lim)
+            axes[r, c].set_title(
+                f"{name}, seed {c}: {d['n_directions'][c]} directions", fontsize=8
+            )
+    s = res.settings["setting"]
+    fig.suptitle(f"f = {s['f']} one-hot features, 2-D tied ReLU, {s['epochs']} epochs", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def vary_seed_figure(res: Result) -> Figure:
+    """Histogram of the number of distinct directions over seeds."""
+    counts = np.array(res.data["counts"])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    lo, hi = int(counts.min()), int(counts.max())
+    ax.hist(counts, bins=np.arange(lo - 0.5, hi + 1.5), color="#4c72b0", rwidth=0.85)
+    ax.set_xlabel("distinct directions (ε = 1e-5)")
+    ax.set_ylabel("seeds")
+    s = res.settings["setting"]
+    ax.set_title(
+        f"f = {s['f']}, {s['nonlinearity']}, copy-tied, {s['epochs']} SGD epochs, "
+        f"{res.settings['n_seeds']} seeds",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def phase_figure(res: Result) -> Figure:
     """Analytic vs empirical phase over (relative importance, density)."""
     rs, ds = res.settings["importances"], res.settings["densities"]

@@ -53,6 +53,18 @@ def _numbers(name: str, res: E.Result) -> dict[str, Any]:
             }
             for kind in ("tied", "untied")
         }
+    if name == "mlne_vs_mse":
+        return {
+            k: {
+                "n_directions": d[k]["n_directions"],
+                "groups_eps_1e-5": d[k]["groups_eps_1e-5"],
+                "norm_range": [[float(r.min()), float(r.max())] for r in d[k]["norms"]],
+                "loss": d[k]["loss"].tolist(),
+            }
+            for k in ("mlne4", "mse")
+        }
+    if name == "vary_seed_groups":
+        return {"counts": d["counts"], "loss": d["loss"].tolist()}
     if name == "seed_100_in_20":
         return {
             k: d[k] for k in ("feature_probability", "n_represented", "dims_per_feature", "loss")
@@ -108,6 +120,8 @@ JOBS: dict[str, tuple[Callable[..., E.Result], Callable[[E.Result], Figure]]] = 
     "twenty_in_five": (E.twenty_in_five, F.twenty_in_five_figure),
     "twenty_in_five_recipes": (E.twenty_in_five_recipes, F.recipes_figure),
     "seed_100_in_20": (E.seed_100_in_20, F.seed_100_in_20_figure),
+    "mlne_vs_mse": (E.mlne_vs_mse, F.mlne_figure),
+    "vary_seed_groups": (E.vary_seed_groups, F.vary_seed_figure),
     "phase": (E.phase_diagram, F.phase_figure),
     "geometry": (E.geometry, F.geometry_figure),
     "geometry_paper": (lambda **kw: E.geometry(recipe="paper", **kw), F.geometry_figure),
