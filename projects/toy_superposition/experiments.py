@@ -612,6 +612,7 @@ __all__ = [
     "geometry",
     "hessian_over_training",
     "intro",
+    "mlne_vs_mse",
     "non_full_batch",
     "one_hot_2d",
     "phase_diagram",
@@ -622,6 +623,5 @@ __all__ = [
     "symmetric_nd",
     "twenty_in_five",
     "twenty_in_five_recipes",
-    "mlne_vs_mse",
     "vary_seed_groups",
 ]

@@ -161,9 +161,7 @@ def mlne_figure(res: Result) -> Figure:
         lim = 1.15 * float(W.abs().max()) + 1e-9
         for c in range(4):
             _arrows(axes[r, c], W[c], lim=lim)
-            axes[r, c].set_title(
-                f"{name}, seed {c}: {d['n_directions'][c]} directions", fontsize=8
-            )
+            axes[r, c].set_title(f"{name}, seed {c}: {d['n_directions'][c]} directions", fontsize=8)
     s = res.settings["setting"]
     fig.suptitle(f"f = {s['f']} one-hot features, 2-D tied ReLU, {s['epochs']} epochs", fontsize=10)
     fig.tight_layout()
