@@ -26,7 +26,7 @@ from projects.toy_superposition import figures as F
 FIGURES = Path(__file__).parent / "figures"
 
 
-def _numbers(name: str, res: E.Result) -> dict[str, Any]:
+def _numbers(name: str, res: E.Result) -> dict[str, Any]:  # noqa: PLR0912 (one branch per figure)
     """The key numbers of each experiment, for the JSON beside its figure."""
     d = res.data
     if name == "intro":

@@ -23,8 +23,10 @@ diagonal ``(W_in W_out)_ii`` exceeds 0.5 (the seed's criterion); the project's f
 :func:`seed_100_in_20` is the seed's 100→20 configuration (the paper's "superposition" setting).
 """
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -301,3 +303,58 @@ def seed_100_in_20(
         "loss": res.final_loss.tolist(),
         "W": W,
     }
+
+
+def recipe_parts(fast: bool = False) -> list[str]:
+    """Names of the independent parts of the full study: ``"tied:<i>"`` for the groups of the two
+    baseline recipes with one weight, ``"untied:<i>"`` for the groups of :func:`both_ways`."""
+    tied = group_recipes([scaled(r, 1, 1) for r in (PROJECT, SEED003)])
+    untied = group_recipes([scaled(r, 1, 1) for r in both_ways()])
+    return [f"tied:{i}" for i in range(len(tied))] + [f"untied:{i}" for i in range(len(untied))]
+
+
+def run_part(
+    name: str,
+    fast: bool,
+    n_seeds: int,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    parts_dir: str | None = None,
+) -> tuple[str, dict[str, RecipeRun]]:
+    """Run (or load from ``parts_dir``) one part of :func:`recipe_parts`; returns its kind and
+    its runs by recipe name."""
+    kind, idx = name.split(":")
+    steps, batch = (100, 256) if fast else (10_000, 1024)
+    base = (PROJECT, SEED003) if kind == "tied" else tuple(both_ways())
+    group = group_recipes([scaled(r, steps, batch) for r in base])[int(idx)]
+    path = None
+    if parts_dir is not None:
+        tag = f"{'fast' if fast else 'full'}_s{seed}_n{n_seeds}_{kind}_{idx}.pt"
+        path = Path(parts_dir) / tag
+        if path.exists():
+            return kind, torch.load(path, weights_only=False)
+    runs = {
+        r.recipe.name: r
+        for r in run_recipes(group, kind == "tied", n_seeds=n_seeds, seed=seed, device=device)
+    }
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(runs, tmp)
+        os.replace(tmp, path)
+    return kind, runs
+
+
+if __name__ == "__main__":
+    # python -m projects.toy_superposition.recipes PART DIR [--fast]: one part, saved under DIR
+    import sys
+
+    torch.set_num_threads(1)
+    args = [a for a in sys.argv[1:] if a != "--fast"]
+    fast = "--fast" in sys.argv
+    if len(args) != 2 or args[0] not in recipe_parts(fast):
+        raise SystemExit(f"usage: PART DIR [--fast]; PART is one of {recipe_parts(fast)}")
+    # through the package, so the saved runs pickle as recipes.RecipeRun, not __main__.RecipeRun
+    from projects.toy_superposition import recipes as this  # noqa: PLW0406
+
+    this.run_part(args[0], fast, 1 if fast else 2, parts_dir=args[1])
