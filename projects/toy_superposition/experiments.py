@@ -152,15 +152,18 @@ def twenty_in_five_recipes(
     The work splits into parts (one per group of recipes that train together, see
     :func:`.recipes.recipe_parts`); with ``parts_dir`` (or ``$TOY_RECIPE_PARTS``) each finished part
     is saved there and reused, so the parts can also run as separate processes
-    (``python -m projects.toy_superposition.recipes PART DIR``).
+    (``python -m projects.toy_superposition.recipes PART DIR``). ``$TOY_RECIPE_STEPS`` and
+    ``$TOY_RECIPE_SEEDS`` shrink the study (steps per sparsity, initialisations per recipe) when the
+    machine is too busy for the full size; the settings saved with the figure record them.
     """
     from projects.toy_superposition import recipes as R
 
     parts_dir = parts_dir or os.environ.get("TOY_RECIPE_PARTS") or None
-    n_seeds = 1 if fast else 2
+    steps = int(os.environ.get("TOY_RECIPE_STEPS", "0")) or (100 if fast else 10_000)
+    n_seeds = int(os.environ.get("TOY_RECIPE_SEEDS", "0")) or (1 if fast else 2)
     out: dict[str, dict[str, R.RecipeRun]] = {"tied": {}, "untied": {}}
     for name in R.recipe_parts(fast):
-        kind, runs = R.run_part(name, fast, n_seeds, seed, device, parts_dir)
+        kind, runs = R.run_part(name, fast, n_seeds, seed, device, parts_dir, steps)
         out[kind].update(runs)
     every = R.both_ways()
     settings = {
@@ -168,7 +171,7 @@ def twenty_in_five_recipes(
         "n_hidden": 5,
         "sparsities": list(R.SPARSITIES),
         "n_seeds": n_seeds,
-        "steps_per_sparsity": 100 if fast else 10_000,
+        "steps_per_sparsity": steps,
         "batch_size": 256 if fast else 1024,
         "recipes": {r.name: r.to_dict() for r in every},
         "criterion": "(W_in W_out)_ii > 0.5 (seed); > 0.25 also reported",
@@ -306,7 +309,9 @@ def geometry(
         n, m = (20, 4) if fast else (200, 20)
         all_d = (20.0 ** -np.linspace(0, 1, 20)).tolist()
         densities = [all_d[i] for i in PAPER_GEOMETRY_INDICES]
-        cfg = _cfg(fast, 10000, 200, batch_size=1024, lr=1e-3, weight_decay=0.01, seed=seed)
+        # $TOY_GEOMETRY_STEPS shortens the run when the machine is too busy (recorded in settings)
+        steps = int(os.environ.get("TOY_GEOMETRY_STEPS", "0")) or 10_000
+        cfg = _cfg(fast, steps, 200, batch_size=1024, lr=1e-3, weight_decay=0.01, seed=seed)
     else:
         raise ValueError(f"unknown geometry recipe {recipe!r}; use 'project' or 'paper'")
     sparsities = [1 - d for d in densities]

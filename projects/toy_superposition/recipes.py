@@ -320,16 +320,18 @@ def run_part(
     seed: int = 0,
     device: torch.device | str = "cpu",
     parts_dir: str | None = None,
+    steps: int | None = None,
 ) -> tuple[str, dict[str, RecipeRun]]:
     """Run (or load from ``parts_dir``) one part of :func:`recipe_parts`; returns its kind and
-    its runs by recipe name."""
+    its runs by recipe name. ``steps`` per sparsity defaults to the recipes' 10 000 (100 fast)."""
     kind, idx = name.split(":")
-    steps, batch = (100, 256) if fast else (10_000, 1024)
+    steps = steps or (100 if fast else 10_000)
+    batch = 256 if fast else 1024
     base = (PROJECT, SEED003) if kind == "tied" else tuple(both_ways())
     group = group_recipes([scaled(r, steps, batch) for r in base])[int(idx)]
     path = None
     if parts_dir is not None:
-        tag = f"{'fast' if fast else 'full'}_s{seed}_n{n_seeds}_{kind}_{idx}.pt"
+        tag = f"{'fast' if fast else 'full'}_s{seed}_n{n_seeds}_t{steps}_{kind}_{idx}.pt"
         path = Path(parts_dir) / tag
         if path.exists():
             return kind, torch.load(path, weights_only=False)
@@ -346,7 +348,8 @@ def run_part(
 
 
 if __name__ == "__main__":
-    # python -m projects.toy_superposition.recipes PART DIR [--fast]: one part, saved under DIR
+    # python -m projects.toy_superposition.recipes PART DIR [--fast]: one part, saved under DIR;
+    # $TOY_RECIPE_STEPS and $TOY_RECIPE_SEEDS override the steps per sparsity and the seeds
     import sys
 
     torch.set_num_threads(1)
@@ -354,7 +357,9 @@ if __name__ == "__main__":
     fast = "--fast" in sys.argv
     if len(args) != 2 or args[0] not in recipe_parts(fast):
         raise SystemExit(f"usage: PART DIR [--fast]; PART is one of {recipe_parts(fast)}")
+    env_steps = int(os.environ.get("TOY_RECIPE_STEPS", "0")) or None
+    env_seeds = int(os.environ.get("TOY_RECIPE_SEEDS", "0")) or (1 if fast else 2)
     # through the package, so the saved runs pickle as recipes.RecipeRun, not __main__.RecipeRun
     from projects.toy_superposition import recipes as this  # noqa: PLW0406
 
-    this.run_part(args[0], fast, 1 if fast else 2, parts_dir=args[1])
+    this.run_part(args[0], fast, env_seeds, parts_dir=args[1], steps=env_steps)
