@@ -184,7 +184,8 @@ def seed_100_in_20(fast: bool = False, seed: int = 0, device: torch.device | str
     from projects.toy_superposition import recipes as R
 
     idx = (0, 19) if fast else (0, 5, 10, 15, 19)
-    steps, batch = (100, 256) if fast else (10_000, 1024)
+    steps = int(os.environ.get("TOY_RECIPE_STEPS", "0")) or (100 if fast else 10_000)
+    batch = 256 if fast else 1024
     out = R.seed_100_in_20(idx, steps, batch, seed=seed, device=device)
     settings = {
         "n_features": 100,
