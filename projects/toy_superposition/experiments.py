@@ -273,7 +273,7 @@ def phase_diagram(fast: bool = False, seed: int = 0, device: torch.device | str 
 #: Densities of the TMS paper's feature-dimensionality run, ``20 ** -linspace(0, 1, 20)``; the
 #: paper-recipe rerun trains the instances at these indices (each instance is independent, so a
 #: subset is the same recipe at fewer densities; it keeps the CPU run to minutes).
-PAPER_GEOMETRY_INDICES = (7, 9)
+PAPER_GEOMETRY_INDICES = (0, 3, 5, 7, 9, 11, 14, 19)
 
 #: Simple fractions at which the paper's feature dimensionalities cluster.
 D_FRACTIONS = (1.0, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8, 1 / 3)
@@ -309,7 +309,9 @@ def geometry(
     elif recipe == "paper":
         n, m = (20, 4) if fast else (200, 20)
         all_d = (20.0 ** -np.linspace(0, 1, 20)).tolist()
-        densities = [all_d[i] for i in PAPER_GEOMETRY_INDICES]
+        env_idx = os.environ.get("TOY_GEOMETRY_INDICES", "")  # e.g. "7" or "7,9" on a busy machine
+        indices = [int(i) for i in env_idx.split(",")] if env_idx else PAPER_GEOMETRY_INDICES
+        densities = [all_d[i] for i in indices]
         # $TOY_GEOMETRY_STEPS shortens the run when the machine is too busy (recorded in settings)
         steps = int(os.environ.get("TOY_GEOMETRY_STEPS", "0")) or 10_000
         cfg = _cfg(fast, steps, 200, batch_size=1024, lr=1e-3, weight_decay=0.01, seed=seed)
