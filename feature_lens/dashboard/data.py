@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -92,14 +93,19 @@ def stop_layer(lens: Lens, sites: Iterable[str]) -> int | None:
     return last + 1 if 0 <= last < int(lens.model.cfg.n_layers) - 1 else None
 
 
-def prepare_dataset(lens: Lens, prompts: Sequence[str] | Tensor) -> Dataset:
-    """Tokenize prompts of any lengths (each checked by `Lens.to_tokens`) and right-pad them."""
+def prepare_dataset(lens: Lens, prompts: Sequence[str] | Sequence[Tensor] | Tensor) -> Dataset:
+    """Tokenize prompts of any lengths (texts or 1-D token ids, each checked by `Lens.to_tokens`)
+    and right-pad them."""
     if len(prompts) == 0:
         raise InputError("the dataset of prompts is empty; give at least one prompt")
     if isinstance(prompts, Tensor):
         rows = list(lens.to_tokens(prompts).cpu())
     else:
-        rows = [lens.to_tokens(text)[0].cpu() for text in prompts]
+        rows: list[Tensor] = []
+        for i, prompt in enumerate(prompts):
+            if isinstance(prompt, str) and not prompt.strip():
+                raise InputError(f"prompt {i} is empty")  # its index in the dataset, not 0
+            rows.append(lens.to_tokens(prompt)[0].cpu())
     width = max(len(r) for r in rows)
     tokens = torch.zeros(len(rows), width, dtype=torch.long)
     for i, row in enumerate(rows):
@@ -154,6 +160,62 @@ def feature_activations(
     return {
         FeatureId(site, i): out[site][k] for site, idx in by_site.items() for k, i in enumerate(idx)
     }
+
+
+def cached_feature_activations(
+    lens: Lens,
+    dataset: Dataset,
+    features: Sequence[FeatureId],
+    *,
+    cache_dir: str | Path | None,
+    batch_size: int = 64,
+    progress: bool = False,
+    moments: Moments | None = None,
+) -> dict[FeatureId, Float[Tensor, "n pos"]]:
+    """`feature_activations` (and the sums it adds to `moments`), stored in `cache_dir` under a
+    key of the model, its dictionaries, the corpus and the features (`feature_lens.dashboard.cache`),
+    so that a second build over the same corpus runs no forward pass. None: no cache."""
+    from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
+
+    request = {
+        "pass": "activations",
+        "features": [f.label for f in features],
+        "moments": moments.sites if moments else [],
+        "lengths": dataset.lengths.tolist(),
+    }
+
+    def compute() -> dict[str, Tensor]:
+        acts = feature_activations(
+            lens, dataset, features, batch_size=batch_size, progress=progress, moments=moments
+        )
+        state = moments.state() if moments is not None else {}
+        return {
+            **{f"acts/{f.label}": a for f, a in acts.items()},
+            **{f"m/{k}": v for k, v in state.items()},
+        }
+
+    stored = cached_tensors(cache_dir, corpus_pass_key(lens, dataset.tokens, request), compute)
+    if moments is not None:
+        moments.load_state({k[2:]: v for k, v in stored.items() if k.startswith("m/")})
+    return {f: stored[f"acts/{f.label}"] for f in features}
+
+
+def cached_densities(
+    lens: Lens,
+    dataset: Dataset,
+    *,
+    cache_dir: str | Path | None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, Float[Tensor, " d_sae"]]:
+    """`densities`, stored in `cache_dir` like `cached_feature_activations` (None: no cache)."""
+    from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
+
+    request = {"pass": "densities", "lengths": dataset.lengths.tolist()}
+    key = corpus_pass_key(lens, dataset.tokens, request)
+    return cached_tensors(
+        cache_dir, key, lambda: densities(lens, dataset, batch_size=batch_size, progress=progress)
+    )
 
 
 def densities(
