@@ -280,13 +280,12 @@ def neighbours(
         n = len(ps)
         mean_up, mean_down = _mean(up[cursor : cursor + n]), _mean(down[cursor : cursor + n])
         cursor += n
-        result[feature] = _links(feature, mean_up, mean_down, method, k, vocab)
+        result[feature] = _links(mean_up, mean_down, method, k, vocab)
         result[feature].prompts = ps
     return result
 
 
 def _links(
-    feature: FeatureId,
     up: dict[str, Tensor],
     down: dict[str, Tensor],
     method: str,
@@ -325,5 +324,4 @@ def _links(
         for i in torch.topk(change.abs(), min(k, change.numel())).indices:
             name = vocab[int(i)] if vocab is not None else str(int(i))
             logits.append((name, float(change[i])))
-    del feature
     return Neighbours(upstream, downstream, logits, share)

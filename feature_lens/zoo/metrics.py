@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from feature_lens.zoo.tasks import TASKS, task_prompts
+from feature_lens.zoo.tasks import task_prompts
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,6 @@ def task_score(model: Any, task: str, n: int = 200, *, seed: int = 0) -> TaskSco
         logit_diff=clean_diff.mean().item(),
         corrupted_logit_diff=bad_diff.mean().item(),
     )
-
-
-def task_scores(model: Any, n: int = 200, *, seed: int = 0) -> dict[str, TaskScore]:
-    """`task_score` for every task in `TASKS`."""
-    return {task: task_score(model, task, n, seed=seed) for task in TASKS}
 
 
 @torch.no_grad()
