@@ -175,7 +175,8 @@ def main() -> None:
     from safetensors.torch import save_file
 
     from feature_lens import Lens
-    from feature_lens.dashboard import FeatureId, build_dashboards
+    from feature_lens.dashboard import build_dashboards
+    from feature_lens.graph.node import feature as feature_node
     from feature_lens.loading import load_sae
     from feature_lens.zoo import corpus_tokens, default_zoo_dir, load_zoo_model, zoo_dictionary_dirs
     from feature_lens.zoo.model import MODEL_WEIGHTS_FILE, TOKENIZER_DIR
@@ -201,7 +202,7 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    features = [FeatureId(hook, i) for i in range(n_features)]
+    features = [feature_node(hook, i) for i in range(n_features)]
     ours_dash = build_dashboards(
         lens, work / "feature-lens", tokens, features=features, progress=False
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_lens.cli.common import add_lens_options, check_lens_options, load_lens, positive_int
+from feature_lens.dashboard.data import parse_feature
 
 DEFAULT_TASK = "ioi"
 
@@ -158,12 +159,11 @@ def run(args: argparse.Namespace) -> int:
     check_lens_options(args)
     start = time.perf_counter()
     documents = _read_documents(args)  # checked before the model loads
-    from feature_lens.dashboard.data import FeatureId
     from feature_lens.dashboard.site import build_dashboards, task_graph
     from feature_lens.graph import AttributionGraph
 
     for text in args.features:
-        FeatureId.parse(text)
+        parse_feature(text)
     graph = AttributionGraph.load(args.graph) if args.graph is not None else None
 
     progress = not args.no_progress

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from feature_lens.dashboard.data import FeatureId
+from feature_lens.dashboard.data import feature_label
 from feature_lens.dashboard.html import cluster_colour, esc, fmt, page, swatch, table
 from feature_lens.dashboard.pages import SiteInfo
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph, NodeRecord
+from feature_lens.graph.node import feature as feature_node
 
 __all__ = [
     "Cluster",
@@ -151,7 +152,7 @@ def _partner(node_id: str, collapsed: AttributionGraph, info: SiteInfo) -> str:
         size = super_node_label(node).partition(" ")[2].strip("()")
         return f"{cluster_link(node.cluster, info, '../')} <span class='muted'>{esc(size)}</span>"
     if node.kind == "feature" and node.index is not None:
-        href = info.href(FeatureId(node.site, node.index), "../")
+        href = info.href(feature_node(node.site, node.index), "../")
         text = esc(node.id)
         return f'<a href="{esc(href)}">{text}</a>' if href else text
     if node.kind == "logit":
@@ -188,9 +189,9 @@ def cluster_page(
     nav += '<a href="collapsed.html">collapsed connectome</a></nav>'
     rows: list[list[str]] = []
     for m in cluster.members:
-        feature = FeatureId(m.site, m.index) if m.index is not None else None
+        feature = feature_node(m.site, m.index) if m.index is not None else None
         href = info.href(feature, root)
-        name = esc(feature.label if feature else m.id)
+        name = esc(feature_label(feature) if feature else m.id)
         rows.append(
             [
                 f'<a href="{esc(href)}">{name}</a>' if href else name,

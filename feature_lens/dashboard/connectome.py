@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from feature_lens.dashboard.clusters import super_node_label
-from feature_lens.dashboard.data import FeatureId
 from feature_lens.dashboard.html import cluster_colour, esc, fmt, json_script, page, swatch
 from feature_lens.dashboard.pages import SiteInfo
 from feature_lens.graph import AttributionGraph, NodeRecord
+from feature_lens.graph.node import Node
+from feature_lens.graph.node import feature as feature_node
 
 Layout = Literal["positions", "columns"]
 
@@ -35,7 +36,7 @@ def is_super_node(node: NodeRecord) -> bool:
 def _label(
     graph: AttributionGraph,
     node: NodeRecord,
-    labels: Mapping[FeatureId, str] | None = None,
+    labels: Mapping[Node, str] | None = None,
     *,
     with_pos: bool = True,
 ) -> str:
@@ -46,7 +47,9 @@ def _label(
         return super_node_label(node)
     if node.kind == "feature":
         named = node.label or (
-            (labels or {}).get(FeatureId(node.site, node.index)) if node.index is not None else None
+            (labels or {}).get(feature_node(node.site, node.index))
+            if node.index is not None
+            else None
         )
         return f"{named}{at}" if named else f"#{node.index}{at}"
     if node.kind == "error":
@@ -56,7 +59,7 @@ def _label(
     return node.label or graph.metric
 
 
-def top_token_label(feature: FeatureId, top_logits: Sequence[tuple[str, float]]) -> str:
+def top_token_label(feature: Node, top_logits: Sequence[tuple[str, float]]) -> str:
     """`#index 'token'`: a feature named by the token it promotes most."""
     return f"#{feature.index} {top_logits[0][0]!r}" if top_logits else f"#{feature.index}"
 
@@ -66,7 +69,7 @@ def graph_data(
     info: SiteInfo,
     root: str = "",
     *,
-    labels: Mapping[FeatureId, str] | None = None,
+    labels: Mapping[Node, str] | None = None,
     layout: Layout = "positions",
 ) -> dict[str, object]:
     """Nodes and edges of `graph` in the form graph.js draws. Layout "positions": x = token
@@ -85,7 +88,7 @@ def graph_data(
     nodes: list[dict[str, object]] = []
     for node in graph.nodes.values():
         feature = (
-            FeatureId(node.site, node.index)
+            feature_node(node.site, node.index)
             if node.kind == "feature" and node.index is not None
             else None
         )
@@ -186,7 +189,7 @@ def connectome_page(
     inline_assets: bool = False,
     title: str = "Connectome",
     nav: Sequence[tuple[str, str]] = (),
-    labels: Mapping[FeatureId, str] | None = None,
+    labels: Mapping[Node, str] | None = None,
     layout: Layout = "positions",
 ) -> str:
     """The connectome view's HTML (`root`: the site root relative to the page; `nav`: more

@@ -9,6 +9,7 @@ different lengths: they are right-padded, and padded positions are masked out of
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,37 +21,54 @@ from tqdm.auto import tqdm
 
 from feature_lens.dashboard.tables import FeatureTables, Moments
 from feature_lens.errors import InputError
+from feature_lens.graph.node import Node
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import Lens, RunPlan
 from feature_lens.lens.dictionary import hook_layer
 
 
-@dataclass(frozen=True, order=True)
-class FeatureId:
-    """Feature `index` of the dictionary at `site`."""
+def feature_index(feature: Node) -> int:
+    """The dictionary index of a dashboard feature: a feature node at every position
+    (`feature_lens.graph.node.feature(site, index)`); anything else is refused."""
+    if feature.kind != "feature" or feature.index is None or feature.pos is not None:
+        raise InputError(
+            f"dashboards show features at every position, got {feature.id}; "
+            "pass feature(site, index) or SITE:INDEX"
+        )
+    return feature.index
 
-    site: str
-    index: int
 
-    @property
-    def slug(self) -> str:
-        """File-name-safe id, e.g. `blocks.1.hook_resid_post-123`."""
-        safe = "".join(c if c.isalnum() or c in "._" else "_" for c in self.site)
-        return f"{safe}-{self.index}"
+def feature_label(feature: Node) -> str:
+    """Human-readable name of a dashboard feature, e.g. `blocks.1.hook_resid_post:123`."""
+    return f"{feature.site}:{feature_index(feature)}"
 
-    @property
-    def label(self) -> str:
-        """Human-readable id, e.g. `blocks.1.hook_resid_post:123`."""
-        return f"{self.site}:{self.index}"
 
-    @classmethod
-    def parse(cls, text: str) -> FeatureId:
-        """Parse `SITE:INDEX` (as written by `label`)."""
-        site, _, index = text.rpartition(":")
-        if not site or not index.lstrip("-").isdigit():
-            raise InputError(
-                f"feature {text!r} is not of the form SITE:INDEX, e.g. blocks.0.hook_resid_post:12"
-            )
-        return cls(site, int(index))
+def feature_slug(feature: Node) -> str:
+    """File-name-safe name of a dashboard feature, e.g. `blocks.1.hook_resid_post-123` (its page is
+    `features/<slug>.html`)."""
+    safe = "".join(c if c.isalnum() or c in "._" else "_" for c in feature.site)
+    return f"{safe}-{feature_index(feature)}"
+
+
+def parse_feature(text: str) -> Node:
+    """The feature named by user input `SITE:INDEX` (as written by `feature_label`)."""
+    site, _, index = text.rpartition(":")
+    if not site or not index.lstrip("-").isdigit():
+        raise InputError(
+            f"feature {text!r} is not of the form SITE:INDEX, e.g. blocks.0.hook_resid_post:12"
+        )
+    return feature_node(site, int(index))
+
+
+def FeatureId(site: str, index: int) -> Node:
+    """Deprecated: a dashboard feature is the feature node `feature_lens.graph.node.feature(site,
+    index)` (every position); this returns that node."""
+    warnings.warn(
+        "FeatureId(site, index) is deprecated; use feature_lens.graph.node.feature(site, index)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return feature_node(site, index)
 
 
 @dataclass
@@ -120,24 +138,24 @@ def prepare_dataset(lens: Lens, prompts: Sequence[str] | Sequence[Tensor] | Tens
 def feature_activations(
     lens: Lens,
     dataset: Dataset,
-    features: Sequence[FeatureId],
+    features: Sequence[Node],
     *,
     batch_size: int = 64,
     progress: bool = False,
     moments: Moments | None = None,
-) -> dict[FeatureId, Float[Tensor, "n pos"]]:
+) -> dict[Node, Float[Tensor, "n pos"]]:
     """Activations of `features` at every token of the dataset (0 at padded positions), on CPU.
     With `moments`, the same pass accumulates the sums of the feature tables' correlations."""
     for feature in features:
         d_sae = lens.dictionary(feature.site).d_sae
-        if not 0 <= feature.index < d_sae:
+        if not 0 <= feature_index(feature) < d_sae:
             raise InputError(
-                f"feature {feature.label} does not exist: the dictionary at {feature.site!r} has "
+                f"feature {feature_label(feature)} does not exist: the dictionary at {feature.site!r} has "
                 f"{d_sae} features (indices 0..{d_sae - 1})"
             )
     by_site: dict[str, list[int]] = {}
     for feature in features:
-        by_site.setdefault(feature.site, []).append(feature.index)
+        by_site.setdefault(feature.site, []).append(feature_index(feature))
     n, width = dataset.tokens.shape
     out = {site: torch.zeros(len(idx), n, width) for site, idx in by_site.items()}
     mask = dataset.mask
@@ -164,20 +182,22 @@ def feature_activations(
             acts = result.features[site][..., idx].float().cpu()  # [b, pos, k]
             out[site][:, start : start + batch_size] = acts.permute(2, 0, 1) * keep
     return {
-        FeatureId(site, i): out[site][k] for site, idx in by_site.items() for k, i in enumerate(idx)
+        feature_node(site, i): out[site][k]
+        for site, idx in by_site.items()
+        for k, i in enumerate(idx)
     }
 
 
 def cached_feature_activations(
     lens: Lens,
     dataset: Dataset,
-    features: Sequence[FeatureId],
+    features: Sequence[Node],
     *,
     cache_dir: str | Path | None,
     batch_size: int = 64,
     progress: bool = False,
     moments: Moments | None = None,
-) -> dict[FeatureId, Float[Tensor, "n pos"]]:
+) -> dict[Node, Float[Tensor, "n pos"]]:
     """`feature_activations` (and the sums it adds to `moments`), stored in `cache_dir` under a
     key of the model, its dictionaries, the corpus and the features (`feature_lens.dashboard.cache`),
     so that a second build over the same corpus runs no forward pass. None: no cache."""
@@ -185,7 +205,7 @@ def cached_feature_activations(
 
     request = {
         "pass": "activations",
-        "features": [f.label for f in features],
+        "features": [feature_label(f) for f in features],
         "moments": moments.sites if moments else [],
         "lengths": dataset.lengths.tolist(),
     }
@@ -196,14 +216,14 @@ def cached_feature_activations(
         )
         state = moments.state() if moments is not None else {}
         return {
-            **{f"acts/{f.label}": a for f, a in acts.items()},
+            **{f"acts/{feature_label(f)}": a for f, a in acts.items()},
             **{f"m/{k}": v for k, v in state.items()},
         }
 
     stored = cached_tensors(cache_dir, corpus_pass_key(lens, dataset.tokens, request), compute)
     if moments is not None:
         moments.load_state({k[2:]: v for k, v in stored.items() if k.startswith("m/")})
-    return {f: stored[f"acts/{f.label}"] for f in features}
+    return {f: stored[f"acts/{feature_label(f)}"] for f in features}
 
 
 def cached_densities(
@@ -242,18 +262,16 @@ def densities(
     return {site: c / dataset.n_tokens for site, c in counts.items()}
 
 
-def top_features(
-    density: dict[str, Tensor], k: int, *, max_density: float = 0.5
-) -> list[FeatureId]:
+def top_features(density: dict[str, Tensor], k: int, *, max_density: float = 0.5) -> list[Node]:
     """Per site, the `k` features with the highest density below `max_density` (features that fire
     on most tokens say little; dead features have nothing to show)."""
     if k < 1:
         raise InputError(f"--top-k must be at least 1, got {k}")
-    chosen: list[FeatureId] = []
+    chosen: list[Node] = []
     for site, d in density.items():
         score = torch.where((d > 0) & (d <= max_density), d, -1.0)
         order = torch.argsort(score, descending=True, stable=True)[:k]
-        chosen += [FeatureId(site, int(i)) for i in order if score[i] > 0]
+        chosen += [feature_node(site, int(i)) for i in order if score[i] > 0]
     return chosen
 
 
@@ -281,7 +299,7 @@ class ExampleGroup:
 class FeatureData:
     """Everything about one feature that comes from the dataset and the weights."""
 
-    feature: FeatureId
+    feature: Node
     n_tokens: int
     n_active: int
     max_act: float
@@ -317,7 +335,7 @@ def _example(dataset: Dataset, acts: Tensor, prompt: int, before: int, after: in
 
 def summarise(
     dataset: Dataset,
-    feature: FeatureId,
+    feature: Node,
     acts: Float[Tensor, "n pos"],
     *,
     n_top: int = 10,
@@ -398,8 +416,8 @@ def logit_histogram(
 
 
 def logit_effects(
-    lens: Lens, features: Sequence[FeatureId], *, k: int = 10, n_bins: int = 32
-) -> dict[FeatureId, LogitEffect]:
+    lens: Lens, features: Sequence[Node], *, k: int = 10, n_bins: int = 32
+) -> dict[Node, LogitEffect]:
     """Direct logit effect of each feature: its decoder direction through the final LayerNorm's
     centring and gain (its scale frozen at 1) and the unembedding, `((W_dec[i] - mean) * w) @ W_U`:
     the change in each logit per unit of activation along the direct path. Top and bottom `k`, and
@@ -407,7 +425,7 @@ def logit_effects(
     model = lens.model
     # One call decodes every id on its own (as to_str_tokens does per token), not d_vocab calls.
     vocab = token_strings(lens, torch.arange(int(model.cfg.d_vocab)))
-    out: dict[FeatureId, LogitEffect] = {}
+    out: dict[Node, LogitEffect] = {}
     with torch.no_grad():
         for feature in features:
             direction = lens.dictionary(feature.site).W_dec[feature.index].float()

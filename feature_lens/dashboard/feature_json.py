@@ -20,7 +20,7 @@ from jaxtyping import Float
 from pydantic import BaseModel
 from torch import Tensor
 
-from feature_lens.dashboard.data import FeatureData
+from feature_lens.dashboard.data import FeatureData, feature_index
 
 
 class FeatureExample(BaseModel):
@@ -78,7 +78,7 @@ def to_feature_json(data: FeatureData, positive: Float[Tensor, " n"]) -> Feature
         quantiles = []
     return FeatureJson(
         transcoder_id=data.feature.site,
-        index=data.feature.index,
+        index=feature_index(data.feature),
         examples_quantiles=groups,
         top_logits=[token for token, _ in data.top_logits],
         bottom_logits=[token for token, _ in data.bottom_logits],

@@ -32,7 +32,7 @@ from feature_lens.attribution.baselines import NodeValues
 from feature_lens.attribution.direct import direct_edge_matrix
 from feature_lens.attribution.gradients import gradient_edge_matrix
 from feature_lens.attribution.state import PromptState, batched_patch_edits
-from feature_lens.dashboard.data import Dataset, FeatureId
+from feature_lens.dashboard.data import Dataset
 from feature_lens.graph.node import Node, error
 from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
@@ -66,14 +66,9 @@ class Link:
         return self.node.index
 
     @property
-    def feature(self) -> FeatureId | None:
-        """The neighbour as a `FeatureId` when it is a feature."""
-        index = self.node.index
-        return (
-            FeatureId(self.node.site, index)
-            if self.kind == "feature" and index is not None
-            else None
-        )
+    def feature(self) -> Node | None:
+        """The neighbour's node when it is a feature (a dashboard feature: every position)."""
+        return self.node if self.kind == "feature" else None
 
 
 @dataclass
@@ -94,11 +89,11 @@ def top_prompts(acts: Tensor, n: int) -> list[int]:
     return [int(p) for p in order if totals[p] > 0]
 
 
-def _rows(prompts: dict[FeatureId, list[int]]) -> list[tuple[FeatureId, int]]:
+def _rows(prompts: dict[Node, list[int]]) -> list[tuple[Node, int]]:
     return [(f, p) for f, ps in prompts.items() for p in ps]
 
 
-def _by_prompt(rows: Sequence[tuple[FeatureId, int]]) -> dict[int, list[int]]:
+def _by_prompt(rows: Sequence[tuple[Node, int]]) -> dict[int, list[int]]:
     groups: dict[int, list[int]] = {}
     for r, (_, prompt) in enumerate(rows):
         groups.setdefault(prompt, []).append(r)
@@ -146,7 +141,7 @@ def prompt_states_of(lens: Lens, dataset: Dataset, prompts: Sequence[int]) -> Pr
 def upstream_scores(
     lens: Lens,
     dataset: Dataset,
-    rows: Sequence[tuple[FeatureId, int]],
+    rows: Sequence[tuple[Node, int]],
     method: UpstreamMethod = "attribution",
     states: PromptStates | None = None,
 ) -> list[dict[str, Tensor]]:
@@ -169,7 +164,7 @@ def upstream_scores(
             upstream += [Node("feature", site, None, int(i)) for i in active[site]]
             upstream.append(error(site))
         upstream.append(ALL_TOKENS)
-        targets = [feature_node(rows[r][0].site, rows[r][0].index) for r in members]
+        targets = [rows[r][0] for r in members]
         if method == "direct":
             matrix = direct_edge_matrix(lens, state, upstream, targets)
         else:
@@ -193,7 +188,7 @@ def upstream_scores(
 def downstream_scores(
     lens: Lens,
     dataset: Dataset,
-    rows: Sequence[tuple[FeatureId, int]],
+    rows: Sequence[tuple[Node, int]],
     states: PromptStates | None = None,
 ) -> list[dict[str, Tensor]]:
     """For each row (feature, prompt): later site -> change `[d_sae]` of each feature (summed over
@@ -210,7 +205,7 @@ def downstream_scores(
     adds: dict[str, Tensor] = {}
     for r, (f, prompt) in enumerate(rows):
         state = states.states[prompt]
-        for site, edit in batched_patch_edits(lens, state, [feature_node(f.site, f.index)]).items():
+        for site, edit in batched_patch_edits(lens, state, [f]).items():
             assert edit.add is not None
             if site not in adds:
                 adds[site] = edit.add.new_zeros(len(rows), width, edit.add.shape[-1])
@@ -242,14 +237,14 @@ def _mean(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 def neighbours(
     lens: Lens,
     dataset: Dataset,
-    acts: dict[FeatureId, Tensor],
+    acts: dict[Node, Tensor],
     *,
     method: UpstreamMethod = "attribution",
     n_prompts: int = 4,
     k: int = 12,
     batch_size: int = 32,
     progress: bool = False,
-) -> dict[FeatureId, Neighbours]:
+) -> dict[Node, Neighbours]:
     """Upstream (attribution patching or direct) and downstream (exact) neighbours of each feature,
     averaged over its `n_prompts` top prompts (see the module docstring)."""
     prompts = {f: top_prompts(a, n_prompts) for f, a in acts.items()}
@@ -274,7 +269,7 @@ def neighbours(
         if lens.model.tokenizer is not None
         else None
     )
-    result: dict[FeatureId, Neighbours] = {}
+    result: dict[Node, Neighbours] = {}
     cursor = 0
     for feature, ps in prompts.items():
         n = len(ps)

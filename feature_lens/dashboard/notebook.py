@@ -5,11 +5,12 @@ from the notebook (and work offline: nothing is loaded from anywhere)."""
 from __future__ import annotations
 
 from feature_lens.dashboard.connectome import connectome_page
-from feature_lens.dashboard.data import FeatureId
+from feature_lens.dashboard.data import feature_label, parse_feature
 from feature_lens.dashboard.html import esc
 from feature_lens.dashboard.pages import feature_page
 from feature_lens.dashboard.site import Dashboard
 from feature_lens.graph import AttributionGraph
+from feature_lens.graph.node import Node
 
 
 class InlineView:
@@ -29,16 +30,16 @@ class InlineView:
         return self._repr_html_()
 
 
-def show_feature(
-    dashboard: Dashboard, feature: FeatureId | str, *, height: int = 900
-) -> InlineView:
+def show_feature(dashboard: Dashboard, feature: Node | str, *, height: int = 900) -> InlineView:
     """A feature's page from a built dashboard, inline. Links to other pages do not navigate (the
     view is sandboxed); open the folder for browsing."""
-    fid = FeatureId.parse(feature) if isinstance(feature, str) else feature
+    fid = parse_feature(feature) if isinstance(feature, str) else feature
     if fid not in dashboard.features:
         from feature_lens.errors import InputError
 
-        raise InputError(f"{fid.label} has no page in this dashboard; pass one of its features")
+        raise InputError(
+            f"{feature_label(fid)} has no page in this dashboard; pass one of its features"
+        )
     html = feature_page(
         dashboard.features[fid], dashboard.neighbours.get(fid), dashboard.info, inline_assets=True
     )

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from feature_lens.dashboard.data import Example, FeatureData, FeatureId
+from feature_lens.dashboard.data import Example, FeatureData, feature_label, feature_slug
 from feature_lens.dashboard.html import esc, fmt, json_script, page, swatch, table
 from feature_lens.dashboard.neighbours import Link, Neighbours
+from feature_lens.graph.node import Node
+from feature_lens.graph.node import feature as feature_node
 
 
 @dataclass
@@ -18,11 +20,11 @@ class SiteInfo:
 
     order: Mapping[str, int]
     layer: Mapping[str, int]
-    pages: set[FeatureId] = field(default_factory=set[FeatureId])
+    pages: set[Node] = field(default_factory=set[Node])
     has_connectome: bool = False
     title: str = "feature-lens dashboards"
-    clusters: dict[FeatureId, list[tuple[int, int | None]]] = field(
-        default_factory=dict[FeatureId, list[tuple[int, int | None]]]
+    clusters: dict[Node, list[tuple[int, int | None]]] = field(
+        default_factory=dict[Node, list[tuple[int, int | None]]]
     )
     """Per feature, the (cluster, position) of each of its graph nodes that is in a cluster."""
     cluster_pages: set[int] = field(default_factory=set[int])
@@ -31,11 +33,11 @@ class SiteInfo:
         """Relative link to cluster `k`'s page, or None when the site has none."""
         return f"{root}clusters/{k}.html" if k in self.cluster_pages else None
 
-    def href(self, feature: FeatureId | None, root: str) -> str | None:
+    def href(self, feature: Node | None, root: str) -> str | None:
         """Relative link to a feature's page, or None when it has none."""
         if feature is None or feature not in self.pages:
             return None
-        return f"{root}features/{feature.slug}.html"
+        return f"{root}features/{feature_slug(feature)}.html"
 
     def short(self, site: str) -> str:
         """Short column label of a site: `L1 resid_post`."""
@@ -45,9 +47,9 @@ class SiteInfo:
         return f"L{self.layer.get(site, '?')} {name}"
 
 
-def feature_path(feature: FeatureId) -> str:
+def feature_path(feature: Node) -> str:
     """Path of a feature's page relative to the site root."""
-    return f"features/{feature.slug}.html"
+    return f"features/{feature_slug(feature)}.html"
 
 
 def _example_html(example: Example, max_act: float, index: int) -> str:
@@ -111,7 +113,7 @@ def _logit_table(rows: Sequence[tuple[str, float]], header: str) -> str:
     return table([header, "effect"], cells)
 
 
-def _cluster_line(feature: FeatureId, info: SiteInfo, root: str) -> str:
+def _cluster_line(feature: Node, info: SiteInfo, root: str) -> str:
     by_cluster: dict[int, list[str]] = {}
     for k, pos in info.clusters.get(feature, []):
         by_cluster.setdefault(k, []).append("all" if pos is None else str(pos))
@@ -135,7 +137,7 @@ def _tables_html(data: FeatureData, info: SiteInfo, root: str) -> str:
         return f'<span class="{"pos" if v >= 0 else "neg"}">{esc(fmt(v))}</span>'
 
     def feature_name(index: int) -> str:
-        feature = FeatureId(data.feature.site, index)
+        feature = feature_node(data.feature.site, index)
         href = info.href(feature, root)
         return f'<a href="{esc(href)}">{esc(index)}</a>' if href else esc(index)
 
@@ -161,7 +163,7 @@ def _link_name(link: Link, info: SiteInfo, root: str) -> str:
         feature = link.feature
         assert feature is not None
         href = info.href(feature, root)
-        text = esc(feature.label)
+        text = esc(feature_label(feature))
         return f'<a href="{esc(href)}">{text}</a>' if href else text
     if link.kind == "error":
         return f"error term at {esc(link.site)}"
@@ -190,7 +192,7 @@ def _node_id(link: Link) -> str:
 
 
 def neighbourhood_graph(
-    feature: FeatureId, nb: Neighbours, info: SiteInfo, root: str, k: int = 6
+    feature: Node, nb: Neighbours, info: SiteInfo, root: str, k: int = 6
 ) -> dict[str, object]:
     """Graph data (for graph.js) of a feature and its strongest `k` upstream and downstream links."""
     focus_id = f"feature:{feature.site}:{feature.index}"
@@ -204,7 +206,7 @@ def neighbourhood_graph(
             "kind": "feature",
             "focus": True,
             "value": 1.0,
-            "info": f"{feature.label} (this page)",
+            "info": f"{feature_label(feature)} (this page)",
         }
     }
     edges: list[dict[str, object]] = []
@@ -217,7 +219,7 @@ def neighbourhood_graph(
                 if link.feature
                 else ("error" if link.kind == "error" else "tokens")
             )
-            name = link.feature.label if link.feature else f"{label} ({link.site})"
+            name = feature_label(link.feature) if link.feature else f"{label} ({link.site})"
             nodes.setdefault(
                 nid,
                 {
@@ -315,7 +317,7 @@ def feature_page(
         )
         scripts = ("circuitsvis.js", "graph.js")
     return page(
-        f"{f.label} — feature-lens",
+        f"{feature_label(f)} — feature-lens",
         "\n".join(parts),
         root=root,
         scripts=scripts,
@@ -357,7 +359,7 @@ def index_page(
         label = f"{d.top_logits[0][0]!r}" if d.top_logits else ""
         rows.append(
             f'<tr data-site="{esc(f.site)}">'
-            f'<td data-sort="{f.index}"><a href="{esc(feature_path(f))}">{esc(f.label)}</a></td>'
+            f'<td data-sort="{f.index}"><a href="{esc(feature_path(f))}">{esc(feature_label(f))}</a></td>'
             f"<td>{esc(info.short(f.site))}</td><td>{esc(label)}</td>"
             f'<td class="num" data-sort="{d.density!r}">{esc(f"{d.density:.3%}")}</td>'
             f'<td class="num" data-sort="{d.max_act!r}">{esc(fmt(d.max_act))}</td>'

@@ -33,10 +33,12 @@ from feature_lens.dashboard.connectome import connectome_page, top_token_label
 from feature_lens.dashboard.data import (
     Dataset,
     FeatureData,
-    FeatureId,
     cached_densities,
     cached_feature_activations,
+    feature_index,
+    feature_label,
     logit_effects,
+    parse_feature,
     prepare_dataset,
     summarise,
     top_features,
@@ -47,6 +49,8 @@ from feature_lens.dashboard.pages import SiteInfo, feature_page, feature_path, i
 from feature_lens.dashboard.tables import Moments
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
+from feature_lens.graph.node import Node
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import EMBED_SITE, Lens
 from feature_lens.outputs import atomic_folder, check_folder_target
 
@@ -56,8 +60,8 @@ class Dashboard:
     """What `build_dashboards` computed (also returned so notebooks can render views inline)."""
 
     out: Path
-    features: dict[FeatureId, FeatureData]
-    neighbours: dict[FeatureId, Neighbours]
+    features: dict[Node, FeatureData]
+    neighbours: dict[Node, Neighbours]
     info: SiteInfo
     graph: AttributionGraph | None = None
     timings: dict[str, float] = field(default_factory=dict[str, float])
@@ -75,12 +79,12 @@ class Dashboard:
         """The index page."""
         return self.out / "index.html"
 
-    def page(self, feature: FeatureId) -> Path:
+    def page(self, feature: Node) -> Path:
         """A feature's page."""
         return self.out / feature_path(feature)
 
 
-def site_info(lens: Lens, pages: set[FeatureId], *, has_connectome: bool, title: str) -> SiteInfo:
+def site_info(lens: Lens, pages: set[Node], *, has_connectome: bool, title: str) -> SiteInfo:
     """Forward order and layer of every site of the Lens (and the token pseudo-site)."""
     order = {site: lens.site_order(site) for site in lens.sites}
     layer = {site: lens.site_layer(site) for site in lens.sites}
@@ -111,29 +115,29 @@ def choose_features(
     lens: Lens,
     dataset: Dataset,
     *,
-    features: Sequence[FeatureId | str] = (),
+    features: Sequence[Node | str] = (),
     top_k: int | None = None,
     graph: AttributionGraph | None = None,
     batch_size: int = 64,
     progress: bool = False,
     cache_dir: str | Path | None = None,
-) -> list[FeatureId]:
+) -> list[Node]:
     """The union, in order, of an explicit list, every feature in `graph`, and the `top_k` per site
     by activation density (dead and near-always-on features skipped). Unknown ids raise."""
-    chosen: list[FeatureId] = []
+    chosen: list[Node] = []
     for item in features:
-        feature = FeatureId.parse(item) if isinstance(item, str) else item
+        feature = parse_feature(item) if isinstance(item, str) else item
         d_sae = lens.dictionary(feature.site).d_sae
-        if not 0 <= feature.index < d_sae:
+        if not 0 <= feature_index(feature) < d_sae:
             raise InputError(
-                f"feature {feature.label} does not exist: {feature.site!r} has features 0..{d_sae - 1}"
+                f"feature {feature_label(feature)} does not exist: {feature.site!r} has features 0..{d_sae - 1}"
             )
         chosen.append(feature)
     if graph is not None:
         for node in graph.nodes.values():
             if node.kind == "feature" and node.index is not None:
                 lens.dictionary(node.site)
-                chosen.append(FeatureId(node.site, node.index))
+                chosen.append(feature_node(node.site, node.index))
     if top_k is not None:
         density = cached_densities(
             lens, dataset, cache_dir=cache_dir, batch_size=batch_size, progress=progress
@@ -147,7 +151,7 @@ def build_dashboards(
     out: str | Path,
     prompts: Sequence[str] | Sequence[torch.Tensor] | torch.Tensor,
     *,
-    features: Sequence[FeatureId | str] = (),
+    features: Sequence[Node | str] = (),
     top_k: int | None = None,
     graph: AttributionGraph | None = None,
     clusters: int | Mapping[str, int] | None = None,
@@ -219,7 +223,7 @@ def build_dashboards(
     if not chosen:
         raise InputError("no features to show: every candidate feature is dead on this dataset")
     timings["select"] = time.perf_counter() - start
-    moments = Moments([(f.site, f.index) for f in chosen])
+    moments = Moments([(f.site, feature_index(f)) for f in chosen])
     acts = cached_feature_activations(
         lens,
         dataset,
@@ -231,12 +235,12 @@ def build_dashboards(
     )
     timings["activations"] = time.perf_counter() - start
     tables = {
-        FeatureId(site, index): t
+        feature_node(site, index): t
         for site in moments.sites
         for index, t in moments.tables(site, lens.dictionary(site).W_dec).items()
     }
     logits = logit_effects(lens, chosen)
-    datas: dict[FeatureId, FeatureData] = {}
+    datas: dict[Node, FeatureData] = {}
     for feature in tqdm(chosen, desc="summaries", disable=not progress, unit="feature"):
         data = summarise(dataset, feature, acts[feature])
         effect = logits[feature]
@@ -263,7 +267,9 @@ def build_dashboards(
         for node_id, k in assignment.items():
             node = graph.nodes[node_id]
             if node.index is not None:
-                info.clusters.setdefault(FeatureId(node.site, node.index), []).append((k, node.pos))
+                info.clusters.setdefault(feature_node(node.site, node.index), []).append(
+                    (k, node.pos)
+                )
     with atomic_folder(out, overwrite=overwrite, kind="dashboard") as tmp:
         write_site(
             tmp,
@@ -297,11 +303,11 @@ def cv_props(dataset: Dataset, acts: torch.Tensor, data: FeatureData) -> dict[st
 
 def write_site(
     folder: Path,
-    datas: dict[FeatureId, FeatureData],
-    nbs: dict[FeatureId, Neighbours],
+    datas: dict[Node, FeatureData],
+    nbs: dict[Node, Neighbours],
     info: SiteInfo,
     dataset: Dataset,
-    acts: dict[FeatureId, torch.Tensor],
+    acts: dict[Node, torch.Tensor],
     *,
     graph: AttributionGraph | None = None,
     collapsed: AttributionGraph | None = None,
@@ -357,9 +363,9 @@ def write_site(
 
 def write_feature_files(
     folder: Path,
-    datas: Mapping[FeatureId, FeatureData],
+    datas: Mapping[Node, FeatureData],
     dataset: Dataset,
-    acts: Mapping[FeatureId, torch.Tensor],
+    acts: Mapping[Node, torch.Tensor],
 ) -> None:
     """Each feature's data as the viewer's feature JSON (`<folder>/<site>/<index>.json`;
     feature_lens.dashboard.feature_json)."""
@@ -373,7 +379,7 @@ def write_feature_files(
         path.write_text(export.model_dump_json(), encoding="utf-8")
 
 
-def feature_labels(datas: Mapping[FeatureId, FeatureData]) -> dict[FeatureId, str]:
+def feature_labels(datas: Mapping[Node, FeatureData]) -> dict[Node, str]:
     """Each feature named by its top token (`#index 'token'`), for the connectome's labels."""
     return {f: top_token_label(f, d.top_logits) for f, d in datas.items()}
 

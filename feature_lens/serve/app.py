@@ -32,8 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feature_lens.attribution import METHODS
-from feature_lens.dashboard.data import FeatureId
 from feature_lens.errors import FeatureLensError
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import Lens
 from feature_lens.serve.compute import GraphRequest, ModelWorker
 from feature_lens.serve.features import FeaturePanels, top_token_labels
@@ -181,7 +181,7 @@ async def feature_panel(state: ExplorerState, request: Request) -> Response:
     node = node_record(graph, node_id)
     if node is None or node.kind != "feature" or node.index is None:
         return _error(404, "no such feature node in this graph")
-    feature = FeatureId(node.site, node.index)
+    feature = feature_node(node.site, node.index)
     data = await state.run(lambda: state.panels.panel(feature, graph, node_id))
     return JSONResponse(data)
 

@@ -18,8 +18,9 @@ from typing import Any
 from feature_lens.dashboard.data import (
     Dataset,
     FeatureData,
-    FeatureId,
     feature_activations,
+    feature_index,
+    feature_label,
     logit_effects,
     prepare_dataset,
     summarise,
@@ -28,15 +29,17 @@ from feature_lens.dashboard.neighbours import Link, Neighbours
 from feature_lens.dashboard.neighbours import neighbours as neighbours_on_corpus
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
+from feature_lens.graph.node import Node
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import Lens
 from feature_lens.serve.view import neighbours, node_record
 
 
 def top_token_labels(lens: Lens, features: Sequence[tuple[str, int]]) -> dict[str, str]:
     """`SITE:INDEX` -> the token a feature most promotes through the direct path, quoted."""
-    ids = [FeatureId(site, index) for site, index in features]
+    ids = [feature_node(site, index) for site, index in features]
     effects = logit_effects(lens, ids, k=1, n_bins=2)
-    return {f.label: f"#{f.index} {effects[f].top[0][0]!r}" for f in ids if effects[f].top}
+    return {feature_label(f): f"#{f.index} {effects[f].top[0][0]!r}" for f in ids if effects[f].top}
 
 
 @dataclass
@@ -47,8 +50,8 @@ class FeaturePanels:
     corpus: Callable[[], Sequence[str]]
     max_examples: int = 8
     _dataset: Dataset | None = None
-    _cache: dict[FeatureId, FeatureData] = field(default_factory=dict[FeatureId, FeatureData])
-    _links: dict[FeatureId, Neighbours] = field(default_factory=dict[FeatureId, Neighbours])
+    _cache: dict[Node, FeatureData] = field(default_factory=dict[Node, FeatureData])
+    _links: dict[Node, Neighbours] = field(default_factory=dict[Node, Neighbours])
 
     def dataset(self) -> Dataset:
         """The tokenized corpus (built once)."""
@@ -59,12 +62,12 @@ class FeaturePanels:
             self._dataset = prepare_dataset(self.lens, texts)
         return self._dataset
 
-    def data(self, feature: FeatureId) -> FeatureData:
+    def data(self, feature: Node) -> FeatureData:
         """Examples, histogram and logit effect of one feature (cached)."""
         if feature.site not in self.lens.dictionaries:
             raise InputError(f"{feature.site[:80]!r} is not a dictionary site of this Lens")
         d_sae = self.lens.dictionary(feature.site).d_sae
-        if not 0 <= feature.index < d_sae:
+        if not 0 <= feature_index(feature) < d_sae:
             raise InputError(f"feature {feature.index} is out of range at {feature.site!r}")
         if feature not in self._cache:
             dataset = self.dataset()
@@ -80,7 +83,7 @@ class FeaturePanels:
         return self._cache[feature]
 
     def panel(
-        self, feature: FeatureId, graph: AttributionGraph | None, node_id: str | None
+        self, feature: Node, graph: AttributionGraph | None, node_id: str | None
     ) -> dict[str, Any]:
         """The JSON the side panel shows."""
         data = self.data(feature)
@@ -99,7 +102,7 @@ class FeaturePanels:
             "acrossUp": [_link(link) for link in across.upstream],
             "acrossDown": [_link(link) for link in across.downstream],
             "acrossPrompts": len(across.prompts),
-            "feature": feature.label,
+            "feature": feature_label(feature),
             "site": feature.site,
             "index": feature.index,
             "density": data.density,

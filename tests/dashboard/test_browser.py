@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from feature_lens.dashboard import Dashboard
+from feature_lens.dashboard.data import feature_label
 from feature_lens.dashboard.html import csp_hash
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -108,7 +109,7 @@ def test_index_renders_offline(site: Dashboard) -> None:
     assert result.console == []
     assert result.requests == []
     for feature in site.features:
-        assert feature.label in result.dom
+        assert feature_label(feature) in result.dom
     assert "connectome.html" in result.dom
 
 

@@ -13,7 +13,8 @@ from feature_lens import Lens
 from feature_lens.dashboard import build_dashboards
 from feature_lens.dashboard import data as data_module
 from feature_lens.dashboard.cache import corpus_pass_key
-from feature_lens.dashboard.data import FeatureId, prepare_dataset
+from feature_lens.dashboard.data import feature_label, prepare_dataset
+from feature_lens.graph.node import feature as feature_node
 from tests.conftest import make_sae
 
 
@@ -48,7 +49,7 @@ def test_key_covers_model_dictionaries_corpus_and_request(
     dash_lens: Lens, prompts: list[str]
 ) -> None:
     dataset = prepare_dataset(dash_lens, prompts)
-    request = {"features": [FeatureId("blocks.0.hook_resid_post", 1).label]}
+    request = {"features": [feature_label(feature_node("blocks.0.hook_resid_post", 1))]}
     key = corpus_pass_key(dash_lens, dataset.tokens, request)
     assert corpus_pass_key(dash_lens, dataset.tokens.clone(), dict(request)) == key
     other_tokens = dataset.tokens.clone()

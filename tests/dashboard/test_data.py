@@ -17,10 +17,20 @@ from feature_lens.attribution import (
     gradient_edges,
     node_values,
 )
-from feature_lens.dashboard import FeatureId, prepare_dataset
-from feature_lens.dashboard.data import feature_activations, logit_effects, summarise
+from feature_lens.dashboard import prepare_dataset
+from feature_lens.dashboard.data import (
+    FeatureId,
+    feature_activations,
+    feature_label,
+    feature_slug,
+    logit_effects,
+    parse_feature,
+    summarise,
+)
 from feature_lens.dashboard.neighbours import downstream_scores, upstream_scores
 from feature_lens.errors import InputError
+from feature_lens.graph.node import error
+from feature_lens.graph.node import feature as feature_node
 
 SITE = "blocks.0.hook_resid_post"
 
@@ -32,7 +42,7 @@ def brute_force(lens: Lens, prompts: list[str], site: str, index: int) -> list[t
 
 def test_top_examples_and_histogram_match_brute_force(dash_lens: Lens, prompts: list[str]) -> None:
     dataset = prepare_dataset(dash_lens, prompts)
-    fid = FeatureId(SITE, 7)
+    fid = feature_node(SITE, 7)
     acts = feature_activations(dash_lens, dataset, [fid], batch_size=5)[fid]
     data = summarise(dataset, fid, acts, n_top=5)
     rows = brute_force(dash_lens, prompts, SITE, 7)
@@ -64,13 +74,28 @@ def test_unknown_features_and_empty_dataset_are_refused(
 ) -> None:
     dataset = prepare_dataset(dash_lens, prompts[:3])
     with pytest.raises(InputError, match="does not exist"):
-        feature_activations(dash_lens, dataset, [FeatureId(SITE, 10_000)])
+        feature_activations(dash_lens, dataset, [feature_node(SITE, 10_000)])
     with pytest.raises(InputError, match="no dictionary at site"):
-        feature_activations(dash_lens, dataset, [FeatureId("blocks.9.hook_resid_post", 0)])
+        feature_activations(dash_lens, dataset, [feature_node("blocks.9.hook_resid_post", 0)])
     with pytest.raises(InputError, match="empty"):
         prepare_dataset(dash_lens, [])
     with pytest.raises(InputError, match="SITE:INDEX"):
-        FeatureId.parse("resid-12")
+        parse_feature("resid-12")
+    # A dashboard feature is the feature node at every position; other nodes are refused.
+    with pytest.raises(InputError, match="every position"):
+        feature_activations(dash_lens, dataset, [feature_node(SITE, 1, pos=0)])
+    with pytest.raises(InputError, match="every position"):
+        feature_activations(dash_lens, dataset, [error(SITE)])
+
+
+def test_feature_names_and_the_deprecated_feature_id() -> None:
+    site = "blocks.0.hook_resid_post:directions"  # a site name with ':' round-trips
+    node = parse_feature(f"{site}:7")
+    assert node == feature_node(site, 7)
+    assert feature_label(node) == f"{site}:7"
+    assert feature_slug(node) == "blocks.0.hook_resid_post_directions-7"
+    with pytest.warns(DeprecationWarning, match="FeatureId"):
+        assert FeatureId(site, 7) == node
 
 
 def test_direct_logit_effect_is_the_change_in_logits_with_the_final_scale_frozen(
@@ -80,7 +105,7 @@ def test_direct_logit_effect_is_the_change_in_logits_with_the_final_scale_frozen
     the page's direct logit effect."""
     model = dash_lens.model
     site = "blocks.1.hook_resid_post"
-    effect = logit_effects(dash_lens, [FeatureId(site, 3)], k=3)[FeatureId(site, 3)]
+    effect = logit_effects(dash_lens, [feature_node(site, 3)], k=3)[feature_node(site, 3)]
     top, bottom = effect.top, effect.bottom
     tokens = dash_lens.to_tokens("w1 w2 w3")
     _, cache = model.run_with_cache(tokens)
@@ -135,7 +160,7 @@ def test_upstream_weights_equal_the_engine(
     state, tokens = one_prompt
     dataset = prepare_dataset(dash_lens, tokens)
     active = torch.nonzero(state.clean.features[site][0].sum(0) > 0)[:, 0].tolist()[:3]
-    rows = [(FeatureId(site, i), 0) for i in active]
+    rows = [(feature_node(site, i), 0) for i in active]
     ours = upstream_scores(dash_lens, dataset, rows, method)  # type: ignore[arg-type]
     sources = candidate_nodes(dash_lens, state, "sum")
     targets = [feature(site, i) for i in active]
@@ -164,7 +189,7 @@ def test_downstream_weights_equal_exact_patching(
     dataset = prepare_dataset(dash_lens, tokens)
     site = "blocks.0.hook_mlp_out"
     source_index = int(torch.argmax(state.clean.features[site][0].sum(0)))
-    ours = downstream_scores(dash_lens, dataset, [(FeatureId(site, source_index), 0)])[0]
+    ours = downstream_scores(dash_lens, dataset, [(feature_node(site, source_index), 0)])[0]
     later = "blocks.1.hook_resid_post"
     targets = [feature(later, i) for i in range(0, 48, 5)]
     engine = exact_edges(dash_lens, state, [feature(site, source_index)], targets)
@@ -187,7 +212,7 @@ def test_feature_tables_match_numpy_correlations(dash_lens: Lens, prompts: list[
     chosen = [3, 7, 11]
     moments = Moments([(SITE, i) for i in chosen])
     feature_activations(
-        dash_lens, dataset, [FeatureId(SITE, i) for i in chosen], batch_size=6, moments=moments
+        dash_lens, dataset, [feature_node(SITE, i) for i in chosen], batch_size=6, moments=moments
     )
     feats = torch.cat([dash_lens.run(p).features[SITE][0] for p in texts])
     inputs = torch.cat(

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from feature_lens.cli import main
-from feature_lens.dashboard import FeatureId
+from feature_lens.dashboard.data import feature_slug
 from feature_lens.graph import AttributionGraph
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.zoo import default_zoo_dir
 
 needs_zoo = pytest.mark.skipif(
@@ -57,13 +58,13 @@ def test_main_job_on_the_embedded_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert graph.metric == "logit_diff"
     assert graph.settings["positions"] == "keep"
     features = {
-        FeatureId(n.site, n.index)
+        feature_node(n.site, n.index)
         for n in graph.nodes.values()
         if n.kind == "feature" and n.index is not None
     }
     assert features
     pages = {p.name for p in (out / "features").iterdir()}
-    assert {f"{f.slug}.html" for f in features} <= pages  # every graph feature has a page
+    assert {f"{feature_slug(f)}.html" for f in features} <= pages  # every graph feature has a page
     assert len(pages) > len(features)  # and the top features per site
     clustered = {n.id: n.cluster for n in graph.nodes.values() if n.cluster is not None}
     assert set(clustered.values()) == {0, 1, 2}

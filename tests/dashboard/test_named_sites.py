@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from feature_lens import Lens
-from feature_lens.dashboard import FeatureId, build_dashboards, prepare_dataset
+from feature_lens.dashboard import build_dashboards, prepare_dataset
 from feature_lens.dashboard.data import feature_activations
 from feature_lens.dashboard.tables import Moments
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import Directions, RunPlan
 
 TRANSCODER = "blocks.0.hook_mlp_out"  # reads blocks.0.ln2.hook_normalized (tests/conftest.py)
@@ -34,7 +35,7 @@ def test_dashboards_build_for_directions_and_decoder_rows(
         progress=False,
         circuitsvis=False,
     )
-    page = site.page(FeatureId(directions.name, 1))
+    page = site.page(feature_node(directions.name, 1))
     assert page.is_file()
     assert "Correlated features" in page.read_text()
 
@@ -43,7 +44,7 @@ def test_correlated_neurons_are_read_at_the_input_hook(dash_lens: Lens, prompts:
     """r of each feature with every dimension of its dictionary's input, recomputed by hand."""
     lens, directions = with_directions(dash_lens)
     dataset = prepare_dataset(lens, prompts[:16])
-    chosen = [FeatureId(TRANSCODER, 3), FeatureId(directions.name, 0)]
+    chosen = [feature_node(TRANSCODER, 3), feature_node(directions.name, 0)]
     moments = Moments([(f.site, f.index) for f in chosen])
     feature_activations(lens, dataset, chosen, moments=moments)
     mask = dataset.mask.reshape(-1)

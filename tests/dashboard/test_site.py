@@ -13,11 +13,13 @@ import torch
 
 from feature_lens import Lens
 from feature_lens.cli import main
-from feature_lens.dashboard import Dashboard, FeatureId, build_dashboards
+from feature_lens.dashboard import Dashboard, build_dashboards
 from feature_lens.dashboard import site as site_module
+from feature_lens.dashboard.data import feature_slug
 from feature_lens.errors import InputError, OutputExistsError
 from feature_lens.graph import AttributionGraph
 from feature_lens.graph.neuronpedia import to_neuronpedia
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.outputs import MARKER
 from tests.dashboard.conftest import SCRIPT
 
@@ -50,7 +52,7 @@ def test_folder_layout_and_every_link_resolves(site: Dashboard) -> None:
     }
     features = set(site.features)
     graph_features = {
-        FeatureId(n.site, n.index)
+        feature_node(n.site, n.index)
         for n in site.graph.nodes.values()  # type: ignore[union-attr]
         if n.kind == "feature" and n.index is not None
     }
@@ -67,7 +69,7 @@ def test_folder_layout_and_every_link_resolves(site: Dashboard) -> None:
     assert links > 3 * len(features)
     index = (out / "index.html").read_text()
     for feature in features:
-        assert f'href="features/{feature.slug}.html"' in index
+        assert f'href="features/{feature_slug(feature)}.html"' in index
 
 
 def test_untrusted_text_is_escaped_in_the_html(site: Dashboard) -> None:
@@ -129,7 +131,7 @@ def test_failed_build_leaves_nothing(
         progress=False,
     )
     assert not (out / "keep.txt").exists()
-    assert result.page(FeatureId("blocks.0.hook_resid_post", 1)).is_file()
+    assert result.page(feature_node("blocks.0.hook_resid_post", 1)).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dash"]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from feature_lens.dashboard import Dashboard
+from feature_lens.dashboard.data import feature_label
 from tests.dashboard.conftest import SCRIPT
 from tests.serve.browser import CHROMIUM
 
@@ -106,9 +107,9 @@ def test_index_search_filter_sort_and_feature_page_order(site: Dashboard) -> Non
         visible = page.locator("#feature-table tbody tr:not([style*='display: none'])")
         assert rows.count() == len(site.features)
         first = next(iter(site.features))
-        page.fill("#feature-search", first.label)
+        page.fill("#feature-search", feature_label(first))
         assert 1 <= visible.count() < rows.count()
-        assert first.label in visible.first.inner_text()
+        assert feature_label(first) in visible.first.inner_text()
         page.fill("#feature-search", "")
         page.select_option("#feature-site", first.site)
         assert visible.count() == sum(f.site == first.site for f in site.features)

@@ -11,8 +11,8 @@ import torch
 
 from feature_lens import Lens
 from feature_lens.attribution import LogProb, PromptSet, attribute
-from feature_lens.dashboard.data import FeatureId
 from feature_lens.graph import AttributionGraph
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.serve.features import FeaturePanels
 from feature_lens.serve.view import graph_view
 from tests.dashboard.conftest import XSS_PROMPT, dataset_prompts
@@ -71,7 +71,7 @@ def test_feature_panel_matches_a_direct_recomputation(
     panels = FeaturePanels(serve_lens, lambda: corpus)
     node = graph.features()[0]
     assert node.index is not None
-    data: dict[str, Any] = panels.panel(FeatureId(node.site, node.index), graph, node.id)
+    data: dict[str, Any] = panels.panel(feature_node(node.site, node.index), graph, node.id)
     # Top example: recompute the feature on each corpus prompt with a plain Lens run.
     best = max(
         float(serve_lens.run(text).features[node.site][0, :, node.index].max()) for text in corpus
@@ -107,7 +107,7 @@ def test_panel_neighbours_across_layers_match_an_independent_ablation(
         n for n in graph.features() if n.site != serve_lens.sites[-1] and n.index is not None
     )
     assert node.index is not None
-    data = panels.panel(FeatureId(node.site, node.index), graph, node.id)
+    data = panels.panel(feature_node(node.site, node.index), graph, node.id)
     assert data["acrossUp"]
     assert data["acrossDown"]
     link = data["acrossDown"][0]
