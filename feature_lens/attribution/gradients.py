@@ -142,21 +142,29 @@ def gradient_edge_matrix(
     by_site: dict[str, list[int]] = {}
     for j, d in enumerate(targets):
         by_site.setdefault(d.site, []).append(j)
+    n_pos = int(state.tokens.shape[1])
+    # Causal models: a target at position p depends on positions <= p only, so a chunk of targets
+    # runs on the prefix up to its last target (targets sorted by position). Frozen values that
+    # replace activations are full-length, so such runs keep the whole prompt.
+    crop = freeze is None or not freeze.replace
     for site, columns in by_site.items():
         order = lens.site_order(site)
         rows_up = [i for i, u in enumerate(upstream) if lens.site_order(_site(u)) < order]
         if not rows_up:
             continue
         sources = [upstream[i] for i in rows_up]
-        spec = feature_targets(lens, state, site, [targets[j] for j in columns])
-        values, leaves = _block_local_targets(lens, state, sources, spec, freeze)
-        n_rows = batch_size or edge_rows(lens, state, len(leaves), memory_budget)
         up_index = torch.tensor(rows_up, device=out.device)
+        last = {j: n_pos - 1 if targets[j].pos is None else targets[j].pos % n_pos for j in columns}
+        columns = sorted(columns, key=lambda j: last[j])
+        n_leaves = len({_site(u) for u in sources})
+        n_rows = min(batch_size or 512, edge_rows(lens, state, n_leaves, memory_budget))
         for start in range(0, len(columns), n_rows):
             chunk = columns[start : start + n_rows]
-            one_hot = torch.zeros(len(chunk), len(columns), dtype=values.dtype, device=out.device)
-            one_hot[torch.arange(len(chunk)), torch.arange(start, start + len(chunk))] = 1
-            grad_map = _batched_site_gradients(values, leaves, one_hot)
+            length = max(last[j] for j in chunk) + 1 if crop else n_pos
+            spec = feature_targets(lens, state, site, [targets[j] for j in chunk])
+            values, leaves = _block_local_targets(lens, state, sources, spec, freeze, length)
+            one_hot = torch.eye(len(chunk), dtype=values.dtype, device=out.device)
+            grad_map = _batched_site_gradients(values, leaves, one_hot, n_pos)
             scores = gradient_score_matrix(lens, state, grad_map, sources)  # [rows, sources]
             out[up_index[:, None], torch.tensor(chunk, device=out.device)[None, :]] = scores.T.to(
                 dtype
@@ -188,9 +196,11 @@ def _block_local_targets(
     sources: Sequence[Node],
     spec: FeatureTargets,
     freeze: Freeze | None,
+    length: int,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """One batch-1 forward from the cached stream to the end of the targets' block: the targets'
-    values `[T]` and the leaves `{site: [1, pos, d]}` of the sources' sites."""
+    """One batch-1 forward of the first `length` positions from the cached stream to the end of
+    the targets' block: the targets' values `[T]` and the leaves `{site: [1, length, d]}` of the
+    sources' sites."""
     straight = freeze is not None or lens.gradient_mode == "straight_through"
     leaf_sites = sorted({_site(u) for u in sources}, key=lens.site_order)
     spliced = list(leaf_sites)
@@ -208,19 +218,22 @@ def _block_local_targets(
         capture_inputs=[spec.site],
         stop_at_layer=lens.stop_layer([spec.site]),
         start_at_layer=start,
-        start_resid=None if start is None else stream[f"blocks.{start}.hook_resid_pre"][None],
+        start_resid=(
+            None if start is None else stream[f"blocks.{start}.hook_resid_pre"][None, :length]
+        ),
     )
     with torch.enable_grad():
-        result = lens.forward(state.tokens, plan)
+        result = lens.forward(state.tokens[:, :length], plan)
         values = spec.values(result.inputs[spec.site][0])
     return values, {site: result.leaves[site] for site in leaf_sites if site in result.leaves}
 
 
 def _batched_site_gradients(
-    values: Tensor, leaves: dict[str, Tensor], one_hot: Tensor
+    values: Tensor, leaves: dict[str, Tensor], one_hot: Tensor, n_pos: int
 ) -> dict[str, Tensor]:
-    """Row r: the gradient of `one_hot[r] . values` w.r.t. each leaf, `{site: [rows, pos, d]}`
-    (zeros where the values do not depend on a leaf), from one vectorised backward."""
+    """Row r: the gradient of `one_hot[r] . values` w.r.t. each leaf, `{site: [rows, n_pos, d]}`
+    (zero-padded after the leaves' positions; zeros where the values do not depend on a leaf),
+    from one vectorised backward."""
     sites = list(leaves)
     grads = cast(
         "tuple[Tensor | None, ...]",
@@ -228,20 +241,19 @@ def _batched_site_gradients(
             values,
             [leaves[s] for s in sites],
             grad_outputs=one_hot,
-            retain_graph=True,
             allow_unused=True,
             is_grads_batched=True,
         ),
     )
     rows = one_hot.shape[0]
-    return {
-        s: (
-            torch.zeros((rows, *leaves[s].shape[1:]), dtype=leaves[s].dtype, device=one_hot.device)
-            if g is None
-            else g[:, 0]
-        )
-        for s, g in zip(sites, grads, strict=True)
-    }
+    out: dict[str, Tensor] = {}
+    for site, grad in zip(sites, grads, strict=True):
+        leaf = leaves[site]
+        full = torch.zeros((rows, n_pos, *leaf.shape[2:]), dtype=leaf.dtype, device=leaf.device)
+        if grad is not None:
+            full[:, : leaf.shape[1]] = grad[:, 0]
+        out[site] = full
+    return out
 
 
 def _site(node: Node) -> str:

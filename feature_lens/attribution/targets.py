@@ -47,9 +47,11 @@ class FeatureTargets:
     mask: Float[Tensor, "pos T"]
 
     def values(self, x_in: Float[Tensor, "pos d_in"]) -> Float[Tensor, " T"]:
-        """t_d for each target from the site's input of one run (keeps the autograd graph)."""
-        pre = x_in @ self.columns.to(x_in.dtype) + self.bias.to(x_in.dtype)  # [pos, T]
-        return (pre * (self.gate * self.mask).to(pre.dtype)).sum(0)
+        """t_d for each target from the site's input of one run (keeps the autograd graph); a
+        run over a prefix of the prompt (`x_in` shorter than `pos`) sums over the prefix."""
+        n = x_in.shape[0]
+        pre = x_in @ self.columns.to(x_in.dtype) + self.bias.to(x_in.dtype)  # [n, T]
+        return (pre * (self.gate[:n] * self.mask[:n]).to(pre.dtype)).sum(0)
 
 
 def feature_targets(

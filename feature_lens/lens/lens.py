@@ -343,20 +343,25 @@ class Lens:
                 hooks.append((self.dictionary(site).hook_in, _record(result.inputs, site)))
         for name in plan.record_hooks:
             hooks.append((name, _record(result.hooks, name)))
+        result.logits = self._run(tokens, hooks, plan)
+        return result
+
+    def _run(
+        self, tokens: Tensor, hooks: list[tuple[str, Callable[..., Tensor]]], plan: RunPlan
+    ) -> Tensor:
+        """The model's forward with `hooks`, from the tokens or from `plan.start_resid`."""
         if plan.start_at_layer is None:
-            result.logits = self.model.run_with_hooks(
+            return self.model.run_with_hooks(
                 tokens, fwd_hooks=hooks, stop_at_layer=plan.stop_at_layer
             )
-            return result
         if plan.start_resid is None:
             raise ValueError("RunPlan.start_at_layer needs start_resid (the stream before it)")
-        result.logits = self.model.run_with_hooks(
+        return self.model.run_with_hooks(
             plan.start_resid,
             fwd_hooks=hooks,
             start_at_layer=plan.start_at_layer,
             stop_at_layer=plan.stop_at_layer,
         )
-        return result
 
     def stop_layer(self, sites: Iterable[str]) -> int | None:
         """How many blocks must run to read or write every site in `sites` (TransformerLens's
