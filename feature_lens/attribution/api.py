@@ -56,6 +56,7 @@ def attribute(
     mlp: MlpMode = "stop",
     batch_size: int = 64,
     progress: bool = True,
+    memory_budget: int | None = None,
 ) -> AttributionGraph:
     """Attribute `metric` to the Lens's nodes with `method`, keep the strongest, connect them.
 
@@ -73,12 +74,16 @@ def attribute(
         ig_steps: integration steps for "ig" (>= 1).
         mlp: for "direct": "stop" (MLPs held) or "linear" (MLPs linearised).
         batch_size: interventions (exact) or targets (edges) per forward pass.
+        memory_budget: bytes for one batched backward of edge targets (default 1 GiB); edges
+            use at most `batch_size` targets per backward, fewer when the budget says so.
     Returns:
         The graph (see the module docstring): node effects, activations and edge weights are
         means over prompts.
     """
     spec = get_method(method)
-    settings = MethodSettings(ig_steps=ig_steps, mlp=mlp, batch_size=batch_size)
+    settings = MethodSettings(
+        ig_steps=ig_steps, mlp=mlp, batch_size=batch_size, memory_budget=memory_budget
+    )
     recorded = spec.check(settings)
     _check_inputs(lens, prompts, metric, positions, max_nodes, node_threshold)
     kind: BaselineKind = baseline or default_baseline(prompts)

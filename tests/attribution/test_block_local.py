@@ -216,3 +216,32 @@ def test_block_local_direct_edges_equal_the_full_frozen_model(deep: tuple[Any, L
     )
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
     assert expected.abs().max() > 1e-2
+
+
+def test_memory_budget_changes_batching_not_results(deep: tuple[Any, Lens]) -> None:
+    from feature_lens.attribution import LogitDiff, attribute
+    from feature_lens.errors import InputError
+
+    _, lens = deep
+    prompts = PromptSet.build(lens, CLEAN, CORRUPT)
+    metric = LogitDiff(correct=5, wrong=9)
+    wide = attribute(lens, prompts, metric, max_nodes=24, progress=False)
+    narrow = attribute(lens, prompts, metric, max_nodes=24, progress=False, memory_budget=1)
+    assert wide.edges.keys() == narrow.edges.keys()
+    for key, weight in wide.edges.items():
+        assert narrow.edges[key] == pytest.approx(weight, abs=1e-12)
+    with pytest.raises(InputError, match="memory_budget"):
+        attribute(lens, prompts, metric, max_nodes=4, progress=False, memory_budget=0)
+
+
+def test_memory_size_flag() -> None:
+    import argparse
+
+    from feature_lens.cli.attribute import memory_size
+
+    assert memory_size("2GB") == 2 * 2**30
+    assert memory_size("512mb") == 512 * 2**20
+    assert memory_size("1000") == 1000
+    for bad in ("0", "lots", "2 TB", "-1GB"):
+        with pytest.raises(argparse.ArgumentTypeError, match="memory size"):
+            memory_size(bad)
