@@ -41,8 +41,8 @@ from feature_lens.attribution.state import (
     gradient_score_matrix,
     node_gradient_scores,
 )
-from feature_lens.attribution.targets import FeatureTargets, feature_targets
-from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit, frozen_gate
+from feature_lens.attribution.targets import FeatureTargets, clean_gates, feature_targets
+from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
 
 
 def gradient_node_effects(
@@ -326,13 +326,6 @@ def _site_gradients(
 
 
 def gate_values(lens: Lens, state: PromptState, sites: Sequence[str]) -> dict[str, Tensor]:
-    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function.
-    Computed once per prompt state (one forward for the missing sites) and cached on it."""
-    missing = [site for site in sites if site not in state.gates]
-    if missing:
-        with torch.no_grad():
-            result = lens.forward(state.tokens, RunPlan(record_pre=missing, encode_sites=missing))
-        for site in missing:
-            post, pre = result.features[site][0], result.pre_acts[site][0]
-            state.gates[site] = frozen_gate(post, pre)
-    return {site: state.gates[site] for site in sites}
+    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function
+    (see `targets.clean_gates`; cached on the state)."""
+    return {site: clean_gates(lens, state, site) for site in sites}

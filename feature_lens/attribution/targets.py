@@ -64,11 +64,7 @@ def feature_targets(
     index = torch.tensor([d.index for d in targets], dtype=torch.long, device=device)
     columns = jacobian[:, index]
     bias_t = bias[index]
-    with torch.no_grad():
-        x_clean = clean_inputs(lens, state)[site].to(columns.dtype)  # [pos, d_in]
-        pre_clean = x_clean @ columns + bias_t  # [pos, T]
-        post_clean = state.clean.features[site][0][:, index].to(pre_clean.dtype)
-        gate = frozen_gate(post_clean, pre_clean)
+    gate = clean_gates(lens, state, site)[:, index].to(columns.dtype)  # [pos, T]
     n_pos = state.tokens.shape[1]
     positions = torch.tensor(
         [-1 if d.pos is None else d.pos % n_pos for d in targets], device=device
@@ -76,3 +72,15 @@ def feature_targets(
     at = torch.arange(n_pos, device=device)
     mask = ((at[:, None] == positions[None, :]) | (positions[None, :] < 0)).to(gate.dtype)
     return FeatureTargets(site, columns, bias_t, gate, mask)
+
+
+def clean_gates(lens: Lens, state: PromptState, site: str) -> Float[Tensor, "pos d_sae"]:
+    """post / pre of every feature at `site` on the clean prompt, cached on the state: one encode
+    of the prompt by the dictionary's own encoder (no model forward). Its own pre-activation keeps
+    the ratio exact (1 for an active ReLU feature) where a pre-activation recomputed from a column
+    would lose digits when it is small."""
+    if site not in state.gates:
+        with torch.no_grad():
+            post, pre = lens.dictionary(site).encode_with_pre(clean_inputs(lens, state)[site])
+        state.gates[site] = frozen_gate(post, pre)
+    return state.gates[site]
