@@ -524,7 +524,8 @@ def _linear_mlp_hooks(
         return act
 
     def on_post(act: Tensor, hook: Any) -> Tensor:
-        return current.pop("pre") * gate.detach()
+        # A run over a prefix of the prompt (block-local edges) uses the prefix's gates.
+        return current.pop("pre") * gate[:, : act.shape[1]].detach()
 
     return [(pre_name, on_pre), (post_name, on_post)]
 
