@@ -154,7 +154,7 @@ def gradient_edge_matrix(
             continue
         sources = [upstream[i] for i in rows_up]
         up_index = torch.tensor(rows_up, device=out.device)
-        last = {j: n_pos - 1 if targets[j].pos is None else targets[j].pos % n_pos for j in columns}
+        last = {j: _last_position(targets[j], n_pos) for j in columns}
         columns = sorted(columns, key=lambda j: last[j])
         n_leaves = len({_site(u) for u in sources})
         n_rows = min(batch_size or 512, edge_rows(lens, state, n_leaves, memory_budget))
@@ -254,6 +254,11 @@ def _batched_site_gradients(
             full[:, : leaf.shape[1]] = grad[:, 0]
         out[site] = full
     return out
+
+
+def _last_position(node: Node, n_pos: int) -> int:
+    """The last position a target reads: its own, or the prompt's last for all-position nodes."""
+    return n_pos - 1 if node.pos is None else node.pos % n_pos
 
 
 def _site(node: Node) -> str:

@@ -16,8 +16,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from feature_lens.attribution.baselines import NodeValues
+from feature_lens.attribution.baselines import (
+    BaselineKind,
+    NodeValues,
+    baseline_values,
+    node_values,
+)
 from feature_lens.attribution.nodes import Node
+from feature_lens.attribution.prompts import PromptSet
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
 
 Positions = Literal["keep", "sum"]
@@ -66,6 +72,46 @@ class PromptState:
         else:
             acts = self.clean.embeddings[0].norm(dim=-1)
         return float(acts.sum() if node.pos is None else acts[node.pos])
+
+
+class StreamedStates:
+    """The prompts' `PromptState`s, built one at a time as they are iterated (one forward of the
+    clean prompt, and of the corrupted one for that baseline), never all held at once: a pass of
+    `attribute` over n prompts keeps one state alive, so its peak memory does not grow with n.
+    Shared baselines ("zero", "mean") are computed once. Iterate as often as needed; each pass
+    recomputes the states (a forward per prompt, small next to scoring them)."""
+
+    def __init__(
+        self,
+        lens: Lens,
+        prompts: PromptSet,
+        baseline: BaselineKind,
+        *,
+        mean_tokens: Tensor | None = None,
+    ) -> None:
+        self.lens, self.prompts = lens, prompts
+        self.shared: NodeValues | None = None
+        if baseline != "corrupted" or prompts.corrupted is None:
+            # Also raises the clear error for "corrupted" without corrupted prompts.
+            self.shared = baseline_values(lens, prompts, baseline, mean_tokens=mean_tokens)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, i: int) -> PromptState:
+        prompts = self.prompts
+        clean = node_values(self.lens, prompts.clean[i : i + 1])
+        if self.shared is not None:
+            base = self.shared.row(0)
+        else:
+            assert prompts.corrupted is not None
+            base = node_values(self.lens, prompts.corrupted[i : i + 1])
+        answers = None if prompts.answers is None else prompts.answers[i : i + 1]
+        return PromptState(prompts.clean[i : i + 1], answers, clean, base)
+
+    def __iter__(self) -> Iterator[PromptState]:
+        for i in range(len(self)):
+            yield self[i]
 
 
 def clean_stream(lens: Lens, state: PromptState) -> dict[str, Tensor]:

@@ -245,3 +245,30 @@ def test_memory_size_flag() -> None:
     for bad in ("0", "lots", "2 TB", "-1GB"):
         with pytest.raises(argparse.ArgumentTypeError, match="memory size"):
             memory_size(bad)
+
+
+def test_streamed_states_equal_prompt_states_and_are_not_kept(deep: tuple[Any, Lens]) -> None:
+    """`attribute` streams prompts: each state is built when iterated and dropped after, so
+    peak memory does not grow with the number of prompts; the states equal `prompt_states`."""
+    import gc
+    import weakref
+
+    from feature_lens.attribution import prompt_states
+    from feature_lens.attribution.state import StreamedStates
+
+    _, lens = deep
+    prompts = PromptSet.build(lens, [CLEAN, CORRUPT, CLEAN], [CORRUPT, CLEAN, CLEAN])
+    for kind in ("corrupted", "zero"):
+        eager = prompt_states(lens, prompts, kind)  # type: ignore[arg-type]
+        refs = []
+        for i, state in enumerate(StreamedStates(lens, prompts, kind)):  # type: ignore[arg-type]
+            for site in lens.sites:
+                torch.testing.assert_close(
+                    state.clean.features[site], eager[i].clean.features[site]
+                )
+                torch.testing.assert_close(state.base.features[site], eager[i].base.features[site])
+            torch.testing.assert_close(state.base.embeddings, eager[i].base.embeddings)
+            refs.append(weakref.ref(state))
+            del state
+        gc.collect()
+        assert all(ref() is None for ref in refs)
