@@ -219,6 +219,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     matrices, out["b_s"], out["b_gb"] = timed(phase_b)
     out["b_cpu"] = CPU_SECONDS[0]
     out["edges"] = sum(int((m != 0).sum()) for m in matrices)
+    out["pairs"] = len(pairs)
     if args.flops:
         out["a_flop"] = flops(phase_a)
         out["b_flop"] = flops(phase_b)
@@ -312,7 +313,7 @@ def main() -> int:
         f"\n{'phase':<34} {'time':>8} {'CPU time':>9} {'peak RSS':>9} {'GFLOP':>8} "
         f"{'of peak rate':>12}"
     )
-    rows = [("(a) scores", "a"), ("(b) edges, 11 x 100 x 100", "b")]
+    rows = [("(a) scores", "a"), (f"(b) edges, {r['pairs']} x {args.top} x {args.top}", "b")]
     if args.full:
         rows.append(("(c) attribute(max_nodes=1000)", "c"))
     for label, key in rows:
