@@ -127,13 +127,14 @@ def gradient_edge_matrix(
     With `freeze` (direct attribution), the target is d's pre-activation times its frozen gate
     (post/pre on the clean run) in the frozen model, and the result is exact.
 
-    Targets are grouped by site. For each site one block-local forward runs at batch 1: from the
-    cached clean stream before the block of the earliest upstream site that can reach the site
-    (from the tokens when a token node is upstream) to the end of the site's block, with leaves at
-    the upstream sites and no logits; targets are `FeatureTargets` (one encoder column each).
-    Then batched backward passes (`autograd.grad(..., is_grads_batched=True)`, one one-hot row per
-    target) give every target's gradient w.r.t. every upstream site. Rows per backward:
-    `batch_size`, else as many as `memory_budget` bytes allow (see `edge_rows`).
+    Targets are grouped by site and sorted by position. For each chunk, one block-local forward
+    runs at batch 1: from the cached clean stream before the block of the earliest upstream site
+    that can reach the site (from the tokens when a token node is upstream) to the end of the
+    site's block, over the prompt's prefix up to the chunk's last target, with leaves at the
+    upstream sites and no logits; targets are `FeatureTargets` (one encoder column each). Then one
+    batched backward (`autograd.grad(..., is_grads_batched=True)`, one one-hot row per target)
+    gives every target's gradient w.r.t. every upstream site. Rows per backward: at most
+    `batch_size`, and at most what `memory_budget` bytes allow (see `edge_rows`).
     """
     dtype = state.clean.embeddings.dtype
     out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
