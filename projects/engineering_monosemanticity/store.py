@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,28 @@ def _round(x: float, digits: int = 6) -> float | None:
     return float(f"{x:.{digits}g}")
 
 
+def environment() -> dict[str, Any]:
+    """What besides the config decides a run's floating-point bits (see README, Determinism)."""
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": _cpu_model(),
+        "threads": torch.get_num_threads(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def make_record(
     result: TrainResult, sweep_name: str, sweep_vars: tuple[str, ...], runtime_s: float
 ) -> dict[str, Any]:
@@ -59,6 +82,7 @@ def make_record(
         "sweep_vars": list(sweep_vars),
         "config": config.to_dict(),
         "runtime_s": round(runtime_s, 2),
+        "environment": environment(),
         "final": {
             "n_mono": last.n_mono,
             "frac_mono_of_neurons": last.frac_of_neurons,
