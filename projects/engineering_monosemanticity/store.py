@@ -9,6 +9,7 @@ sweep resumes by skipping the files already there; a partly written file is neve
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from projects.engineering_monosemanticity.config import RunConfig
@@ -98,8 +100,29 @@ def make_record(
             "mean_bias": [_round(s.stats.mean_bias, 4) for s in result.snapshots],
         },
         "final_biases": [_round(float(b), 4) for b in biases],
+        "final_encoder": encode_tensors(
+            weight=model.encoder.weight.detach(), bias=model.encoder.bias.detach()
+        ),
         "final_mono_ratio": [_round(float(r), 4) for r in ratios],
     }
+
+
+def encode_tensors(**tensors: torch.Tensor) -> dict[str, Any]:
+    """Tensors as exact little-endian float32 bytes in base64, with their shapes (for JSON)."""
+    out: dict[str, Any] = {}
+    for name, t in tensors.items():
+        array = t.detach().cpu().to(torch.float32).contiguous().numpy().astype("<f4")
+        out[name] = {"shape": list(array.shape), "f32_b64": base64.b64encode(array).decode()}
+    return out
+
+
+def decode_tensors(encoded: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Inverse of ``encode_tensors``: the exact float32 tensors."""
+    out = {}
+    for name, item in encoded.items():
+        array = np.frombuffer(base64.b64decode(item["f32_b64"]), dtype="<f4")
+        out[name] = torch.from_numpy(array.reshape(item["shape"]).copy())
+    return out
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
