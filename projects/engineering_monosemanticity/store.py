@@ -48,13 +48,13 @@ def _round(x: float, digits: int = 6) -> float | None:
     return float(f"{x:.{digits}g}")
 
 
-def environment() -> dict[str, Any]:
+def environment(threads: int) -> dict[str, Any]:
     """What besides the config decides a run's floating-point bits (see README, Determinism)."""
     return {
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_model": _cpu_model(),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "mkl_cbwr": os.environ.get("MKL_CBWR"),
     }
 
@@ -84,7 +84,7 @@ def make_record(
         "sweep_vars": list(sweep_vars),
         "config": config.to_dict(),
         "runtime_s": round(runtime_s, 2),
-        "environment": environment(),
+        "environment": environment(result.threads),
         "final": {
             "n_mono": last.n_mono,
             "frac_mono_of_neurons": last.frac_of_neurons,
@@ -112,7 +112,10 @@ def encode_tensors(**tensors: torch.Tensor) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, t in tensors.items():
         array = t.detach().cpu().to(torch.float32).contiguous().numpy().astype("<f4")
-        out[name] = {"shape": list(array.shape), "f32_b64": base64.b64encode(array).decode()}
+        out[name] = {
+            "shape": list(array.shape),
+            "f32_b64": base64.b64encode(array.tobytes()).decode(),
+        }
     return out
 
 
@@ -168,3 +171,28 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
             record["path"] = str(p.relative_to(results_dir))
             records.append(record)
     return records
+
+
+def load_sweep(
+    results_dir: Path, sweep_name: str, var: str, values: list[float] | None = None
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """The runs of one sweep sorted by ``var``, and which of ``values`` have no run.
+
+    Like the seed's learning-rate sweep loader: ask for the values you expect (e.g. the
+    learning rates 0.001 ... 0.032) and get the runs found plus the values still missing (a value
+    matches when it equals the run's to 1e-9 relative). Without ``values`` every run is returned.
+    """
+    folder = Path(results_dir) / sweep_name
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no sweep {sweep_name!r} under {results_dir}; run it first or check --results_dir"
+        )
+    records = [r for r in load_records(folder) if var in r["config"]]
+    records.sort(key=lambda r: float(r["config"][var]))
+    if values is None:
+        return records, []
+    found = [float(r["config"][var]) for r in records]
+    chosen = [r for r in records if any(math.isclose(r["config"][var], v, rel_tol=1e-9)
+                                        for v in values)]  # fmt: skip
+    missing = [v for v in values if not any(math.isclose(v, f, rel_tol=1e-9) for f in found)]
+    return chosen, missing
