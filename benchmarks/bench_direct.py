@@ -37,11 +37,10 @@ from feature_lens.attribution import (
     Node,
     PromptSet,
     PromptState,
-    baseline_values,
     candidate_nodes,
     direct_edge_matrix,
     direct_edges,
-    node_values,
+    prompt_states,
 )
 
 TARGET_RATIO = 3.0
@@ -104,9 +103,7 @@ def main() -> int:
     tokens = torch.randint(1, int(model.cfg.d_vocab), (1, size.n_pos), generator=generator)
     sites = ["blocks.1.hook_resid_mid", "blocks.1.hook_resid_post"]
     lens = Lens(model, build_saes(model, tokens, size.d_sae, sites))
-    state = PromptState(
-        tokens, None, node_values(lens, tokens), baseline_values(lens, PromptSet(tokens), "zero")
-    )
+    (state,) = prompt_states(lens, PromptSet(tokens), "zero")
     features = [n for n in candidate_nodes(lens, state, "keep") if n.kind == "feature"]
     upstream = [n for n in features if n.site == sites[0]]
     active_down = [n for n in features if n.site == sites[1]]

@@ -35,10 +35,9 @@ from feature_lens.attribution import (
     Node,
     PromptSet,
     PromptState,
-    baseline_values,
     candidate_nodes,
     gradient_edges,
-    node_values,
+    prompt_states,
 )
 from feature_lens.lens import RunPlan
 
@@ -179,9 +178,7 @@ def main() -> int:
     sites = [f"blocks.{layer}.hook_resid_post" for layer in range(size.n_layers)]
     lens = Lens(model, build_saes(model, tokens, size.d_sae, sites))
     prompts = PromptSet(tokens)
-    state = PromptState(
-        tokens, None, node_values(lens, tokens), baseline_values(lens, prompts, "zero")
-    )
+    (state,) = prompt_states(lens, prompts, "zero")
     features = [n for n in candidate_nodes(lens, state, "keep") if n.kind == "feature"]
     downstream = spread([n for n in features if n.site == sites[-1]], size.n_downstream)
     upstream = spread([n for n in features if n.site != sites[-1]], size.n_upstream)

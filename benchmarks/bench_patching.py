@@ -39,10 +39,10 @@ from feature_lens import Lens
 from feature_lens.attribution import (
     LogitDiff,
     Node,
-    PromptState,
+    PromptSet,
     candidate_nodes,
     exact_node_effects,
-    node_values,
+    prompt_states,
 )
 
 
@@ -143,7 +143,7 @@ def compare(
     repeats: int,
 ) -> bool:
     """Time ours (batched and batch_size=1) against the hand loop; print; True if they agree."""
-    state = PromptState(clean, None, node_values(lens, clean), node_values(lens, corrupted))
+    (state,) = prompt_states(lens, PromptSet(clean, corrupted), "corrupted")
     features = [n for n in candidate_nodes(lens, state, "keep") if n.kind == "feature"]
     step = max(1, len(features) // n_nodes)
     nodes = features[::step][:n_nodes]

@@ -15,22 +15,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from feature_lens.errors import InputError
-from feature_lens.graph import AttributionGraph, NodeRecord
+from feature_lens.graph import AttributionGraph, Node, NodeTable
+from feature_lens.graph.node import cluster
+from feature_lens.graph.table import NO_VALUE
 
 
 @dataclass
 class Profiles:
-    """Connectivity profiles: one row per feature node id, one column per (direction, partner)."""
+    """Connectivity profiles: one row per feature node, one column per (direction, partner)."""
 
     node_ids: list[str]
     columns: list[str]
     matrix: np.ndarray
+    nodes: list[Node] = field(default_factory=list[Node])
+    """The rows' nodes (same order as `node_ids`)."""
 
 
 def connectivity_profiles(
@@ -48,20 +52,34 @@ def connectivity_profiles(
     if not graphs:
         raise InputError("need at least one graph to build connectivity profiles")
     rows: dict[str, dict[str, float]] = defaultdict(dict)
+    nodes: dict[str, Node] = {}
     for g, graph in enumerate(graphs):
-        metric_id = graph.metric_node.id
-        for (source, target), weight in graph.edges.items():
-            target_key = f"{target}#{g}" if target == metric_id else target
-            if graph.nodes[source].kind == "feature" and (include_metric or target != metric_id):
-                rows[source][f"out:{target_key}"] = (
-                    rows[source].get(f"out:{target_key}", 0.0) + weight
-                )
-            if graph.nodes[target].kind == "feature":
-                rows[target][f"in:{source}"] = rows[target].get(f"in:{source}", 0.0) + weight
-        if include_activation:
-            for node_id, node in graph.nodes.items():
-                if node.kind == "feature":
-                    rows[node_id][f"act#{g}"] = node.activation
+        ids, table = graph.ids, graph.table
+        is_feature = table.is_kind("feature")
+        metric = graph.metric_row
+        targets, sources = graph.edge_index
+        out_edges = is_feature[sources] & (include_metric | (targets != metric))
+        for t, s, w in zip(
+            targets[out_edges].tolist(),
+            sources[out_edges].tolist(),
+            graph.edge_weight[out_edges].tolist(),
+            strict=True,
+        ):
+            key = f"out:{ids[t]}#{g}" if t == metric else f"out:{ids[t]}"
+            rows[ids[s]][key] = rows[ids[s]].get(key, 0.0) + w
+        in_edges = is_feature[targets]
+        for t, s, w in zip(
+            targets[in_edges].tolist(),
+            sources[in_edges].tolist(),
+            graph.edge_weight[in_edges].tolist(),
+            strict=True,
+        ):
+            key = f"in:{ids[s]}"
+            rows[ids[t]][key] = rows[ids[t]].get(key, 0.0) + w
+        for row in torch.nonzero(is_feature)[:, 0].tolist():
+            nodes[ids[row]] = table.nodes[row]
+            if include_activation:
+                rows[ids[row]][f"act#{g}"] = float(table.activation[row])
     node_ids = sorted(rows)
     columns = sorted({c for row in rows.values() for c in row})
     index = {c: j for j, c in enumerate(columns)}
@@ -69,7 +87,7 @@ def connectivity_profiles(
     for i, node_id in enumerate(node_ids):
         for column, value in rows[node_id].items():
             matrix[i, index[column]] = value
-    return Profiles(node_ids, columns, matrix)
+    return Profiles(node_ids, columns, matrix, [nodes[i] for i in node_ids])
 
 
 def _agglomerative(vectors: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -95,17 +113,16 @@ def cluster_profiles(profiles: Profiles, n_clusters: int) -> dict[str, int]:
     return {node_id: int(label) for node_id, label in zip(profiles.node_ids, labels, strict=True)}
 
 
-def decoder_clusters(lens: object, node_ids: Sequence[str], n_clusters: int) -> dict[str, int]:
-    """Baseline: cluster the same features by the cosine distance of their decoder directions."""
-    from feature_lens.attribution.nodes import Node
+def decoder_clusters(lens: object, nodes: Sequence[Node], n_clusters: int) -> dict[str, int]:
+    """Baseline: cluster the same features (`Profiles.nodes`, or `graph.table.nodes`) by the
+    cosine distance of their decoder directions; keys are node ids."""
     from feature_lens.lens import Lens
 
     assert isinstance(lens, Lens)
     vectors = []
-    for node_id in node_ids:
-        node = Node.from_id(node_id)
+    for node in nodes:
         if node.kind != "feature" or node.index is None:
-            raise InputError(f"{node_id} is not a feature node")
+            raise InputError(f"{node.id} is not a feature node")
         vectors.append(
             lens.dictionary(node.site).W_dec[node.index].detach().to(torch.float64).cpu().numpy()
         )
@@ -115,7 +132,7 @@ def decoder_clusters(lens: object, node_ids: Sequence[str], n_clusters: int) -> 
             "decoder directions of different widths cannot be compared; pick features writing to the same stream"
         )
     labels = _agglomerative(np.stack(vectors), n_clusters)
-    return {node_id: int(label) for node_id, label in zip(node_ids, labels, strict=True)}
+    return {node.id: int(label) for node, label in zip(nodes, labels, strict=True)}
 
 
 def adjusted_rand_index(predicted: Mapping[str, int], truth: Mapping[str, int]) -> float:
@@ -130,53 +147,72 @@ def adjusted_rand_index(predicted: Mapping[str, int], truth: Mapping[str, int]) 
 
 def annotate(graph: AttributionGraph, clusters: Mapping[str, int]) -> AttributionGraph:
     """A copy of `graph` with each node's `cluster` set from `clusters` (others left None)."""
-    nodes = {i: n.model_copy(update={"cluster": clusters.get(i)}) for i, n in graph.nodes.items()}
-    return AttributionGraph(
-        graph.method,
-        graph.metric,
-        nodes,
-        dict(graph.edges),
-        {**graph.settings, "clustered": True},
-        graph.prompts,
+    column = torch.tensor([clusters.get(i, NO_VALUE) for i in graph.ids], dtype=torch.int64)
+    return replace(
+        graph,
+        table=graph.table.with_columns(cluster=column),
+        settings={**graph.settings, "clustered": True},
     )
 
 
 def collapse(graph: AttributionGraph, clusters: Mapping[str, int]) -> AttributionGraph:
-    """Merge each cluster's nodes into a super-node `cluster:<k>`: effects and activations summed,
-    edges between clusters summed, edges inside a cluster dropped; unclustered nodes stay."""
-
-    def new_id(node_id: str) -> str:
-        return f"cluster:{clusters[node_id]}" if node_id in clusters else node_id
-
-    nodes: dict[str, NodeRecord] = {}
-    for node_id, node in graph.nodes.items():
-        target = new_id(node_id)
-        if target == node_id:
-            nodes[node_id] = node
-            continue
-        members = [graph.nodes[i] for i in graph.nodes if new_id(i) == target]
-        if target not in nodes:
-            nodes[target] = NodeRecord(
-                id=target,
-                kind="feature",
-                site="cluster",
-                layer=min(m.layer for m in members),
-                order=min(m.order for m in members),
-                activation=sum(m.activation for m in members),
-                effect=sum(m.effect for m in members),
-                label=f"{len(members)} features",
-                cluster=clusters[node_id],
-            )
-    edges: dict[tuple[str, str], float] = defaultdict(float)
-    for (source, target), weight in graph.edges.items():
-        s, t = new_id(source), new_id(target)
-        if s != t:
-            edges[(s, t)] += weight
+    """Merge each cluster's nodes into a super-node `cluster:<k>` (at its first member's row):
+    effects and activations summed, edges between clusters summed, edges inside a cluster
+    dropped; unclustered nodes stay."""
+    table = graph.table
+    new_row = torch.empty(len(table), dtype=torch.int64)
+    kept: list[int] = []  # old row of each new row (the first member, for a super-node)
+    first: dict[int, int] = {}  # cluster -> its new row
+    for row, node_id in enumerate(graph.ids):
+        k = clusters.get(node_id)
+        if k is None:
+            new_row[row] = len(kept)
+            kept.append(row)
+        elif k in first:
+            new_row[row] = first[k]
+        else:
+            first[k] = new_row[row] = len(kept)
+            kept.append(row)
+    size = len(kept)
+    activation = torch.zeros(size, dtype=torch.float64).index_add_(0, new_row, table.activation)
+    effect = torch.zeros(size, dtype=torch.float64).index_add_(0, new_row, table.effect)
+    layer = torch.full((size,), 2**62, dtype=torch.int64).scatter_reduce(
+        0, new_row, table.layer, "amin"
+    )
+    order = torch.full((size,), 2**62, dtype=torch.int64).scatter_reduce(
+        0, new_row, table.order, "amin"
+    )
+    members = torch.bincount(new_row, minlength=size).tolist()
+    super_of = {row: k for k, row in first.items()}
+    nodes = [cluster(super_of[r]) if r in super_of else table.nodes[kept[r]] for r in range(size)]
+    labels = [
+        f"{members[r]} features" if r in super_of else table.label[kept[r]] for r in range(size)
+    ]
+    cluster_column = [
+        super_of[r] if r in super_of else _cluster_of(table, kept[r]) for r in range(size)
+    ]
+    new_table = NodeTable.from_nodes(
+        nodes,
+        layer=layer,
+        order=order,
+        activation=activation,
+        effect=effect,
+        label=labels,
+        cluster=cluster_column,
+    )
+    index = new_row[graph.edge_index]
+    between = index[0] != index[1]
     return AttributionGraph(
         graph.method,
         graph.metric,
-        nodes,
-        dict(edges),
+        new_table,
+        index[:, between],
+        graph.edge_weight[between],
         {**graph.settings, "collapsed": True},
         graph.prompts,
-    )
+    ).coalesced()
+
+
+def _cluster_of(table: NodeTable, row: int) -> int | None:
+    value = int(table.cluster[row])
+    return None if value == NO_VALUE else value

@@ -76,7 +76,8 @@ def main() -> None:
         clusterings[with_activations] = cluster_profiles(profiles, k)
     by_connections = clusterings[False]
     ari_with_activations = adjusted_rand_index(clusterings[True], labels)
-    by_decoder = decoder_clusters(lens, ids, k)
+    nodes = {i: n for g in graphs for i, n in zip(g.ids, g.table.nodes, strict=True)}
+    by_decoder = decoder_clusters(lens, [nodes[i] for i in ids], k)
     ari_connections = adjusted_rand_index(by_connections, labels)
     ari_decoder = adjusted_rand_index(by_decoder, labels)
     lines = [

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${FEATURE_LENS_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -e .
+"$venv/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e .
 HF_HUB_OFFLINE=1 "$venv/bin/feature-lens" dashboard --out "${1:-feature-lens-out}" --overwrite

@@ -22,14 +22,12 @@ from feature_lens.attribution import (
     LogitDiff,
     Node,
     PromptSet,
-    PromptState,
-    baseline_values,
     candidate_nodes,
     exact_node_effects,
     faithfulness,
     gradient_node_effects,
     integrated_gradient_node_effects,
-    node_values,
+    prompt_states,
 )
 from feature_lens.zoo import TASKS, corpus_tokens, task_prompts
 
@@ -39,13 +37,10 @@ ABLATION = "corrupted"  # the baseline the scores are computed against
 
 
 def _scores(lens: Lens, prompts: PromptSet, steps: int) -> dict[str, dict[Node, float]]:
-    base = baseline_values(lens, prompts, "corrupted")
-    clean = node_values(lens, prompts.clean)
+    states = prompt_states(lens, prompts, "corrupted")
     totals: dict[str, dict[Node, float]] = {m: defaultdict(float) for m in METHODS}
     metric = LogitDiff()
-    for i in range(len(prompts)):
-        answers = None if prompts.answers is None else prompts.answers[i : i + 1]
-        state = PromptState(prompts.clean[i : i + 1], answers, clean.row(i), base.row(i))
+    for state in states:
         nodes = candidate_nodes(lens, state, "keep")
         runs = {
             "exact": exact_node_effects(lens, state, metric, nodes, batch_size=128),

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${FEATURE_LENS_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -e ".[dev]"
+"$venv/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
 HF_HUB_OFFLINE=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

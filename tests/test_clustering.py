@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from feature_lens import InputError, Lens
+from feature_lens.attribution import METRIC_NODE, feature, token
 from feature_lens.clustering import (
     adjusted_rand_index,
     annotate,
@@ -16,16 +17,14 @@ from feature_lens.clustering import (
     connectivity_profiles,
     decoder_clusters,
 )
-from feature_lens.graph import AttributionGraph, NodeRecord
+from feature_lens.graph import AttributionGraph, Node, NodeRecord
 from tests.conftest import full_dictionaries
 
 SITE = "blocks.0.hook_resid_post"
 
 
-def _node(node_id: str, kind: str = "feature", order: int = 1, effect: float = 0.0) -> NodeRecord:
-    return NodeRecord(
-        id=node_id, kind=kind, site=SITE, layer=0, order=order, effect=effect, activation=1.0
-    )  # type: ignore[arg-type]
+def _node(node: Node, order: int = 1, effect: float = 0.0) -> NodeRecord:
+    return NodeRecord(node, layer=0, order=order, effect=effect, activation=1.0)
 
 
 def planted_graph(
@@ -34,25 +33,24 @@ def planted_graph(
     """Middle features of group g read from input features of group g and write to output features
     of group g (strong, positive, noisy weights), with weak cross-group noise."""
     rng = np.random.default_rng(seed)
-    nodes = {"logit:metric:*": _node("logit:metric:*", "logit", 99)}
+    nodes = {METRIC_NODE.id: _node(METRIC_NODE, 99)}
     truth: dict[str, int] = {}
     edges: dict[tuple[str, str], float] = {}
-    inputs = {g: [f"token:embed:{g * 3 + k}" for k in range(3)] for g in range(n_groups)}
+    inputs = {g: [token(g * 3 + k).id for k in range(3)] for g in range(n_groups)}
     outputs = {
-        g: [f"feature:blocks.1.hook_resid_post:*:{g * 3 + k}" for k in range(3)]
+        g: [feature("blocks.1.hook_resid_post", g * 3 + k).id for k in range(3)]
         for g in range(n_groups)
     }
     for g in range(n_groups):
-        for i in inputs[g]:
-            nodes[i] = _node(i, "token", 0)
-        for o in outputs[g]:
-            nodes[o] = _node(o, order=2)
+        for k in range(3):
+            nodes[inputs[g][k]] = _node(token(g * 3 + k), 0)
+            nodes[outputs[g][k]] = _node(feature("blocks.1.hook_resid_post", g * 3 + k), order=2)
     all_inputs = [i for group in inputs.values() for i in group]
     all_outputs = [o for group in outputs.values() for o in group]
     for g in range(n_groups):
         for k in range(per_group):
-            middle = f"feature:{SITE}:*:{g * per_group + k}"
-            nodes[middle] = _node(middle, effect=float(rng.normal()))
+            middle = feature(SITE, g * per_group + k).id
+            nodes[middle] = _node(feature(SITE, g * per_group + k), effect=float(rng.normal()))
             truth[middle] = g
             for source in all_inputs:
                 strong = source in inputs[g]
@@ -64,7 +62,7 @@ def planted_graph(
                 edges[(middle, target)] = (
                     float(rng.uniform(1, 2)) if strong else float(rng.normal(0, 0.05))
                 )
-    return AttributionGraph("direct", "m", nodes, edges), truth
+    return AttributionGraph.from_records("direct", "m", nodes, edges), truth
 
 
 def test_profiles_recover_planted_groups() -> None:
@@ -78,8 +76,8 @@ def test_profiles_recover_planted_groups() -> None:
 
 def test_decoder_baseline_is_near_chance_when_decoders_are_unrelated(model: Any) -> None:
     lens = Lens(model, full_dictionaries(model))
-    _, truth = planted_graph()
-    middle = sorted(truth)
+    graph, truth = planted_graph()
+    middle = [n for n in graph.table.nodes if n.id in truth]
     baseline = decoder_clusters(lens, middle, 3)
     assert adjusted_rand_index(baseline, truth) < 0.5
     with pytest.raises(InputError, match="n_clusters"):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from feature_lens import Lens, load_model, load_sae
-from feature_lens.errors import IncompatibleDictionaryError, LoadingError, OfflineError
+from feature_lens.errors import IncompatibleDictionaryError, InputError, LoadingError, OfflineError
 from tests.conftest import WORDS, make_model, make_sae, make_tokenizer
 
 ARCHITECTURES = ["standard", "topk", "jumprelu", "gated", "transcoder"]
@@ -162,3 +162,116 @@ def test_model_dtype_parameter(tokenizer: Any) -> None:
     model = make_model(tokenizer, dtype=torch.float64)
     lens = Lens(model, [make_sae("standard", 16, "blocks.0.hook_resid_post", dtype=torch.float64)])
     assert lens.run("w1 w2").logits.dtype == torch.float64
+
+
+# ------------------------------------------------------------- local folders as users bring them
+def _gpt2_sae(folder: Path, model_name: str) -> Path:
+    make_sae("standard", 32, "blocks.0.hook_resid_post", model_name=model_name).save_model(folder)
+    return folder
+
+
+def test_model_is_named_after_its_folder_and_the_name_check_is_an_option(tmp_path: Path) -> None:
+    from feature_lens.lens import Directions
+
+    _save_gpt2_folder(tmp_path / "gpt2", tmp_path / "tok")
+    sae = _gpt2_sae(tmp_path / "sae", "gpt2-small")
+    # The documented route: a folder named like the model, an SAE trained on "gpt2-small".
+    assert Lens.load(tmp_path / "gpt2", [sae]).model.cfg.model_name == "gpt2"
+    (tmp_path / "gpt2").rename(tmp_path / "my-copy")
+    with pytest.raises(
+        IncompatibleDictionaryError, match=r"model_name='gpt2-small'.*check_model_name=False"
+    ):
+        Lens.load(tmp_path / "my-copy", [sae])
+    named = Lens.load(tmp_path / "my-copy", [sae], model_name="gpt2")
+    assert named.model.cfg.model_name == "gpt2"
+    unchecked = Lens.load(tmp_path / "my-copy", [sae], check_model_name=False)
+    other = make_sae("standard", 32, "blocks.1.hook_resid_post", model_name="pythia-70m")
+    # attach keeps the choice (it used to switch the check back on)
+    attached = unchecked.attach(other, Directions(torch.randn(2, 32), "blocks.0.hook_attn_out"))
+    assert len(attached.sites) == 3
+    with pytest.raises(IncompatibleDictionaryError, match="pythia-70m"):
+        named.attach(other)
+
+
+def test_folder_without_tokenizer_takes_token_ids_and_says_so_for_text(tmp_path: Path) -> None:
+    hf_model = _save_gpt2_folder(tmp_path / "m", tmp_path / "tok")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "m" / name).unlink()
+    model = load_model(tmp_path / "m")
+    assert model.tokenizer is None
+    tokens = torch.tensor([[0, 5, 6, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            torch.log_softmax(model(tokens), -1),
+            torch.log_softmax(hf_model(tokens).logits, -1),
+            atol=1e-5,
+            rtol=0,
+        )
+    lens = Lens(model, [make_sae("standard", 32, "blocks.0.hook_resid_post", model_name="")])
+    assert lens.run(tokens).logits.shape == (1, 4, len(WORDS) + 2)
+    with pytest.raises(InputError, match=r"no tokenizer.*token ids"):
+        lens.run("w1 w2")
+
+
+def test_processing_flags_are_options(tmp_path: Path) -> None:
+    hf_model = _save_gpt2_folder(tmp_path / "m", tmp_path / "tok")
+    tokens = torch.tensor([[0, 5, 6, 7, 8]])
+    refactored = load_model(tmp_path / "m", processing={"refactor_factored_attn_matrices": True})
+    unfolded = Lens.load(tmp_path / "m", [], processing={"fold_ln": False}).model
+    assert unfolded.cfg.normalization_type == "LN"
+    assert refactored.cfg.normalization_type == "LNPre"
+    with torch.no_grad():
+        reference = torch.log_softmax(hf_model(tokens).logits, -1)
+        for model in (refactored, unfolded):
+            torch.testing.assert_close(
+                torch.log_softmax(model(tokens), -1), reference, atol=1e-5, rtol=0
+            )
+    with pytest.raises(InputError, match="unknown processing flag 'fold_layer_norm'"):
+        load_model(tmp_path / "m", processing={"fold_layer_norm": False})
+    with pytest.raises(InputError, match="must be True or False"):
+        load_model(tmp_path / "m", processing={"fold_ln": "no"})  # type: ignore[dict-item]
+    with pytest.raises(InputError, match="embedded model"):
+        load_model("zoo", processing={"fold_ln": False})
+
+
+def test_refactoring_rotary_models_is_refused(tmp_path: Path) -> None:
+    from tests.attribution.test_architectures import save_folder
+
+    save_folder("llama", tmp_path / "m", tokenizer=False)
+    with pytest.raises(InputError, match="rotary"):
+        load_model(tmp_path / "m", processing={"refactor_factored_attn_matrices": True})
+
+
+def test_bad_model_folders_are_clear_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    _save_gpt2_folder(folder, tmp_path / "tok")
+    config = json.loads((folder / "config.json").read_text())
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(LoadingError, match=r"could not read the weights.*corrupt"):
+        load_model(folder)
+    # A pickle (which could run code when loaded) is refused before anything reads it.
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04cos\nsystem\n.")
+    with pytest.raises(LoadingError, match=r"pickle \(pytorch_model\.bin\)") as refused:
+        load_model(folder)
+    assert "weights_only" not in str(refused.value)
+    (folder / "pytorch_model.bin").unlink()
+    (folder / "model.safetensors").write_bytes(weights)
+    for field, value in (("n_layer", "two"), ("n_embd", 0), ("vocab_size", 4.5), ("n_head", True)):
+        (folder / "config.json").write_text(json.dumps({**config, field: value}))
+        with pytest.raises(LoadingError, match=f"'{field}' must be a positive integer"):
+            load_model(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "layer_norm_epsilon": "small"}))
+    with pytest.raises(LoadingError, match="'layer_norm_epsilon' must be a number"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": []}))
+    with pytest.raises(LoadingError, match="names no architecture"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchLM"]}))
+    with pytest.raises(LoadingError, match="cannot convert the architecture 'NoSuchLM'"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenizer.json").write_text('{"model": {"type": "WordLevel", "vocab": ')
+    with pytest.raises(LoadingError, match="could not read the tokenizer"):
+        load_model(folder)

@@ -44,8 +44,8 @@ class Faithfulness:
 
 
 def circuit_nodes(graph: AttributionGraph) -> list[Node]:
-    """The feature and error nodes of a graph."""
-    return [Node.from_id(i) for i, n in graph.nodes.items() if n.kind in ("feature", "error")]
+    """The feature and error nodes of a graph (read from its node table)."""
+    return [node for node in graph.table.nodes if node.kind in ("feature", "error")]
 
 
 def faithfulness(

@@ -82,7 +82,11 @@ def integrated_gradient_node_effects(
             edits={site: _interpolate(state, site, alphas)},
         )
         result = lens.forward(tokens, plan)
-        (grad,) = torch.autograd.grad(evaluate(metric, result, answers).sum(), result.leaves[site])
+        value = evaluate(metric, result, answers).sum()
+        # A site after a NodeActivation target does not reach it: its gradient is zero.
+        leaf = result.leaves[site]
+        reached = value.requires_grad
+        grad = _site_gradients(value, result.leaves, [site])[site] if reached else leaf * 0
         mean_grads[site] = grad.mean(0, keepdim=True)
     return node_gradient_scores(lens, state, mean_grads, nodes)
 

@@ -59,6 +59,19 @@ class PromptSet:
                 raise InputError(f"answer token ids must lie in [0, {d_vocab})")
         return cls(clean, corrupt, answer_tensor)
 
+    @classmethod
+    def from_task(
+        cls, lens: Lens, task: str, n: int, *, seed: int = 0, split: str = "test"
+    ) -> PromptSet:
+        """`n` clean/corrupted prompt pairs of a planted task of the embedded model
+        (`feature_lens.zoo.TASKS`), with answers `[correct, wrong]` per prompt (for `LogitDiff`).
+        Deterministic in (task, n, seed, split); `split="test"` prompts are held out of training."""
+        from feature_lens.zoo import task_prompts
+
+        pairs = task_prompts(task, n, seed=seed, split=split)  # type: ignore[arg-type]
+        answers = torch.stack([pairs.correct, pairs.wrong], dim=1)
+        return cls.build(lens, pairs.clean, pairs.corrupted, answers)
+
     def __len__(self) -> int:
         return int(self.clean.shape[0])
 

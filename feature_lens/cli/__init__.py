@@ -30,6 +30,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="feature-lens",
         description="Feature connectomes for sparse autoencoders.",
     )
+    from feature_lens import __version__
+
+    parser.add_argument("--version", action="version", version=f"feature-lens {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         if only is not None and name == only:
@@ -46,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in args_list if not a.startswith("-")), None)
     if command not in COMMANDS:
         parser = build_parser()
+        if "--version" in args_list:
+            parser.parse_args(["--version"])
         if command is None:
             parser.print_help()
             return 0 if args_list and args_list[0] in ("-h", "--help") else 2

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from feature_lens.cli.common import add_lens_options, load_lens
+from feature_lens.cli.common import add_lens_options, load_lens, positive_int
 from feature_lens.errors import InputError
 
 
@@ -37,10 +37,9 @@ def register(subparsers: Any) -> None:
     )
     method.add_argument("--baseline", choices=["corrupted", "zero", "mean"], default=None)
     method.add_argument("--positions", choices=["keep", "sum"], default="keep")
-    method.add_argument("--max-nodes", type=int, default=64)
-    method.add_argument("--ig-steps", type=int, default=16)
+    method.add_argument("--max-nodes", type=positive_int, default=64)
+    method.add_argument("--ig-steps", type=positive_int, default=16)
     method.add_argument("--mlp", choices=["stop", "linear"], default="stop", help="direct only")
-    method.add_argument("--batch-size", type=int, default=64)
     method.add_argument("--no-edges", action="store_true", help="node effects only")
     parser.add_argument("--out", type=Path, required=True, help="output JSON path")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

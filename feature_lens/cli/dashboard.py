@@ -7,10 +7,11 @@ task, pages for the features in it and the top features per layer, written to --
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
+
+from feature_lens.cli.common import add_lens_options, check_lens_options, load_lens, positive_int
 
 DEFAULT_TASK = "ioi"
 
@@ -23,13 +24,30 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default="zoo", help="zoo (default), a local folder, or a model name")
-    p.add_argument("--sae", nargs="+", default=None, help="SAE-Lens folders (default: the zoo's)")
-    p.add_argument(
-        "--prompts", type=Path, help="text file (one prompt a line) or JSON list of strings"
+    add_lens_options(p)
+    corpus = p.add_argument_group("prompts")
+    corpus.add_argument(
+        "--prompts",
+        type=Path,
+        help="the corpus: a text file (one prompt a line), .jsonl, .json list, .parquet, or a "
+        "Hugging Face datasets folder (save_to_disk); default with --model zoo: its corpus",
     )
-    p.add_argument(
-        "--n-prompts", type=int, default=1000, help="corpus prompts when --prompts is not given"
+    corpus.add_argument(
+        "--text-field", default="text", help="text field of JSONL/Parquet/datasets rows"
+    )
+    corpus.add_argument("--split", default=None, help="split of a saved DatasetDict")
+    corpus.add_argument(
+        "--n-prompts",
+        type=positive_int,
+        default=None,
+        help="use at most this many prompts (default: all of --prompts; 1000 of the zoo corpus)",
+    )
+    corpus.add_argument(
+        "--chunk",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="cut prompts longer than the context into windows (default); --no-chunk makes "
+        "them an error",
     )
     which = p.add_argument_group("features (combined; default: the task's graph plus --top-k 8)")
     which.add_argument("--features", nargs="+", default=[], metavar="SITE:IDX")
@@ -80,24 +98,31 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def read_prompts(path: Path) -> list[str]:
-    """Prompts from a JSON list of strings or a text file with one prompt per non-empty line."""
+def _read_documents(args: argparse.Namespace) -> list[Any] | None:
+    """The --prompts corpus, read and checked (None for the zoo's own corpus)."""
     from feature_lens.errors import InputError
+    from feature_lens.loading.corpus import read_corpus
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputError(f"cannot read prompts file {str(path)!r}: {error.strerror}") from None
-    if path.suffix == ".json":
-        data = json.loads(text)
-        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-            raise InputError(f"{str(path)!r} must hold a JSON list of strings")
-        prompts: list[str] = data
-    else:
-        prompts = [line for line in text.splitlines() if line.strip()]
-    if not prompts:
-        raise InputError(f"no prompts in {str(path)!r}; give one prompt per line")
-    return prompts
+    if args.prompts is None:
+        if args.model != "zoo":
+            raise InputError(
+                "give --prompts FILE: only the embedded model (--model zoo) has a default corpus"
+            )
+        return None
+    return read_corpus(
+        args.prompts, text_field=args.text_field, split=args.split, limit=args.n_prompts
+    )
+
+
+def _prompts(lens: Any, args: argparse.Namespace, documents: list[Any] | None) -> Any:
+    """Token ids of the corpus cut to the context, or the zoo corpus's texts."""
+    if documents is None:
+        from feature_lens.zoo import corpus_texts
+
+        return corpus_texts(args.n_prompts or 1000, n_ctx=int(lens.model.cfg.n_ctx))
+    from feature_lens.loading.corpus import tokenize_corpus
+
+    return tokenize_corpus(lens.model, documents, chunk=args.chunk)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--clusters needs a connectome: the zoo task's (the default with --model zoo) or --graph"
         )
+    check_lens_options(args)
     start = time.perf_counter()
-    from feature_lens import Lens
+    documents = _read_documents(args)  # checked before the model loads
     from feature_lens.dashboard.site import build_dashboards, task_graph
     from feature_lens.graph import AttributionGraph
 
@@ -122,17 +148,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(max(1, threads))
-    lens = Lens.load(None if zoo else args.model, args.sae)
-    if args.prompts is not None:
-        prompts = read_prompts(args.prompts)
-    elif zoo:
-        from feature_lens.zoo import corpus_texts
-
-        prompts = corpus_texts(args.n_prompts, n_ctx=int(lens.model.cfg.n_ctx))
-    else:
-        raise InputError(
-            "give --prompts FILE: only the embedded model (--model zoo) has a default corpus"
-        )
+    lens = load_lens(args)
+    prompts = _prompts(lens, args, documents)
     graph = AttributionGraph.load(args.graph) if args.graph is not None else None
     notes: list[str] = []
     if graph is None and zoo and not args.no_task:
@@ -162,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         clusters=args.clusters,
         method=args.method,
         overwrite=args.overwrite,
+        batch_size=args.batch_size,
         notes=notes,
         progress=progress,
     )

@@ -10,7 +10,7 @@ two positions may sit in two clusters; pages list member *nodes*.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from feature_lens.dashboard.data import FeatureId
 from feature_lens.dashboard.html import cluster_colour, esc, fmt, page, swatch, table
@@ -110,15 +110,13 @@ def clusters_of(
 def placed(collapsed: AttributionGraph, clusters: Sequence[Cluster]) -> AttributionGraph:
     """`collapsed` with each super-node in the column of its members' median site (`collapse`
     puts it at the earliest, which stacks clusters that span layers into one column)."""
-    nodes = dict(collapsed.nodes)
+    order = collapsed.table.order.clone()
     for cluster in clusters:
         orders = sorted(m.order for m in cluster.members)
-        node = nodes.get(cluster.node_id)
-        if node is not None and orders:
-            nodes[cluster.node_id] = node.model_copy(
-                update={"order": orders[(len(orders) - 1) // 2]}
-            )
-    return replace(collapsed, nodes=nodes)
+        row = collapsed.table.row_of.get(cluster.node_id)
+        if row is not None and orders:
+            order[row] = orders[(len(orders) - 1) // 2]
+    return collapsed.with_table(collapsed.table.with_columns(order=order))
 
 
 def super_node_label(node: NodeRecord) -> str:

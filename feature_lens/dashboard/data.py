@@ -92,14 +92,19 @@ def stop_layer(lens: Lens, sites: Iterable[str]) -> int | None:
     return last + 1 if 0 <= last < int(lens.model.cfg.n_layers) - 1 else None
 
 
-def prepare_dataset(lens: Lens, prompts: Sequence[str] | Tensor) -> Dataset:
-    """Tokenize prompts of any lengths (each checked by `Lens.to_tokens`) and right-pad them."""
+def prepare_dataset(lens: Lens, prompts: Sequence[str] | Sequence[Tensor] | Tensor) -> Dataset:
+    """Tokenize prompts of any lengths (texts or 1-D token ids, each checked by `Lens.to_tokens`)
+    and right-pad them."""
     if len(prompts) == 0:
         raise InputError("the dataset of prompts is empty; give at least one prompt")
     if isinstance(prompts, Tensor):
         rows = list(lens.to_tokens(prompts).cpu())
     else:
-        rows = [lens.to_tokens(text)[0].cpu() for text in prompts]
+        rows: list[Tensor] = []
+        for i, prompt in enumerate(prompts):
+            if isinstance(prompt, str) and not prompt.strip():
+                raise InputError(f"prompt {i} is empty")  # its index in the dataset, not 0
+            rows.append(lens.to_tokens(prompt)[0].cpu())
     width = max(len(r) for r in rows)
     tokens = torch.zeros(len(rows), width, dtype=torch.long)
     for i, row in enumerate(rows):

@@ -150,7 +150,7 @@ def choose_features(
 def build_dashboards(
     lens: Lens,
     out: str | Path,
-    prompts: Sequence[str] | torch.Tensor,
+    prompts: Sequence[str] | Sequence[torch.Tensor] | torch.Tensor,
     *,
     features: Sequence[FeatureId | str] = (),
     top_k: int | None = None,
@@ -165,7 +165,8 @@ def build_dashboards(
     notes: Sequence[str] = (),
     progress: bool = True,
 ) -> Dashboard:
-    """Build the dashboard folder `out` for `lens` over `prompts` (texts or token ids).
+    """Build the dashboard folder `out` for `lens` over `prompts` (texts, or token ids as a
+    tensor or a list of 1-D tensors of any lengths).
 
     Features: `features` (ids or "SITE:INDEX"), every feature of `graph`, and the `top_k` per site
     by density; with none of the three, `top_k=8`. `method` is how upstream weights are computed

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from feature_lens.errors import OutputExistsError
 from feature_lens.graph.graph import AttributionGraph
-from feature_lens.graph.schema import NodeRecord
+from feature_lens.graph.table import NodeRecord
 
 
 class NeuronpediaMetadata(BaseModel):

@@ -10,7 +10,8 @@ that can be read, patched, and differentiated. How gradients cross a splice is t
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ class Lens:
             )
         self.model = model
         self.gradient_mode: GradientMode = gradient_mode
+        self.check_model_name = check_model_name
         self._order = self._forward_order()
         self._widths = self._hook_widths()
         attached: dict[str, Dictionary] = {}
@@ -84,31 +86,38 @@ class Lens:
     def load(
         cls,
         model: str | Any | None = None,
-        saes: Iterable[Any] | str | None = None,
+        saes: Iterable[Any] | str | os.PathLike[str] | None = None,
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         gradient_mode: GradientMode = "straight_through",
+        check_model_name: bool = True,
+        processing: Mapping[str, bool] | None = None,
+        model_name: str | None = None,
     ) -> Lens:
         """Load a model and dictionaries by name or path (None or "zoo": the embedded default).
 
         `saes` items may be SAE-Lens objects, SAE-Lens folders, or `(release, sae_id)` pairs.
+        `processing` and `model_name` go to `load_model` (TransformerLens weight processing; the
+        name SAE configs are checked against); `check_model_name=False` skips that check.
         """
         from feature_lens.loading import load_model, load_sae
 
         model_obj = (
             model
-            if model is not None and not isinstance(model, str)
-            else load_model(model, device=device, dtype=dtype)
+            if model is not None and not isinstance(model, str | os.PathLike)
+            else load_model(
+                model, device=device, dtype=dtype, processing=processing, model_name=model_name
+            )
         )
         if saes is None or saes == "zoo":
-            if model is None or model == "zoo":
+            if model is None or str(model) == "zoo":
                 from feature_lens.zoo import zoo_dictionary_dirs
 
                 sources: list[Any] = list(zoo_dictionary_dirs().values())
             else:
                 sources = []
-        elif isinstance(saes, str):
+        elif isinstance(saes, str | os.PathLike):
             sources = [saes]
         else:
             sources = list(saes)
@@ -118,7 +127,9 @@ class Lens:
             else load_sae(s, device=device, dtype=dtype)
             for s in sources
         ]
-        return cls(model_obj, loaded, gradient_mode=gradient_mode)
+        return cls(
+            model_obj, loaded, gradient_mode=gradient_mode, check_model_name=check_model_name
+        )
 
     def attach(self, *dictionaries: Any) -> Lens:
         """A new Lens over the same model with `dictionaries` added (e.g. `Directions`)."""
@@ -126,6 +137,7 @@ class Lens:
             self.model,
             [*self.dictionaries.values(), *dictionaries],
             gradient_mode=self.gradient_mode,
+            check_model_name=self.check_model_name,
         )
 
     def _forward_order(self) -> dict[str, int]:
@@ -184,8 +196,9 @@ class Lens:
         ):
             raise IncompatibleDictionaryError(
                 f"dictionary {dictionary!r} was trained on {dictionary.model_name!r} but the "
-                f"model is {model_name!r}; load the matching model, or pass "
-                "check_model_name=False if you know they are the same"
+                f"model is {model_name!r}; load the matching model, name the model with "
+                f"model_name={dictionary.model_name!r} if it is that one, or pass "
+                "check_model_name=False to skip this check"
             )
 
     # ----------------------------------------------------------------------------- queries
@@ -253,7 +266,10 @@ class Lens:
                 if not text.strip():
                     raise InputError(f"prompt {i} is empty")
             if self.model.tokenizer is None:
-                raise InputError("the model has no tokenizer; pass token ids instead of text")
+                raise InputError(
+                    "the model has no tokenizer (its folder had no tokenizer files); pass token "
+                    "ids instead of text, or add the tokenizer files to the model folder"
+                )
             rows = [
                 self.model.to_tokens(t, prepend_bos=prepend_bos, truncate=False)[0] for t in texts
             ]

@@ -1,66 +1,119 @@
 """Load TransformerLens models: the embedded default, a TransformerLens/hub name, or a local folder.
 
-A local folder is a Hugging Face model folder (`config.json` + weights, as `save_pretrained` writes
-it, optionally with tokenizer files). It goes through TransformerLens's own config and weight
-converters, exactly like the hub path, so a model loaded from a folder equals the same model loaded
-by name.
+A local folder is a Hugging Face model folder (`config.json` + safetensors weights, as
+`save_pretrained` writes it, optionally with tokenizer files). Its architecture is read from
+`config.json` (`feature_lens.loading.hf_config`), its weights go through TransformerLens's own weight
+converters and processing, exactly as on the hub path, and the model is named after the folder (or
+`model_name`). Without tokenizer files the model takes token ids only; text input then raises
+`InputError`. Weights are read from safetensors only: pickled `.bin` checkpoints are refused.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from feature_lens.errors import LoadingError
+from feature_lens.errors import InputError, LoadingError
+from feature_lens.loading.hf_config import read_hf_config, transformer_lens_config
 from feature_lens.loading.hub import ensure_hub_available
 
 #: Names that select the embedded default model.
 DEFAULT_MODEL_NAMES = ("zoo", "default", "feature-lens-zoo")
 
-#: TransformerLens's weight processing, applied on both the hub and the local-folder path.
+#: TransformerLens's weight processing flags and their defaults (as `from_pretrained`).
 DEFAULT_PROCESSING: dict[str, bool] = {
     "fold_ln": True,
     "center_writing_weights": True,
     "center_unembed": True,
     "fold_value_biases": True,
+    "refactor_factored_attn_matrices": False,
 }
+
+#: Files whose presence means the folder ships a tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "tokenizer_config.json")
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def resolve_processing(
+    processing: Mapping[str, bool] | None = None, **overrides: bool
+) -> dict[str, bool]:
+    """The full processing flags: defaults, then `processing`, then keyword `overrides`.
+
+    Raises `InputError` for an unknown flag or a value that is not a bool.
+    """
+    flags = dict(DEFAULT_PROCESSING)
+    for source in (processing or {}, overrides):
+        for key, value in source.items():
+            if key not in DEFAULT_PROCESSING:
+                raise InputError(
+                    f"unknown processing flag {key!r}; choose from {', '.join(DEFAULT_PROCESSING)}"
+                )
+            if not isinstance(value, bool):
+                raise InputError(f"processing flag {key!r} must be True or False, got {value!r}")
+            flags[key] = value
+    return flags
 
 
 def load_model(
-    name_or_path: str | Path | None = None,
+    name_or_path: str | os.PathLike[str] | None = None,
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-    **processing: Any,
+    processing: Mapping[str, bool] | None = None,
+    model_name: str | None = None,
+    **processing_flags: bool,
 ) -> Any:
     """Load a `HookedTransformer`.
 
     Args:
-        name_or_path: None or "zoo" for the embedded default; a folder holding a Hugging Face model;
-            or a TransformerLens model name such as "gpt2" (downloaded through the hub, or read from
-            its cache; fails fast with `OfflineError` when offline and not cached).
+        name_or_path: None or "zoo" for the embedded default; a folder holding a Hugging Face model
+            (architecture from its `config.json`); or a TransformerLens model name such as "gpt2"
+            (downloaded through the hub, or read from its cache; fails fast with `OfflineError`
+            when offline and not cached).
         device, dtype: where and how to hold the weights.
-        processing: TransformerLens weight-processing flags (`fold_ln`, `center_writing_weights`,
-            `center_unembed`, `fold_value_biases`); defaults as `HookedTransformer.from_pretrained`.
-            SAEs must be used with the processing they were trained on.
+        processing: TransformerLens weight processing (`fold_ln`, `center_writing_weights`,
+            `center_unembed`, `fold_value_biases`, `refactor_factored_attn_matrices`); defaults as
+            `HookedTransformer.from_pretrained`. Flags may also be given as keyword arguments. SAEs
+            must be used with the processing they were trained on. Flags that do not apply to an
+            architecture are turned off as TransformerLens does (e.g. `center_unembed` with a logit
+            soft cap); `refactor_factored_attn_matrices` with rotary embeddings is an error.
+        model_name: the name the model goes by (`model.cfg.model_name`, checked against SAE
+            configs); default: the folder's name, or the TransformerLens name.
     """
+    flags = resolve_processing(processing, **processing_flags)
     if name_or_path is None or str(name_or_path) in DEFAULT_MODEL_NAMES:
         from feature_lens.zoo import load_zoo_model
 
-        return load_zoo_model(device=device, dtype=dtype)
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        return _load_local_folder(path, device=device, dtype=dtype, processing=processing)
-    return _load_hub_name(str(name_or_path), device=device, dtype=dtype, processing=processing)
+        if processing or processing_flags:
+            raise InputError(
+                "weight processing flags apply to Hugging Face models; the embedded model is "
+                f"loaded as it was trained (got {', '.join({**(processing or {}), **processing_flags})})"
+            )
+        model = load_zoo_model(device=device, dtype=dtype)
+    else:
+        path = Path(name_or_path).expanduser()
+        if path.exists():
+            model = _load_local_folder(
+                path,
+                device=device,
+                dtype=dtype,
+                flags=flags,
+                name=model_name or path.resolve().name,
+            )
+        else:
+            model = _load_hub_name(str(name_or_path), device=device, dtype=dtype, flags=flags)
+    if model_name is not None:
+        model.cfg.model_name = model_name
+    return model
 
 
 def _load_hub_name(
-    name: str, *, device: str | torch.device, dtype: torch.dtype, processing: dict[str, Any]
+    name: str, *, device: str | torch.device, dtype: torch.dtype, flags: dict[str, bool]
 ) -> Any:
     import transformer_lens.loading_from_pretrained as tl_loading
     from transformer_lens import HookedTransformer
@@ -84,85 +137,105 @@ def _load_hub_name(
             "load_model('zoo') for the embedded default."
         ),
     )
-    kwargs: dict[str, Any] = {**DEFAULT_PROCESSING, **processing, "device": device, "dtype": dtype}
+    kwargs: dict[str, Any] = {**flags, "device": device, "dtype": dtype}
     if cache_only:
         kwargs["local_files_only"] = True
     return HookedTransformer.from_pretrained(official, **kwargs)
 
 
 def _load_local_folder(
-    path: Path, *, device: str | torch.device, dtype: torch.dtype, processing: dict[str, Any]
+    path: Path,
+    *,
+    device: str | torch.device,
+    dtype: torch.dtype,
+    flags: dict[str, bool],
+    name: str,
 ) -> Any:
     import transformer_lens.loading_from_pretrained as tl_loading
     from transformer_lens import HookedTransformer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config_file = path / "config.json"
-    if not path.is_dir() or not config_file.is_file():
-        raise LoadingError(
-            f"{str(path)!r} is not a Hugging Face model folder: expected a folder with config.json "
-            "and weights (as `save_pretrained(folder)` writes)."
-        )
-    try:
-        hf_config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise LoadingError(f"{str(config_file)!r} is not valid JSON: {error}") from None
-    flags = {**DEFAULT_PROCESSING, **processing}
-    with _TLCompatibleFolder(path, hf_config) as folder:
-        try:
-            cfg = tl_loading.get_pretrained_model_config(
-                str(folder), fold_ln=flags["fold_ln"], device=device, dtype=dtype
-            )
-            hf_model = AutoModelForCausalLM.from_pretrained(
-                folder, local_files_only=True, dtype=dtype
-            )
-        except (OSError, ValueError, KeyError, AttributeError) as error:
-            raise LoadingError(
-                f"could not read the model in {str(path)!r} ({type(error).__name__}: {error}). "
-                "Check that the folder is complete and of an architecture TransformerLens supports."
-            ) from None
-        state_dict = tl_loading.get_pretrained_state_dict(str(folder), cfg, hf_model=hf_model)
-        tokenizer = None
-        if any(
-            (path / name).exists() for name in ("tokenizer.json", "vocab.json", "tokenizer.model")
-        ):
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(
-        state_dict,
-        fold_ln=flags["fold_ln"],
-        center_writing_weights=flags["center_writing_weights"],
-        center_unembed=flags["center_unembed"],
-        fold_value_biases=flags["fold_value_biases"],
+    config = read_hf_config(path)
+    _check_weight_files(path)
+    cfg = transformer_lens_config(
+        config, model_name=name, fold_ln=flags["fold_ln"], device=device, dtype=dtype
     )
+    flags = _applicable(flags, cfg)
+    tokenizer = load_tokenizer(path)
+    cfg.tokenizer_name = str(path) if tokenizer is not None else None
+    hf_model = _load_hf_weights(path, dtype)
+    try:
+        state_dict = tl_loading.get_pretrained_state_dict(str(path), cfg, hf_model=hf_model)
+    except (KeyError, AttributeError, RuntimeError, ValueError) as error:
+        raise LoadingError(
+            f"could not convert the weights in {str(path)!r} ({type(error).__name__}: {error}); "
+            "check that the weights match config.json."
+        ) from None
+    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    model.load_and_process_state_dict(state_dict, **flags)
     return model.to(device)
 
 
-class _TLCompatibleFolder:
-    """Yield a folder TransformerLens's converter can read.
+def _applicable(flags: dict[str, bool], cfg: Any) -> dict[str, bool]:
+    """Turn off flags that cannot apply, as `HookedTransformer.from_pretrained` does."""
+    flags = dict(flags)
+    if getattr(cfg, "output_logits_soft_cap", -1.0) > 0:
+        flags["center_unembed"] = False  # soft-capped logits are not shift invariant
+    if flags["refactor_factored_attn_matrices"] and cfg.positional_embedding_type == "rotary":
+        raise InputError(
+            "refactor_factored_attn_matrices does not apply to a model with rotary position "
+            f"embeddings ({cfg.original_architecture}); leave it off"
+        )
+    return flags
 
-    Hugging Face's GPT-2 config on the hub carries `n_ctx`; `transformers>=5` no longer writes it on
-    `save_pretrained`, and TransformerLens 3.9 reads it. For such folders, yield a temporary copy
-    of the config (weights symlinked) with `n_ctx = n_positions`; otherwise the folder itself.
-    """
 
-    def __init__(self, path: Path, hf_config: dict[str, Any]) -> None:
-        self.path = path
-        self.needs_patch = hf_config.get("model_type") == "gpt2" and "n_ctx" not in hf_config
-        self.hf_config = hf_config
-        self.tmp: str | None = None
+def _check_weight_files(path: Path) -> None:
+    """Refuse folders whose only weights are pickles (they can run code when loaded)."""
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles:
+        raise LoadingError(
+            f"{str(path)!r} holds its weights as a pickle ({', '.join(pickles)}), which feature-lens "
+            "does not load because unpickling can run code. Convert it on a machine you trust: "
+            "`AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder)` writes "
+            "model.safetensors."
+        )
+    raise LoadingError(
+        f"{str(path)!r} has no weights: expected model.safetensors (as `save_pretrained` writes)"
+    )
 
-    def __enter__(self) -> Path:
-        if not self.needs_patch:
-            return self.path
-        self.tmp = tempfile.mkdtemp(prefix="feature-lens-model-")
-        for item in self.path.iterdir():
-            if item.name != "config.json":
-                (Path(self.tmp) / item.name).symlink_to(item.resolve())
-        patched = {**self.hf_config, "n_ctx": self.hf_config.get("n_positions", 1024)}
-        (Path(self.tmp) / "config.json").write_text(json.dumps(patched))
-        return Path(self.tmp)
 
-    def __exit__(self, *exc: object) -> None:
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+def _load_hf_weights(path: Path, dtype: torch.dtype) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, dtype=dtype, use_safetensors=True
+        ).eval()
+    except Exception as error:  # transformers raises many types for a bad folder
+        raise LoadingError(
+            f"could not read the weights in {str(path)!r} ({type(error).__name__}: "
+            f"{_first_line(error)}); the safetensors file may be corrupt or not match config.json."
+        ) from None
+
+
+def load_tokenizer(path: Path) -> Any:
+    """The folder's tokenizer, or None when it has no tokenizer files."""
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as error:  # tokenizers raises its own exception types for corrupt files
+        raise LoadingError(
+            f"could not read the tokenizer in {str(path)!r} ({type(error).__name__}: "
+            f"{_first_line(error)}); fix or remove the tokenizer files (without them the model "
+            "takes token ids only)."
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else ""
+    return line[:300]

@@ -43,8 +43,8 @@ def task_prompt_set(task: str, n: int, *, seed: int = 0) -> PromptSet:
 def ranked_nodes(graph: AttributionGraph) -> list[tuple[Node, float]]:
     """Feature and error nodes of `graph` with their effects, strongest |effect| first."""
     nodes = [
-        (Node.from_id(i), record.effect)
-        for i, record in graph.nodes.items()
+        (record.node, record.effect)
+        for record in graph.nodes.values()
         if record.kind in ("feature", "error")
     ]
     return sorted(nodes, key=lambda item: -abs(item[1]))

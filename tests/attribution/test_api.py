@@ -12,10 +12,10 @@ import torch
 from feature_lens import InputError, Lens, LoadingError, OutputExistsError
 from feature_lens.attribution import (
     METHODS,
+    METRIC_NODE,
     CallableMetric,
     LogitDiff,
     LogProb,
-    Node,
     NodeActivation,
     PromptSet,
     attribute,
@@ -24,7 +24,7 @@ from feature_lens.attribution import (
     faithfulness,
     feature,
 )
-from feature_lens.graph import AttributionGraph, GraphRecord
+from feature_lens.graph import AttributionGraph, GraphFile, NodeRecord
 from tests.attribution.conftest import CLEAN, CORRUPT, make_state
 
 METRIC = LogitDiff()
@@ -51,7 +51,7 @@ def test_exact_graph_effects_are_the_exact_effects(lens64: Lens, prompts64: Prom
         lens64, prompts64, METRIC, method="exact", max_nodes=10, edges=False, progress=False
     )
     state = make_state(lens64, prompts64)
-    nodes = [Node.from_id(i) for i, n in graph.nodes.items() if n.kind != "logit"]
+    nodes = [n.node for n in graph.nodes.values() if n.kind != "logit"]
     expected = exact_node_effects(lens64, state, LogitDiff(correct=5, wrong=9), nodes)
     for node in nodes:
         assert graph.nodes[node.id].effect == pytest.approx(expected[node], abs=1e-10)
@@ -105,8 +105,9 @@ def test_graph_json_round_trip_and_atomic_save(
 ) -> None:
     graph = attribute(lens64, prompts64, METRIC, method="direct", max_nodes=8, progress=False)
     path = graph.save(tmp_path / "g.json")
-    record = GraphRecord.model_validate(json.loads(path.read_text()))
+    record = GraphFile.model_validate(json.loads(path.read_text()))
     assert record.format == "feature-lens-graph"
+    assert record.version == 2
     loaded = AttributionGraph.load(path)
     assert loaded.nodes == graph.nodes
     assert loaded.edges == pytest.approx(graph.edges)
@@ -114,7 +115,7 @@ def test_graph_json_round_trip_and_atomic_save(
     with pytest.raises(OutputExistsError):
         graph.save(path)
     graph.save(path, overwrite=True)
-    assert [p.name for p in tmp_path.iterdir()] == ["g.json"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "g.safetensors"]  # no temps
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(LoadingError, match="not a feature-lens graph"):
         AttributionGraph.load(tmp_path / "bad.json")
@@ -140,18 +141,18 @@ def test_pruning(lens64: Lens, prompts64: PromptSet) -> None:
 def test_influence_on_a_hand_built_graph() -> None:
     """a -> b -> metric with weights 2 and 3, and c -> metric with weight 1: normalised incoming
     weights give metric <- b 3/4, c 1/4; b <- a 1; so influence a = 3/4, b = 3/4, c = 1/4."""
-    from feature_lens.graph import NodeRecord
-
-    def rec(i: str, kind: str = "feature", order: int = 0) -> NodeRecord:
-        return NodeRecord(id=i, kind=kind, site="s", layer=0, order=order)  # type: ignore[arg-type]
-
-    graph = AttributionGraph(
-        "attribution",
-        "m",
-        {"a": rec("a"), "b": rec("b", order=1), "c": rec("c"), "m": rec("m", "logit", 9)},
-        {("a", "b"): 2.0, ("b", "m"): 3.0, ("c", "m"): -1.0},
+    a, b, c = (feature("s", i) for i in range(3))
+    records = [
+        NodeRecord(a),
+        NodeRecord(b, order=1),
+        NodeRecord(c),
+        NodeRecord(METRIC_NODE, order=9),
+    ]
+    m = METRIC_NODE.id
+    graph = AttributionGraph.from_records(
+        "attribution", "m", records, {(a.id, b.id): 2.0, (b.id, m): 3.0, (c.id, m): -1.0}
     )
-    assert graph.influence() == pytest.approx({"a": 0.75, "b": 0.75, "c": 0.25, "m": 1.0})
+    assert graph.influence() == pytest.approx({a.id: 0.75, b.id: 0.75, c.id: 0.25, m: 1.0})
 
 
 def test_faithfulness_against_hand_written_ablation(
@@ -174,7 +175,7 @@ def test_faithfulness_against_hand_written_ablation(
         0.0, abs=1e-12
     )
     result = faithfulness(lens64, prompts64, METRIC, graph, ablation="zero")
-    keep = [Node.from_id(i) for i, n in graph.nodes.items() if n.kind in ("feature", "error")]
+    keep = [n.node for n in graph.nodes.values() if n.kind in ("feature", "error")]
     # Independent: raw hooks splicing every SAE with out-of-circuit nodes zeroed.
     hooks: list[tuple[str, Any]] = []
     for site, dictionary in lens64.dictionaries.items():

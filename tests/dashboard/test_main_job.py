@@ -74,7 +74,7 @@ def test_main_job_on_the_embedded_model(tmp_path: Path, capsys: pytest.CaptureFi
         "collapsed.html",
     ]
     collapsed = json.loads((out / "graph.collapsed.json").read_text())
-    assert sum(n["site"] == "cluster" for n in collapsed["nodes"]) == 3
+    assert sum(site == "cluster" for site in collapsed["nodes"]["site"]) == 3
     for page in out.rglob("*.html"):
         parser = Links()
         parser.feed(page.read_text())
