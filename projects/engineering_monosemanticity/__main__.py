@@ -19,7 +19,8 @@ Modes:
    writes ``results/<preset>/<batch>/...``. ``--list`` prints the batches and presets.
 
 3. ``--report``: draw the figures and the HTML browser from everything under ``--results_dir``;
-   ``--lr_sweep cpu/LR1``: the seed's learning-rate sweep script for one sweep.
+   ``--lr_sweep cpu/LR1``: the seed's learning-rate sweep script for one sweep;
+   ``--rerun FILE.json``: train a stored run again and say where it departs from the record.
 
 Runs already on disk (same full config) are skipped, so an interrupted sweep resumes.
 """
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--lr_values", type=float, nargs="+", default=None, help="learning rates --lr_sweep expects"
     )
+    o.add_argument("--rerun", type=Path, default=None, metavar="JSON",
+                   help="train a stored run again and compare with its record, then exit")  # fmt: skip
     o.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -108,18 +111,18 @@ def _print_list() -> None:
         print(f"preset {preset}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m projects.engineering_monosemanticity``."""
-    args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.list:
-        _print_list()
-        return
+def _run_tool(args: argparse.Namespace) -> bool:
+    """The modes that read results instead of training; True when one ran."""
     if args.summary:
         from projects.engineering_monosemanticity.report import markdown_summary
 
         print(markdown_summary(args.results_dir))
-        return
+        return True
+    if args.rerun:
+        from projects.engineering_monosemanticity.rerun import rerun_record
+
+        print(rerun_record(args.rerun).summary())
+        return True
     if args.lr_sweep:
         from projects.engineering_monosemanticity.report import draw_lr_sweep
 
@@ -128,12 +131,24 @@ def main(argv: list[str] | None = None) -> None:
             print(f"learning_rate={lr:g} not found in {args.lr_sweep}")
         for path in paths:
             print(f"wrote {path}")
-        return
+        return True
     if args.report:
         from projects.engineering_monosemanticity.report import build_report
 
         out = build_report(args.results_dir)
         print(f"wrote {out}")
+        return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m projects.engineering_monosemanticity``."""
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.list:
+        _print_list()
+        return
+    if _run_tool(args):
         return
     if args.batch:
         names = list(TABLE1) if args.batch == ["all"] else args.batch

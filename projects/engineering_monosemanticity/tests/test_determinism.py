@@ -1,9 +1,14 @@
 """Bit-for-bit reruns on one machine (see README, Determinism) and the seed's CLI defaults."""
 
+import json
+from pathlib import Path
+
 import torch
 
 from projects.engineering_monosemanticity.__main__ import build_parser
 from projects.engineering_monosemanticity.config import RunConfig
+from projects.engineering_monosemanticity.rerun import rerun_record
+from projects.engineering_monosemanticity.runner import run_sweep
 from projects.engineering_monosemanticity.store import make_record
 from projects.engineering_monosemanticity.train import train
 
@@ -48,3 +53,21 @@ def test_cli_defaults_are_the_seeds_main_py() -> None:
     assert {name: getattr(args, name) for name in seed_main} == seed_main
     assert RunConfig().batch_size == 2**7
     assert RunConfig().training_steps == 2**12
+
+
+def test_rerun_of_a_stored_run_is_identical_and_a_tampered_record_is_caught(
+    tmp_path: Path,
+) -> None:
+    config = SMALL.replace(log2_training_steps=5)
+    (path,) = run_sweep("cpu/X", [config], (), tmp_path, progress=False)
+    same = rerun_record(path)
+    assert same.identical
+    assert same.first_loss_difference is None
+    assert "identical" in same.summary()
+    record = json.loads(path.read_text())
+    record["history"]["losses"][1] += 0.5  # the loss logged after step 16
+    path.write_text(json.dumps(record))
+    changed = rerun_record(path)
+    assert not changed.identical
+    assert changed.first_loss_difference == 16
+    assert "up to step 16" in changed.summary()
