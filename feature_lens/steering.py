@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from feature_lens.errors import InputError
 from feature_lens.lens import Directions, Lens, RunPlan, SiteEdit
 
 
@@ -51,9 +52,26 @@ def steer(
     max_new_tokens: int = 0,
 ) -> SteeringResult:
     """Steer with direction `index` of `directions` scaled by `alpha` (see the module docstring)."""
+    if not 0 <= index < directions.d_sae:
+        raise InputError(
+            f"direction index {index} is out of range: {directions.name!r} has "
+            f"{directions.d_sae} direction(s), 0..{directions.d_sae - 1}; pass --index in that range"
+        )
+    if top_k < 1:
+        raise InputError(f"top_k must be at least 1, got {top_k}")
+    if max_new_tokens < 0:
+        raise InputError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
     if directions.site not in lens.dictionaries:
         lens = lens.attach(directions)
     tokens = lens.to_tokens(prompts)
+    n_ctx = int(lens.model.cfg.n_ctx)
+    if tokens.shape[1] + max_new_tokens > n_ctx:
+        raise InputError(
+            f"generating {max_new_tokens} tokens after a {tokens.shape[1]}-token prompt passes the "
+            f"model's context of {n_ctx} tokens; generate at most "
+            f"{max(0, n_ctx - tokens.shape[1])} (--generate) or shorten the prompt"
+        )
+    top_k = min(top_k, int(lens.model.cfg.d_vocab))
     vector = directions.W_dec[index].to(lens.device)
     add = torch.zeros(
         tokens.shape[0], tokens.shape[1], vector.shape[0], dtype=vector.dtype, device=lens.device

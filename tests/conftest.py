@@ -6,6 +6,7 @@ Everything is built from configs with fixed seeds, offline, in well under a seco
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The CLI's corpus-pass cache goes to a fresh folder, never the user's ~/.cache.
+os.environ.setdefault("FEATURE_LENS_CACHE_DIR", tempfile.mkdtemp(prefix="feature-lens-test-cache-"))
 
 WORDS = [f"w{i}" for i in range(40)]
 

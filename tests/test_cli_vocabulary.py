@@ -111,9 +111,10 @@ def test_dashboard_keeps_every_sae_and_reads_jsonl(
         "dashboard", "--model", str(folders["model"]), "--model-name", "gpt2",
         "--sae", str(folders["sae0"]), "--sae", str(folders["sae1"]),
         "--prompts", str(prompts), "--top-k", "2", "--batch-size", "2",
-        "--no-progress", "--out", str(out),
+        "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
     ]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # the corpus passes
     index = (out / "index.html").read_text()
     assert "blocks.0.hook_resid_post" in index
     assert "blocks.1.hook_resid_post" in index
@@ -190,3 +191,29 @@ def test_package_root_exports_lazily() -> None:
         assert getattr(feature_lens, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         feature_lens.nope  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_prompt_options_are_checked_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = ["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "g.json")]
+    assert (
+        main(["attribute", *missing, "--prompt", "a", "--corrupted", "b", "--corrupted", "c"]) == 1
+    )
+    assert "2 --corrupted for 1 --prompt" in capsys.readouterr().err
+    assert main(["attribute", *missing]) == 1
+    assert "give prompts with --prompt" in capsys.readouterr().err
+    assert (
+        main(["dashboard", *missing[:2], "--prompts", str(tmp_path), "--out", str(tmp_path / "d")])
+        == 1
+    )
+    assert "not a Hugging Face datasets folder" in capsys.readouterr().err
+
+
+def test_undecodable_prompt_bytes_are_a_clear_error(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A prompt argument with invalid UTF-8 reaches Python as a lone surrogate (surrogateescape).
+    args = ["attribute", "--model", str(folders["model"]), "--model-name", "gpt2"]
+    assert main([*args, "--prompt", "w1 \udcff", "--out", str(tmp_path / "g.json")]) == 1
+    assert "prompt 0 contains a lone surrogate" in capsys.readouterr().err

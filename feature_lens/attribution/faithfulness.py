@@ -6,6 +6,14 @@ Marks et al. 2024); token embeddings are left alone. Then
     faithfulness = (m(circuit) - m(empty)) / (m(full) - m(empty)),
 where m(full) is the clean metric and m(empty) the metric with every node ablated: 1 means the
 circuit alone reproduces the model's behaviour, 0 means it explains none of it.
+
+Several dictionaries at one hook (an SAE and a `Directions` set, say) are alternative views of the
+same activation, spliced one after the other. The first one spliced there (the *primary*, in the
+Lens's order) is ablated as above. A later (*secondary*) one is left alone when the circuit has
+none of its nodes; otherwise its out-of-circuit features are set to their baseline (on the stream
+the primary has already ablated) and its error term — everything it does not explain, i.e. the
+rest of that stream — is never ablated. So attaching directions does not change the score of a
+circuit made of the other dictionaries' nodes.
 """
 
 from __future__ import annotations
@@ -92,14 +100,17 @@ def _run_ablated(
 ) -> Tensor:
     n_pos = prompts.n_pos
     edits: dict[str, SiteEdit] = {}
+    primary: dict[str, str] = {}  # hook -> the first dictionary spliced there
     for site, dictionary in lens.dictionaries.items():
+        secondary = primary.setdefault(dictionary.hook_out, site) != site
+        members = [node for node in keep if node.site == site]
+        if secondary and not members:
+            continue  # a further view of a stream the primary dictionary already ablates
         feature_mask = torch.zeros(
             n_pos, dictionary.d_sae, dtype=torch.bool, device=prompts.clean.device
         )
         error_mask = torch.zeros(n_pos, 1, dtype=torch.bool, device=prompts.clean.device)
-        for node in keep:
-            if node.site != site:
-                continue
+        for node in members:
             rows = slice(None) if node.pos is None else node.pos
             if node.kind == "feature":
                 feature_mask[rows, node.index] = True
@@ -108,7 +119,8 @@ def _run_ablated(
         base_f, base_e = base.features[site], base.errors[site]
         edits[site] = SiteEdit(
             features=lambda f, m=feature_mask, b=base_f: torch.where(m, f, b),
-            error=lambda e, m=error_mask, b=base_e: torch.where(m, e, b),
+            # A secondary dictionary's error term is the rest of the stream: never ablated.
+            error=None if secondary else (lambda e, m=error_mask, b=base_e: torch.where(m, e, b)),
         )
     result = lens.forward(prompts.clean, RunPlan(edits=edits))
     return evaluate(metric, result, prompts.answers).mean()

@@ -1,4 +1,4 @@
-"""`feature-lens attribute`: attribute a metric to SAE features and write the graph as JSON."""
+"""`feature-lens attribute`: attribute a metric to SAE features and write the graph (JSON + safetensors)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def register(subparsers: Any) -> None:
     """Add the `attribute` sub-parser."""
     parser = subparsers.add_parser(
         "attribute",
-        help="attribute a metric to SAE features and write the graph as JSON",
+        help="attribute a metric to SAE features and write the graph (JSON + safetensors)",
         description="Attribute a metric (logit difference or log-probability at the last token) "
         "to the Lens's nodes with one of the three methods, keep the strongest nodes, connect "
         "them, and write the graph (docs/graph-format.md).",
@@ -41,7 +41,12 @@ def register(subparsers: Any) -> None:
     method.add_argument("--ig-steps", type=positive_int, default=16)
     method.add_argument("--mlp", choices=["stop", "linear"], default="stop", help="direct only")
     method.add_argument("--no-edges", action="store_true", help="node effects only")
-    parser.add_argument("--out", type=Path, required=True, help="output JSON path")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output JSON path (the tensors go beside it, NAME.safetensors)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=run)
 
@@ -53,32 +58,41 @@ def _token_id(lens: Any, text: str) -> int:
     return int(ids[0])
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the prompt set and metric, attribute, save."""
-    from feature_lens.attribution import LogitDiff, LogProb, PromptSet, attribute
-    from feature_lens.errors import OutputExistsError
-
-    if args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
-    lens = load_lens(args)
+def _check_prompt_options(args: argparse.Namespace) -> None:
+    """What the prompt options say, checked without the model."""
     if args.task:
-        from feature_lens.zoo import task_prompts
-
         if args.model != "zoo":
             raise InputError(
                 "--task uses the embedded model's planted tasks; use it with --model zoo"
             )
+    elif not args.prompt:
+        raise InputError(
+            "give prompts with --prompt (and --corrupted), or --task for a planted task"
+        )
+    elif args.corrupted and len(args.corrupted) != len(args.prompt):
+        raise InputError(
+            f"{len(args.corrupted)} --corrupted for {len(args.prompt)} --prompt; give one each"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the prompt set and metric, attribute, save."""
+    from feature_lens.attribution import LogitDiff, LogProb, PromptSet, attribute
+    from feature_lens.outputs import check_file_target
+
+    check_file_target(args.out, overwrite=args.overwrite)
+    _check_prompt_options(args)  # before the model loads
+    lens = load_lens(args)
+    if args.task:
+        from feature_lens.zoo import task_prompts
+
         pairs = task_prompts(args.task, args.n_prompts)
         import torch
 
         prompts = PromptSet.build(
             lens, pairs.clean, pairs.corrupted, torch.stack([pairs.correct, pairs.wrong], 1)
         )
-    elif args.prompt:
-        if args.corrupted and len(args.corrupted) != len(args.prompt):
-            raise InputError(
-                f"{len(args.corrupted)} --corrupted for {len(args.prompt)} --prompt; give one each"
-            )
+    else:
         answers = None
         if args.correct:
             row = [_token_id(lens, args.correct)] + (
@@ -86,10 +100,6 @@ def run(args: argparse.Namespace) -> int:
             )
             answers = [row] * len(args.prompt)
         prompts = PromptSet.build(lens, args.prompt, args.corrupted, answers)
-    else:
-        raise InputError(
-            "give prompts with --prompt (and --corrupted), or --task for a planted task"
-        )
     metric: Any = LogitDiff() if args.metric == "logit-diff" else LogProb()
     graph = attribute(
         lens,

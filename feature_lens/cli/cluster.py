@@ -33,12 +33,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile, cluster, annotate (or collapse) the first graph, save, print the clusters."""
+    from feature_lens.cli.messages import terminal_text
     from feature_lens.clustering import annotate, cluster_profiles, collapse, connectivity_profiles
-    from feature_lens.errors import OutputExistsError
     from feature_lens.graph import AttributionGraph
+    from feature_lens.outputs import check_file_target
 
-    if args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    check_file_target(args.out, overwrite=args.overwrite)
     graphs = [AttributionGraph.load(path) for path in args.graphs]
     profiles = connectivity_profiles(graphs, include_activation=args.activations)
     clusters = cluster_profiles(profiles, args.clusters)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         members = [i for i, c in clusters.items() if c == k]
         print(
             f"cluster {k}: {len(members)} features: "
-            + ", ".join(members[:6])
+            + ", ".join(terminal_text(m) for m in members[:6])
             + (" ..." if len(members) > 6 else "")
         )
     print(f"wrote {args.out}")

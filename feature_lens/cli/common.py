@@ -197,33 +197,17 @@ def load_directions(spec: str, *, dtype: Any = None, device: str = "cpu") -> Any
     """`HOOK:FILE` -> a `Directions` (labels from the file name)."""
     from pathlib import Path
 
-    import numpy as np
     import torch
 
-    from feature_lens.errors import InputError, LoadingError
+    from feature_lens.errors import InputError
     from feature_lens.lens import Directions
+    from feature_lens.lens.directions import read_vectors
 
     hook, sep, file_name = spec.partition(":")
-    if not sep or not file_name:
+    if not sep or not file_name or not hook:
         raise InputError(f"--direction wants HOOK:FILE, got {spec!r}")
     path = Path(file_name)
-    if not path.is_file():
-        raise LoadingError(f"no direction file at {file_name!r}")
-    try:
-        if path.suffix == ".npy":
-            vectors = torch.from_numpy(np.load(path, allow_pickle=False))
-        elif path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            tensors = load_file(path)
-            vectors = next(iter(tensors.values()))
-        else:
-            loaded = torch.load(path, weights_only=True, map_location="cpu")
-            if not isinstance(loaded, torch.Tensor):
-                raise LoadingError(f"{file_name!r} holds a {type(loaded).__name__}, not a tensor")
-            vectors = loaded
-    except (OSError, ValueError, RuntimeError) as error:
-        raise LoadingError(f"could not read directions from {file_name!r}: {error}") from None
+    vectors = read_vectors(path)
     vectors = vectors.to(device=device, dtype=dtype or torch.float32)
     k = 1 if vectors.ndim == 1 else int(vectors.shape[0])
     labels = [path.stem] if k == 1 else [f"{path.stem}[{j}]" for j in range(k)]

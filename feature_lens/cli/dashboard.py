@@ -94,8 +94,27 @@ def register(subparsers: Any) -> None:
         help="torch CPU threads (default: 1 for the small embedded model, where more threads only "
         "contend; torch's default otherwise)",
     )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where corpus passes are kept between builds, keyed by model, dictionaries, corpus "
+        "and features (default: $FEATURE_LENS_CACHE_DIR, else ~/.cache/feature-lens/corpus-passes)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def cache_dir(args: argparse.Namespace) -> Path:
+    """--cache-dir, else $FEATURE_LENS_CACHE_DIR, else ~/.cache/feature-lens/corpus-passes."""
+    import os
+
+    if args.cache_dir is not None:
+        return Path(args.cache_dir)
+    if os.environ.get("FEATURE_LENS_CACHE_DIR"):
+        return Path(os.environ["FEATURE_LENS_CACHE_DIR"])
+    return Path.home() / ".cache" / "feature-lens" / "corpus-passes"
 
 
 def _read_documents(args: argparse.Namespace) -> list[Any] | None:
@@ -127,10 +146,10 @@ def _prompts(lens: Any, args: argparse.Namespace, documents: list[Any] | None) -
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
-    from feature_lens.errors import InputError, OutputExistsError
+    from feature_lens.errors import InputError
+    from feature_lens.outputs import check_folder_target
 
-    if args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{str(args.out)!r} exists; pass --overwrite to replace it")
+    check_folder_target(args.out, overwrite=args.overwrite)
     zoo = args.model == "zoo"
     if args.clusters is not None and args.graph is None and (args.no_task or not zoo):
         raise InputError(
@@ -139,8 +158,13 @@ def run(args: argparse.Namespace) -> int:
     check_lens_options(args)
     start = time.perf_counter()
     documents = _read_documents(args)  # checked before the model loads
+    from feature_lens.dashboard.data import FeatureId
     from feature_lens.dashboard.site import build_dashboards, task_graph
     from feature_lens.graph import AttributionGraph
+
+    for text in args.features:
+        FeatureId.parse(text)
+    graph = AttributionGraph.load(args.graph) if args.graph is not None else None
 
     progress = not args.no_progress
     threads = args.threads if args.threads is not None else (1 if zoo else None)
@@ -150,7 +174,6 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, threads))
     lens = load_lens(args)
     prompts = _prompts(lens, args, documents)
-    graph = AttributionGraph.load(args.graph) if args.graph is not None else None
     notes: list[str] = []
     if graph is None and zoo and not args.no_task:
         task = args.task or DEFAULT_TASK
@@ -180,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         overwrite=args.overwrite,
         batch_size=args.batch_size,
+        cache_dir=None if args.no_cache else cache_dir(args),
         notes=notes,
         progress=progress,
     )

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from feature_lens.cli.common import add_lens_options, load_lens
+from feature_lens.cli.messages import terminal_text
 
 
 def register(subparsers: Any) -> None:
@@ -21,15 +22,17 @@ def run(args: argparse.Namespace) -> int:
     """Load the Lens (every compatibility check runs) and print a table of its sites."""
     lens = load_lens(args)
     cfg = lens.model.cfg
+    # Names come from files (config.json, an SAE's cfg.json): escape control characters.
+    t = terminal_text
     print(
-        f"model {cfg.model_name}: {cfg.n_layers} layers, d_model {cfg.d_model}, "
+        f"model {t(cfg.model_name)}: {cfg.n_layers} layers, d_model {cfg.d_model}, "
         f"{cfg.n_heads} heads, d_vocab {cfg.d_vocab}, context {cfg.n_ctx}"
     )
     print(f"gradient mode: {lens.gradient_mode}")
     print(f"{'site':34} {'kind':10} {'architecture':14} {'d_in':>6} {'d_sae':>7}  reads")
     for site, dictionary in lens.dictionaries.items():
         print(
-            f"{site:34} {dictionary.kind:10} {type(dictionary.sae).__name__:14} "
-            f"{dictionary.d_in:>6} {dictionary.d_sae:>7}  {dictionary.hook_in}"
+            f"{t(site):34} {dictionary.kind:10} {type(dictionary.sae).__name__:14} "
+            f"{dictionary.d_in:>6} {dictionary.d_sae:>7}  {t(dictionary.hook_in)}"
         )
     return 0

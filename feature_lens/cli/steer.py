@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from feature_lens.cli.common import add_lens_options, load_directions, load_lens
+from feature_lens.cli.messages import terminal_text
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         max_new_tokens=args.generate,
     )
-    print(f"steering {directions.labels[args.index]} at {directions.hook_out} by {args.alpha:+g}")
+    label, hook = terminal_text(directions.labels[args.index]), terminal_text(directions.hook_out)
+    print(f"steering {label} at {hook} by {args.alpha:+g}")
     print("promoted:   " + ", ".join(f"{t!r} {v:+.3f}" for t, v in result.promoted))
     print("suppressed: " + ", ".join(f"{t!r} {v:+.3f}" for t, v in result.suppressed))
     for site, change in result.feature_change.items():

@@ -49,6 +49,7 @@ def run_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from feature_lens.errors import InputError
+    from feature_lens.outputs import check_folder_target
     from feature_lens.zoo.build import ZooBuildConfig, build_zoo
 
     if args.threads < 1:
@@ -59,6 +60,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise InputError(f"--steps must be at least 1, got {args.steps}")
         config = replace(config, training=replace(config.training, steps=args.steps))
     out = args.out if args.out is not None else Path(f"feature-lens-zoo-{args.seed}")
+    check_folder_target(out, overwrite=args.overwrite)
     start = time.perf_counter()
     report = build_zoo(out, config, overwrite=args.overwrite, progress=True)
     print(report.to_markdown())

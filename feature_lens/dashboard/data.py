@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -159,6 +160,62 @@ def feature_activations(
     return {
         FeatureId(site, i): out[site][k] for site, idx in by_site.items() for k, i in enumerate(idx)
     }
+
+
+def cached_feature_activations(
+    lens: Lens,
+    dataset: Dataset,
+    features: Sequence[FeatureId],
+    *,
+    cache_dir: str | Path | None,
+    batch_size: int = 64,
+    progress: bool = False,
+    moments: Moments | None = None,
+) -> dict[FeatureId, Float[Tensor, "n pos"]]:
+    """`feature_activations` (and the sums it adds to `moments`), stored in `cache_dir` under a
+    key of the model, its dictionaries, the corpus and the features (`feature_lens.dashboard.cache`),
+    so that a second build over the same corpus runs no forward pass. None: no cache."""
+    from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
+
+    request = {
+        "pass": "activations",
+        "features": [f.label for f in features],
+        "moments": moments.sites if moments else [],
+        "lengths": dataset.lengths.tolist(),
+    }
+
+    def compute() -> dict[str, Tensor]:
+        acts = feature_activations(
+            lens, dataset, features, batch_size=batch_size, progress=progress, moments=moments
+        )
+        state = moments.state() if moments is not None else {}
+        return {
+            **{f"acts/{f.label}": a for f, a in acts.items()},
+            **{f"m/{k}": v for k, v in state.items()},
+        }
+
+    stored = cached_tensors(cache_dir, corpus_pass_key(lens, dataset.tokens, request), compute)
+    if moments is not None:
+        moments.load_state({k[2:]: v for k, v in stored.items() if k.startswith("m/")})
+    return {f: stored[f"acts/{f.label}"] for f in features}
+
+
+def cached_densities(
+    lens: Lens,
+    dataset: Dataset,
+    *,
+    cache_dir: str | Path | None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, Float[Tensor, " d_sae"]]:
+    """`densities`, stored in `cache_dir` like `cached_feature_activations` (None: no cache)."""
+    from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
+
+    request = {"pass": "densities", "lengths": dataset.lengths.tolist()}
+    key = corpus_pass_key(lens, dataset.tokens, request)
+    return cached_tensors(
+        cache_dir, key, lambda: densities(lens, dataset, batch_size=batch_size, progress=progress)
+    )
 
 
 def densities(

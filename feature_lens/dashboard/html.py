@@ -4,9 +4,12 @@ inside it can close the `<script>` element or open markup)."""
 
 from __future__ import annotations
 
+import base64
 import colorsys
+import hashlib
 import html
 import json
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -49,6 +52,48 @@ def asset_text(name: str) -> str:
     return resources.files("feature_lens.dashboard").joinpath("assets", name).read_text("utf-8")
 
 
+def content_security_policy(
+    inline_scripts: Sequence[str] = (), inline_styles: Sequence[str] = ()
+) -> str:
+    """The Content-Security-Policy of every feature-lens page (the one place it is built).
+
+    Scripts run only if they are one of `inline_scripts` (allowed by their sha256 hash) or were
+    added by such a script (`'strict-dynamic'`): no `'unsafe-inline'`, no `'unsafe-eval'`, no
+    `'self'` and no `file:`, because on a `file://` page `'self'` and `file:` match every file on the
+    disk. An injected `<script>`, `<script src=...>` or `on...=` handler therefore never runs. Pages
+    on disk carry one hashed loader (`script_loader`) that adds the bundled assets; notebook views
+    inline the assets and hash each. Styles: the linked sheet (`'self'`), `inline_styles` by hash,
+    and `style` attributes (token highlight colours; CSS cannot run script). Nothing is fetched from
+    the network: no images but `data:`, no connections, fonts, frames, forms, objects or `<base>`.
+    """
+    scripts = " ".join(csp_hash(s) for s in inline_scripts)
+    styles = "".join(f" {csp_hash(s)}" for s in inline_styles)
+    return (
+        "default-src 'none'; "
+        + (f"script-src 'strict-dynamic' {scripts}; " if scripts else "script-src 'none'; ")
+        + f"style-src 'self'{styles}; style-src-attr 'unsafe-inline'; img-src data:; "
+        "connect-src 'none'; font-src 'none'; frame-src 'none'; object-src 'none'; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
+def csp_hash(text: str) -> str:
+    """The CSP source (`'sha256-...'`) that allows the inline script or style `text`."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def script_loader(urls: Sequence[str]) -> str:
+    """The inline code that adds the scripts `urls` in order (its hash goes in the CSP; scripts it
+    adds are trusted through `'strict-dynamic'`). Script elements written into the markup would be
+    blocked: on `file://` only a hash can tell our files from any other file on the disk."""
+    return (
+        f"{json_text(list(urls))}.forEach(function (src) {{"
+        ' var s = document.createElement("script"); s.src = src; s.async = false;'
+        " document.body.appendChild(s); });"
+    )
+
+
 def page(
     title: str,
     body: str,
@@ -58,18 +103,19 @@ def page(
     inline_assets: bool = False,
 ) -> str:
     """A whole HTML document. Assets are linked relative to the site root (`root`, e.g. "../"), or
-    inlined when `inline_assets` (notebooks). The CSP forbids every network load."""
-    csp = (
-        "default-src 'none'; script-src 'self' 'unsafe-inline' 'unsafe-eval' file:; "
-        "style-src 'self' 'unsafe-inline' file:; img-src data:; connect-src 'none'; "
-        "font-src 'none'; worker-src blob:"
-    )
+    inlined when `inline_assets` (notebooks). The CSP (`content_security_policy`) allows only our
+    own scripts and forbids every network load."""
     if inline_assets:
-        style = f"<style>{asset_text('style.css')}</style>"
-        code = "".join(f"<script>{_inline_js(asset_text(s))}</script>" for s in scripts)
+        css = asset_text("style.css")
+        codes = [_inline_js(asset_text(s)) for s in scripts]
+        csp = content_security_policy(codes, [css])
+        style = f"<style>{css}</style>"
+        code = "".join(f"<script>{c}</script>" for c in codes)
     else:
+        loader = script_loader([f"{root}assets/{s}" for s in scripts]) if scripts else ""
+        csp = content_security_policy([loader] if loader else [])
         style = f'<link rel="stylesheet" href="{esc(root)}assets/style.css">'
-        code = "".join(f'<script src="{esc(root)}assets/{esc(s)}"></script>' for s in scripts)
+        code = f"<script>{loader}</script>" if loader else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'

@@ -1,25 +1,21 @@
 """Upstream and downstream neighbours of features, across every layer, on the prompts where each
-feature is most active.
+feature is most active, computed by the attribution engine.
 
 For feature f (summed over positions) on one of its top prompts, with the zero baseline:
 
-- **upstream**, method "attribution" (attribution patching, Marks et al.): the edge from node u at
-  an earlier site is `d a_f / d out_s . a_u` — the gradient of f's activation w.r.t. the site's
-  output, times u's value (`W_dec[u]` times its activation for a feature; the error vector for an
-  error term; the embedding for tokens); method "direct": the same in the frozen linear model of
-  direct attribution (LayerNorm scales, attention patterns and MLP outputs frozen, f's activation
-  function replaced by its frozen gate), where it is exact. These are the numbers
-  `feature_lens.attribution.gradient_edges` / `direct_edges` give for `positions="sum"` nodes with
-  the zero baseline; here one backward pass serves every upstream node of a row, and rows of
-  different features and prompts share a batch (the tests check the two agree).
+- **upstream**: the engine's edges from every node of every earlier site — each feature and the
+  error term, summed over positions, and the token embeddings together — to f:
+  `gradient_edge_matrix` (method "attribution": attribution patching, Marks et al.) or
+  `direct_edge_matrix` (method "direct": exact in the frozen linear model of direct attribution);
 - **downstream**, method "exact" (activation patching): the change in every later feature's
   activation (summed over positions) and in every logit (summed over positions) when f is set to
-  zero at every position and everything downstream is recomputed: `exact_edges` with f as the
-  upstream node, for all later features at once.
+  zero at every position and everything downstream is recomputed — the engine's patch
+  (`batched_patch_edits`, one row per feature sharing the prompt) in one forward pass.
 
-Weights are means over the prompts used. The error share of a site is the error term's share of
-the total |upstream weight| at that site (features and error): how much of f's input from that
-site the dictionary does not explain.
+Each prompt is cut to its real tokens (the dataset is right-padded; the model is causal). Weights
+are means over the prompts used. The error share of a site is the error term's share of the total
+|upstream weight| at that site (features and error): how much of f's input from that site the
+dictionary does not explain.
 """
 
 from __future__ import annotations
@@ -32,29 +28,50 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from feature_lens.attribution.direct import clean_freeze
-from feature_lens.dashboard.data import Dataset, FeatureId, stop_layer
+from feature_lens.attribution.baselines import NodeValues
+from feature_lens.attribution.direct import direct_edge_matrix
+from feature_lens.attribution.gradients import gradient_edge_matrix
+from feature_lens.attribution.state import PromptState, batched_patch_edits
+from feature_lens.dashboard.data import Dataset, FeatureId
+from feature_lens.graph.node import Node, error
+from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
 
 UpstreamMethod = Literal["attribution", "direct"]
+ALL_TOKENS = Node("token", EMBED_SITE)
+"""Every token embedding at once (the upstream "tokens" neighbour)."""
 
 
 @dataclass
 class Link:
-    """One neighbour: a feature, an error term, the token embeddings, or a logit (token string)."""
+    """One neighbour (a feature, an error term, the token embeddings, or a logit) with its weight."""
 
-    kind: Literal["feature", "error", "token", "logit"]
-    site: str
-    index: int | None
+    node: Node
     weight: float
     method: str
 
     @property
+    def kind(self) -> str:
+        """feature / error / token / logit."""
+        return self.node.kind
+
+    @property
+    def site(self) -> str:
+        """The neighbour's site."""
+        return self.node.site
+
+    @property
+    def index(self) -> int | None:
+        """Its feature index (None unless a feature)."""
+        return self.node.index
+
+    @property
     def feature(self) -> FeatureId | None:
         """The neighbour as a `FeatureId` when it is a feature."""
+        index = self.node.index
         return (
-            FeatureId(self.site, self.index)
-            if self.kind == "feature" and self.index is not None
+            FeatureId(self.node.site, index)
+            if self.kind == "feature" and index is not None
             else None
         )
 
@@ -81,122 +98,138 @@ def _rows(prompts: dict[FeatureId, list[int]]) -> list[tuple[FeatureId, int]]:
     return [(f, p) for f, ps in prompts.items() for p in ps]
 
 
+def _by_prompt(rows: Sequence[tuple[FeatureId, int]]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for r, (_, prompt) in enumerate(rows):
+        groups.setdefault(prompt, []).append(r)
+    return groups
+
+
+@dataclass
+class PromptStates:
+    """The engine's states of some dataset prompts (each cut to its real tokens; zero baseline),
+    and each prompt's clean logits summed over its positions `[d_vocab]`."""
+
+    states: dict[int, PromptState]
+    logit_sums: dict[int, Tensor]
+
+
+def prompt_states_of(lens: Lens, dataset: Dataset, prompts: Sequence[int]) -> PromptStates:
+    """States of `prompts` from one forward pass over them (right-padded: the model is causal, so
+    each prompt's real positions are what they are alone)."""
+    prompts = sorted(set(prompts))
+    tokens = dataset.tokens[prompts].to(lens.device)
+    with torch.no_grad():
+        result = lens.forward(tokens, RunPlan())
+    assert result.embeddings is not None
+    clean = NodeValues(result.features, result.errors, result.embeddings)
+    zero = NodeValues(
+        {s: torch.zeros_like(v[:1, :1]) for s, v in clean.features.items()},
+        {s: torch.zeros_like(v[:1, :1]) for s, v in clean.errors.items()},
+        torch.zeros_like(clean.embeddings[:1, :1]),
+    )
+    states: dict[int, PromptState] = {}
+    logit_sums: dict[int, Tensor] = {}
+    for row, prompt in enumerate(prompts):
+        n = int(dataset.lengths[prompt])
+        values = clean.row(row)
+        values = NodeValues(
+            {s: v[:, :n] for s, v in values.features.items()},
+            {s: v[:, :n] for s, v in values.errors.items()},
+            values.embeddings[:, :n],
+        )
+        states[prompt] = PromptState(tokens[row : row + 1, :n], None, values, zero)
+        logit_sums[prompt] = result.logits[row, :n].sum(0)
+    return PromptStates(states, logit_sums)
+
+
 def upstream_scores(
     lens: Lens,
     dataset: Dataset,
     rows: Sequence[tuple[FeatureId, int]],
     method: UpstreamMethod = "attribution",
+    states: PromptStates | None = None,
 ) -> list[dict[str, Tensor]]:
     """For each row (feature, prompt): site -> upstream scores `[d_sae + 1]` (features, then the
-    error term) at every earlier site, and `"embed"` -> `[1]` (all token embeddings together)."""
+    error term) at every earlier site, and `"embed"` -> `[1]` (all token embeddings together).
+    `states`: the prompts' states when already built (`prompt_states_of`)."""
     if not rows:
         return []
-    tokens = dataset.tokens[[p for _, p in rows]].to(lens.device)
-    mask = dataset.mask[[p for _, p in rows]].to(lens.device)
-    target_sites = sorted({f.site for f, _ in rows})
-    # Nothing after the targets' last block matters here: stop there (its sites have no leaves).
-    stop = stop_layer(lens, target_sites)
-    sites = [s for s in lens.sites if stop is None or lens.site_layer(s) < stop] + [EMBED_SITE]
-    freeze = clean_freeze(lens, tokens) if method == "direct" else None
-    gates: dict[str, Tensor] = {}
-    if freeze is not None:
-        with torch.no_grad():
-            clean = lens.forward(tokens, RunPlan(record_pre=target_sites, stop_at_layer=stop))
-        for site in target_sites:
-            post, pre = clean.features[site], clean.pre_acts[site]
-            gates[site] = torch.where(pre != 0, post / torch.where(pre != 0, pre, 1), 0)
-    plan = RunPlan(
-        leaf_sites=sites,
-        keep_graph=True,
-        freeze=freeze,
-        record_pre=target_sites if freeze is not None else (),
-        gradient_mode="straight_through" if freeze is not None else None,
-        stop_at_layer=stop,
-    )
-    result = lens.forward(tokens, plan)
-    values: list[Tensor] = []
-    for r, (feature, _) in enumerate(rows):
-        if freeze is not None:
-            act = (
-                result.pre_acts[feature.site][r, :, feature.index]
-                * gates[feature.site][r, :, feature.index]
-            )
-        else:
-            act = result.features[feature.site][r, :, feature.index]
-        values.append((act * mask[r]).sum())
-    leaves = [result.leaves[s] for s in sites]
-    grads: list[Tensor | None] = list(
-        torch.autograd.grad(torch.stack(values).sum(), leaves, allow_unused=True)
-    )
+    last = max(lens.site_order(f.site) for f, _ in rows)
+    sites = [s for s in lens.sites if lens.site_order(s) < last]
+    states = states or prompt_states_of(lens, dataset, [p for _, p in rows])
     out: list[dict[str, Tensor]] = [{} for _ in rows]
-    with torch.no_grad():
-        for site, grad in zip(sites, grads, strict=True):
-            if grad is None:
-                continue
-            if site == EMBED_SITE:
-                assert result.embeddings is not None
-                emb = (grad * result.embeddings.detach()).sum((1, 2))
-                for r in range(len(rows)):
-                    out[r][site] = emb[r : r + 1].cpu()
-                continue
-            acts = result.features[site].detach()  # [b, pos, d_sae]
-            W_dec = lens.dictionary(site).W_dec
-            feats = torch.einsum("bpd,fd->bpf", grad, W_dec) * acts
-            feats = feats.sum(1)
-            err = (grad * result.errors[site].detach()).sum((1, 2))
-            order = lens.site_order(site)
-            for r, (feature, _) in enumerate(rows):
-                if order < lens.site_order(feature.site):
-                    out[r][site] = torch.cat([feats[r], err[r : r + 1]]).cpu()
+    for prompt, members in _by_prompt(rows).items():
+        state = states.states[prompt]
+        # With the zero baseline an inactive feature scores 0: only active ones are sources.
+        upstream: list[Node] = []
+        active: dict[str, Tensor] = {}
+        for site in sites:
+            active[site] = torch.nonzero(state.clean.features[site][0].sum(0) != 0)[:, 0].cpu()
+            upstream += [Node("feature", site, None, int(i)) for i in active[site]]
+            upstream.append(error(site))
+        upstream.append(ALL_TOKENS)
+        targets = [feature_node(rows[r][0].site, rows[r][0].index) for r in members]
+        if method == "direct":
+            matrix = direct_edge_matrix(lens, state, upstream, targets)
+        else:
+            matrix = gradient_edge_matrix(lens, state, upstream, targets)
+        matrix = matrix.detach().cpu()
+        for j, r in enumerate(members):
+            order = lens.site_order(rows[r][0].site)
+            start = 0
+            for site in sites:
+                n = len(active[site])
+                if lens.site_order(site) < order:
+                    scores = matrix.new_zeros(lens.dictionary(site).d_sae + 1)
+                    scores[active[site]] = matrix[start : start + n, j]
+                    scores[-1] = matrix[start + n, j]
+                    out[r][site] = scores
+                start += n + 1
+            out[r][EMBED_SITE] = matrix[-1:, j]
     return out
 
 
 def downstream_scores(
-    lens: Lens, dataset: Dataset, rows: Sequence[tuple[FeatureId, int]]
+    lens: Lens,
+    dataset: Dataset,
+    rows: Sequence[tuple[FeatureId, int]],
+    states: PromptStates | None = None,
 ) -> list[dict[str, Tensor]]:
     """For each row (feature, prompt): later site -> change `[d_sae]` of each feature (summed over
-    positions) when the feature is zeroed at every position, and `"logits"` -> `[d_vocab]`."""
+    positions) when the feature is zeroed at every position, and `"logits"` -> `[d_vocab]`. One
+    patched forward pass for all rows (the engine's patch of each row's prompt, right-padded)."""
     if not rows:
         return []
-    # Only sites after a row's feature can change; the others are not encoded in the patched run
-    # (their `add` edit applies to the activation as it is, which is what the splice outputs).
+    states = states or prompt_states_of(lens, dataset, [p for _, p in rows])
     first = min(lens.site_order(f.site) for f, _ in rows)
     later = [s for s in lens.sites if lens.site_order(s) > first]
-    own = sorted({f.site for f, _ in rows})
-    # Clean runs once per distinct prompt (features' top prompts overlap), kept only as sums over
-    # positions, which is all the differences need: sum(clean - patched) = sum(clean) - sum(patched).
-    prompts = sorted({p for _, p in rows})
-    where = {p: i for i, p in enumerate(prompts)}
-    tokens = dataset.tokens[[p for _, p in rows]].to(lens.device)
-    mask = dataset.mask[[p for _, p in rows]].to(lens.device)
+    width = max(int(dataset.lengths[p]) for _, p in rows)
+    tokens = dataset.tokens[[p for _, p in rows], :width].to(lens.device)
+    mask = dataset.mask[[p for _, p in rows], :width].to(lens.device)
+    adds: dict[str, Tensor] = {}
+    for r, (f, prompt) in enumerate(rows):
+        state = states.states[prompt]
+        for site, edit in batched_patch_edits(lens, state, [feature_node(f.site, f.index)]).items():
+            assert edit.add is not None
+            if site not in adds:
+                adds[site] = edit.add.new_zeros(len(rows), width, edit.add.shape[-1])
+            adds[site][r, : edit.add.shape[1]] = edit.add[0]
     with torch.no_grad():
-        clean_tokens = dataset.tokens[prompts].to(lens.device)
-        clean = lens.forward(clean_tokens, RunPlan(encode_sites=[*own, *later]))
-        cm = dataset.mask[prompts].to(lens.device)[..., None].to(clean.logits.dtype)
-        clean_logits = (clean.logits * cm).sum(1)
-        clean_sums = {s: (clean.features[s] * cm).sum(1) for s in later}
-        adds: dict[str, Tensor] = {}
-        for r, (feature, prompt) in enumerate(rows):
-            W_dec = lens.dictionary(feature.site).W_dec
-            if feature.site not in adds:
-                adds[feature.site] = torch.zeros(
-                    *tokens.shape, W_dec.shape[1], dtype=W_dec.dtype, device=W_dec.device
-                )
-            act = clean.features[feature.site][where[prompt], :, feature.index]
-            adds[feature.site][r] -= act[:, None] * W_dec[feature.index][None, :]
-        patched = lens.forward(
-            tokens,
-            RunPlan(edits={s: SiteEdit(add=a) for s, a in adds.items()}, encode_sites=later),
-        )
-        index = torch.tensor([where[p] for _, p in rows], device=clean_logits.device)
-        m = mask[..., None].to(clean.logits.dtype)
-        logits = (clean_logits[index] - (patched.logits * m).sum(1)).cpu()
-        change = {s: (clean_sums[s][index] - (patched.features[s] * m).sum(1)).cpu() for s in later}
+        plan = RunPlan(edits={s: SiteEdit(add=a) for s, a in adds.items()}, encode_sites=later)
+        patched = lens.forward(tokens, plan)
+    m = mask[..., None].to(patched.logits.dtype)
+    logits = (patched.logits * m).sum(1)
     out: list[dict[str, Tensor]] = []
-    for r, (feature, _) in enumerate(rows):
-        order = lens.site_order(feature.site)
-        row = {s: c[r] for s, c in change.items() if lens.site_order(s) > order}
-        row["logits"] = logits[r]
+    for r, (f, prompt) in enumerate(rows):
+        state = states.states[prompt]
+        order = lens.site_order(f.site)
+        row = {
+            s: (state.clean.features[s][0].sum(0) - (patched.features[s][r] * m[r]).sum(0)).cpu()
+            for s in later
+            if lens.site_order(s) > order
+        }
+        row["logits"] = (states.logit_sums[prompt] - logits[r]).cpu()
         out.append(row)
     return out
 
@@ -221,16 +254,17 @@ def neighbours(
     averaged over its `n_prompts` top prompts (see the module docstring)."""
     prompts = {f: top_prompts(a, n_prompts) for f, a in acts.items()}
     rows = _rows(prompts)
-    # Batches of rows sorted by prompt, so that rows sharing a prompt share its clean run.
+    # Batches of rows sorted by prompt, so that rows sharing a prompt share its state and passes.
     order = sorted(range(len(rows)), key=lambda i: rows[i][1])
     up: list[dict[str, Tensor]] = [{} for _ in rows]
     down: list[dict[str, Tensor]] = [{} for _ in rows]
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="neighbours", disable=not progress, unit="batch"):
         batch = [rows[i] for i in chunk]
+        states = prompt_states_of(lens, dataset, [p for _, p in batch])
         scores = zip(
-            upstream_scores(lens, dataset, batch, method),
-            downstream_scores(lens, dataset, batch),
+            upstream_scores(lens, dataset, batch, method, states),
+            downstream_scores(lens, dataset, batch, states),
             strict=True,
         )
         for i, (u, d) in zip(chunk, scores, strict=True):
@@ -263,15 +297,15 @@ def _links(
     share: dict[str, float] = {}
     for site, scores in up.items():
         if site == EMBED_SITE:
-            candidates.append(Link("token", EMBED_SITE, None, float(scores[0]), method))
+            candidates.append(Link(ALL_TOKENS, float(scores[0]), method))
             continue
         feats, err = scores[:-1], float(scores[-1])
         total = float(feats.abs().sum()) + abs(err)
         share[site] = abs(err) / total if total > 0 else 0.0
-        candidates.append(Link("error", site, None, err, method))
+        candidates.append(Link(error(site), err, method))
         top = torch.topk(feats.abs(), min(k, feats.numel())).indices
         candidates += [
-            Link("feature", site, int(i), float(feats[i]), method) for i in top if feats[i] != 0
+            Link(feature_node(site, int(i)), float(feats[i]), method) for i in top if feats[i] != 0
         ]
     upstream = sorted(candidates, key=lambda link: -abs(link.weight))[:k]
     downstream: list[Link] = []
@@ -280,7 +314,9 @@ def _links(
             continue
         top = torch.topk(scores.abs(), min(k, scores.numel())).indices
         downstream += [
-            Link("feature", site, int(i), float(scores[i]), "exact") for i in top if scores[i] != 0
+            Link(feature_node(site, int(i)), float(scores[i]), "exact")
+            for i in top
+            if scores[i] != 0
         ]
     downstream = sorted(downstream, key=lambda link: -abs(link.weight))[:k]
     logits: list[tuple[str, float]] = []

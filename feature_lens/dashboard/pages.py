@@ -237,6 +237,17 @@ def neighbourhood_graph(
     return {"nodes": list(nodes.values()), "edges": edges}
 
 
+def _examples_html(data: FeatureData) -> list[str]:
+    """The top activating examples, grouped by quantile (first on a feature's page)."""
+    parts = ["<h2>Top activating examples</h2>"]
+    for group in data.groups:
+        parts.append(f"<h3>{esc(group.title)}</h3>")
+        parts += [_example_html(ex, data.max_act, i) for i, ex in enumerate(group.examples)]
+        if not group.examples:
+            parts.append('<p class="muted">no examples</p>')
+    return parts
+
+
 def feature_page(
     data: FeatureData,
     nb: Neighbours | None,
@@ -262,6 +273,7 @@ def feature_page(
         nav,
         f"<h1>Feature {esc(f.index)} <span class='muted'>{esc(f.site)}</span></h1>",
         stats,
+        *_examples_html(data),
         '<div class="grid"><div><h2>Activation histogram</h2>'
         f"{histogram_svg(data.hist_edges, data.hist_counts, 'tokens')}"
         '<p class="muted">positive activations over the dataset; counts sum to the active tokens</p></div>',
@@ -295,12 +307,6 @@ def feature_page(
             f"hover for ids and weights), weights averaged over prompts {esc(nb.prompts)} of the "
             "dataset</p></div>",
         ]
-    parts.append("<h2>Top activating examples</h2>")
-    for group in data.groups:
-        parts.append(f"<h3>{esc(group.title)}</h3>")
-        parts += [_example_html(ex, data.max_act, i) for i, ex in enumerate(group.examples)]
-        if not group.examples:
-            parts.append('<p class="muted">no examples</p>')
     scripts: tuple[str, ...] = ("graph.js",)
     if circuitsvis_props is not None:
         parts.append(
@@ -320,7 +326,8 @@ def feature_page(
 def index_page(
     features: Sequence[FeatureData], info: SiteInfo, notes: Sequence[str] = (), *, extra: str = ""
 ) -> str:
-    """The index: every feature with a page, by site, with density and max activation; `extra`
+    """The index: one table of every feature with a page (site, label, density, max activation,
+    top logits), searchable, filterable by site and sortable by any column (graph.js); `extra`
     (HTML, already escaped: the clusters' table) goes after the connectome link."""
     parts = [f"<h1>{esc(info.title)}</h1>"]
     parts += [f'<p class="muted">{esc(note)}</p>' for note in notes]
@@ -328,22 +335,35 @@ def index_page(
         parts.append('<p><a href="connectome.html">Open the connectome view</a></p>')
     if extra:
         parts.append(extra)
-    by_site: dict[str, list[FeatureData]] = {}
-    for data in features:
-        by_site.setdefault(data.feature.site, []).append(data)
-    for site in sorted(by_site, key=lambda s: info.order.get(s, 0)):
-        rows = [
-            [
-                f'<a href="{esc(feature_path(d.feature))}">{esc(d.feature.label)}</a>',
-                esc(f"{d.density:.3%}"),
-                esc(fmt(d.max_act)),
-                esc(" ".join(t for t, _ in d.top_logits[:3])),
-            ]
-            for d in sorted(by_site[site], key=lambda d: d.feature.index)
-        ]
-        parts.append(
-            f"<h2>{esc(site)}</h2>{table(['feature', 'density', 'max act', 'top logits'], rows)}"
-        )
     if not features:
         parts.append('<p class="muted">no feature pages</p>')
-    return page(info.title, "\n".join(parts), root="", scripts=())
+        return page(info.title, "\n".join(parts), root="", scripts=())
+    ordered = sorted(features, key=lambda d: (info.order.get(d.feature.site, 0), d.feature.index))
+    sites = list(dict.fromkeys(d.feature.site for d in ordered))
+    options = "".join(f'<option value="{esc(site)}">{esc(site)}</option>' for site in sites)
+    parts.append(
+        '<div class="controls"><label>search <input id="feature-search" type="search" '
+        'placeholder="feature, label or token"></label> <label>site <select id="feature-site">'
+        f'<option value="">all sites</option>{options}</select></label> '
+        '<span id="feature-count" class="muted"></span> '
+        '<span class="muted">click a column header to sort</span></div>'
+    )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("feature", "site", "label", "density", "max act", "top logits")
+    )
+    rows = []
+    for d in ordered:
+        f = d.feature
+        label = f"{d.top_logits[0][0]!r}" if d.top_logits else ""
+        rows.append(
+            f'<tr data-site="{esc(f.site)}">'
+            f'<td data-sort="{f.index}"><a href="{esc(feature_path(f))}">{esc(f.label)}</a></td>'
+            f"<td>{esc(info.short(f.site))}</td><td>{esc(label)}</td>"
+            f'<td class="num" data-sort="{d.density!r}">{esc(f"{d.density:.3%}")}</td>'
+            f'<td class="num" data-sort="{d.max_act!r}">{esc(fmt(d.max_act))}</td>'
+            f"<td>{esc(' '.join(t for t, _ in d.top_logits[:3]))}</td></tr>"
+        )
+    parts.append(
+        f'<table id="feature-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+    return page(info.title, "\n".join(parts), root="", scripts=("graph.js",))

@@ -2,18 +2,16 @@
 view, the graph as JSON (feature-lens and Neuronpedia formats), and shared assets written once.
 With clusters, also a page per cluster under `clusters/` and the collapsed connectome.
 
-The folder is built in a temporary sibling and renamed into place at the end, so an interrupted or
-failed build never leaves a half-written site, and an existing folder is replaced only with
-`overwrite=True` (the old one is moved aside first and removed after the rename).
+The folder is built in a temporary sibling and swapped into place in one step at the end
+(`feature_lens.outputs.atomic_folder`), so an interrupted or failed build never leaves a
+half-written site, and an existing folder is replaced only with `overwrite=True` and only if an
+earlier feature-lens build wrote it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +29,13 @@ from feature_lens.dashboard.clusters import (
     clusters_section,
     placed,
 )
-from feature_lens.dashboard.connectome import connectome_page
+from feature_lens.dashboard.connectome import connectome_page, top_token_label
 from feature_lens.dashboard.data import (
     Dataset,
     FeatureData,
     FeatureId,
-    densities,
-    feature_activations,
+    cached_densities,
+    cached_feature_activations,
     logit_effects,
     prepare_dataset,
     summarise,
@@ -47,34 +45,10 @@ from feature_lens.dashboard.html import ASSET_NAMES, asset_text
 from feature_lens.dashboard.neighbours import Neighbours, UpstreamMethod, neighbours
 from feature_lens.dashboard.pages import SiteInfo, feature_page, feature_path, index_page
 from feature_lens.dashboard.tables import Moments
-from feature_lens.errors import InputError, OutputExistsError
+from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
 from feature_lens.lens import EMBED_SITE, Lens
-
-
-@contextlib.contextmanager
-def atomic_folder(out: str | Path, *, overwrite: bool = False) -> Generator[Path]:
-    """Yield an empty temporary folder beside `out`; on success it becomes `out`, on any error
-    (or Ctrl-C) it is removed and `out` is left as it was."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{str(out)!r} exists; pass overwrite=True (--overwrite) to replace it"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    try:
-        yield tmp
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            out.rename(old / "site")
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+from feature_lens.outputs import atomic_folder, check_folder_target
 
 
 @dataclass
@@ -114,6 +88,25 @@ def site_info(lens: Lens, pages: set[FeatureId], *, has_connectome: bool, title:
     return SiteInfo(order, layer, pages, has_connectome, title)
 
 
+def check_finite_weights(lens: Lens) -> None:
+    """Raise if the model or a dictionary has NaN or infinite weights (they would make every
+    activation NaN, and every feature look dead)."""
+    sources: list[tuple[str, Any]] = [("the model", lens.model)]
+    sources += [
+        (f"the dictionary at {site!r}", d.sae) for site, d in lens.dictionaries.items() if d.sae
+    ]
+    for what, module in sources:
+        for name, tensor in module.named_parameters():
+            if not bool(torch.isfinite(tensor).all()):
+                raise InputError(
+                    f"{what} has non-finite weights (NaN or inf) in {name!r}; retrain it or load "
+                    "an undamaged copy"
+                )
+    for site, d in lens.dictionaries.items():
+        if not bool(torch.isfinite(d.W_dec).all()):
+            raise InputError(f"the directions at {site!r} are non-finite (NaN or inf)")
+
+
 def choose_features(
     lens: Lens,
     dataset: Dataset,
@@ -123,6 +116,7 @@ def choose_features(
     graph: AttributionGraph | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> list[FeatureId]:
     """The union, in order, of an explicit list, every feature in `graph`, and the `top_k` per site
     by activation density (dead and near-always-on features skipped). Unknown ids raise."""
@@ -141,9 +135,10 @@ def choose_features(
                 lens.dictionary(node.site)
                 chosen.append(FeatureId(node.site, node.index))
     if top_k is not None:
-        chosen += top_features(
-            densities(lens, dataset, batch_size=batch_size, progress=progress), top_k
+        density = cached_densities(
+            lens, dataset, cache_dir=cache_dir, batch_size=batch_size, progress=progress
         )
+        chosen += top_features(density, top_k)
     return list(dict.fromkeys(chosen))
 
 
@@ -164,6 +159,7 @@ def build_dashboards(
     title: str = "feature-lens dashboards",
     notes: Sequence[str] = (),
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Dashboard:
     """Build the dashboard folder `out` for `lens` over `prompts` (texts, or token ids as a
     tensor or a list of 1-D tensors of any lengths).
@@ -178,16 +174,16 @@ def build_dashboards(
     feature node ids to cluster ids. The graph's nodes are annotated with them (the connectome is
     coloured by cluster) and each cluster gets a page, linked from the index and its members' pages,
     with its edges in the collapsed graph (also drawn, one super-node per cluster).
+
+    `cache_dir`: where to keep the corpus passes' results between builds (keyed by model,
+    dictionaries, corpus and features; see `feature_lens.dashboard.cache`); None: no cache.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{str(out)!r} exists; pass overwrite=True (--overwrite) to replace it"
-        )
+    out = check_folder_target(out, overwrite=overwrite)
     if method not in ("attribution", "direct"):
         raise InputError(
             f"method for feature pages must be 'attribution' or 'direct', got {method!r}"
         )
+    check_finite_weights(lens)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     assignment: dict[str, int] = {}
@@ -218,13 +214,20 @@ def build_dashboards(
         graph=graph,
         batch_size=batch_size,
         progress=progress,
+        cache_dir=cache_dir,
     )
     if not chosen:
         raise InputError("no features to show: every candidate feature is dead on this dataset")
     timings["select"] = time.perf_counter() - start
     moments = Moments([(f.site, f.index) for f in chosen])
-    acts = feature_activations(
-        lens, dataset, chosen, batch_size=batch_size, progress=progress, moments=moments
+    acts = cached_feature_activations(
+        lens,
+        dataset,
+        chosen,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=progress,
+        moments=moments,
     )
     timings["activations"] = time.perf_counter() - start
     tables = {
@@ -261,7 +264,7 @@ def build_dashboards(
             node = graph.nodes[node_id]
             if node.index is not None:
                 info.clusters.setdefault(FeatureId(node.site, node.index), []).append((k, node.pos))
-    with atomic_folder(out, overwrite=overwrite) as tmp:
+    with atomic_folder(out, overwrite=overwrite, kind="dashboard") as tmp:
         write_site(
             tmp,
             datas,
@@ -335,6 +338,7 @@ def write_site(
                 root="../",
                 title="Collapsed connectome",
                 nav=[("connectome", "../connectome.html")],
+                layout="columns",
             ),
             encoding="utf-8",
         )
@@ -344,10 +348,15 @@ def write_site(
 
         nav = [("collapsed connectome", "clusters/collapsed.html")] if collapsed else []
         (folder / "connectome.html").write_text(
-            connectome_page(graph, info, nav=nav), encoding="utf-8"
+            connectome_page(graph, info, nav=nav, labels=feature_labels(datas)), encoding="utf-8"
         )
         graph.save(folder / "graph.json")
         save_neuronpedia(graph, folder / "graph.neuronpedia.json")
+
+
+def feature_labels(datas: Mapping[FeatureId, FeatureData]) -> dict[FeatureId, str]:
+    """Each feature named by its top token (`#index 'token'`), for the connectome's labels."""
+    return {f: top_token_label(f, d.top_logits) for f, d in datas.items()}
 
 
 def task_graph(

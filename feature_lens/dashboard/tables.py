@@ -86,6 +86,21 @@ class Moments:
                 total += part.cpu()
         sums.n += float(keep.sum())
 
+    def state(self) -> dict[str, Tensor]:
+        """The running sums as named tensors (to store them; `load_state` reads them back)."""
+        out: dict[str, Tensor] = {}
+        for site, sums in self._sites.items():
+            out[f"{site}/n"] = torch.tensor(sums.n, dtype=torch.float64)
+            for j, total in enumerate(sums.totals):
+                out[f"{site}/{j}"] = total
+        return out
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        """Replace the running sums with those `state` (from `state()`) holds."""
+        for site, sums in self._sites.items():
+            sums.n = float(state[f"{site}/n"])
+            sums.totals = [state[f"{site}/{j}"] for j in range(5) if f"{site}/{j}" in state]
+
     def correlations(self, site: str) -> tuple[list[int], Float[Tensor, "k d_sae_plus_d_in"]]:
         """The chosen indices of `site` and their r with every feature, then every input
         dimension (0 where either side is constant)."""

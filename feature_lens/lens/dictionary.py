@@ -190,8 +190,14 @@ class Dictionary:
 
     def check_affine(self, rtol: float | None = None) -> None:
         """Raise if `decode` is not `f @ W_dec + b_dec` with the effective `W_dec` (checked on a
-        few random sparse codes, to a tolerance set by the dtype)."""
+        few random sparse codes, to a tolerance set by the dtype), or if a weight is not finite."""
         with torch.no_grad():
+            for name, tensor in self.sae.named_parameters():
+                if not bool(torch.isfinite(tensor).all()):
+                    raise IncompatibleDictionaryError(
+                        f"the dictionary at {self.hook_out!r} has non-finite weights (NaN or inf) "
+                        f"in {name!r}; retrain it or load an undamaged copy"
+                    )
             weight = self.W_dec
             if rtol is None:
                 rtol = 1e-9 if weight.dtype == torch.float64 else 1e-4

@@ -18,13 +18,15 @@ pages, with no special cases. Give it a `name` to attach it at a hook that alrea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from feature_lens.errors import InputError
+from feature_lens.errors import InputError, LoadingError
 from feature_lens.lens.dictionary import Dictionary, hook_layer
 
 
@@ -55,9 +57,21 @@ class Directions(Dictionary):
             raise InputError(
                 f"directions must be a [k, d] tensor, got shape {tuple(vectors.shape)}"
             )
+        if not matrix.is_floating_point():
+            matrix = matrix.float()
+        finite = torch.isfinite(matrix).all(dim=-1)
+        if not bool(finite.all()):
+            bad = [int(j) for j in torch.nonzero(~finite).flatten()[:5]]
+            raise InputError(
+                f"direction(s) {bad} of {hook!r} hold non-finite values (NaN or inf); "
+                "every vector must be finite"
+            )
         norms = matrix.norm(dim=-1, keepdim=True)
         if not torch.all(norms > 0):
-            raise InputError("a direction has zero norm; every vector must be non-zero")
+            bad = [int(j) for j in torch.nonzero(norms.flatten() == 0).flatten()[:5]]
+            raise InputError(
+                f"direction(s) {bad} of {hook!r} have zero norm; every vector must be non-zero"
+            )
         self.vectors: Tensor = matrix / norms if normalize else matrix
         self.normalize = normalize
         self.labels: list[str] = (
@@ -178,3 +192,95 @@ class Directions(Dictionary):
             name=f"{site}:decoder",
             normalize=normalize,
         )
+
+
+# ------------------------------------------------------------------------------ files
+_FORMATS = ".npy (numpy.save), .safetensors (first tensor) or .pt/.pth (torch.save of a tensor)"
+
+
+def read_vectors(path: str | Path) -> Tensor:
+    """The tensor of direction vectors in a file: `.npy`, `.safetensors` (its first tensor) or
+    `.pt`/`.pth` (a plain tensor, loaded with `weights_only=True`). Pickled Python objects are
+    never loaded. Raises `LoadingError` naming the file and what to do for anything else."""
+    path = Path(path)
+    name = repr(str(path))
+    if not path.is_file():
+        raise LoadingError(f"no direction file at {name}; give HOOK:FILE with an existing file")
+    suffix = path.suffix.lower()
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(8)
+        if suffix == ".npy":
+            vectors = _read_npy(path, head)
+        elif suffix == ".safetensors":
+            vectors = _read_safetensors(path)
+        elif suffix in (".pt", ".pth"):
+            vectors = _read_torch(path, head)
+        else:
+            raise LoadingError(f"{name} has an unknown suffix; save the vectors as {_FORMATS}")
+    except OSError as error:
+        raise LoadingError(f"cannot read {name}: {error.strerror}") from None
+    if vectors.ndim not in (1, 2) or vectors.numel() == 0:
+        raise LoadingError(
+            f"{name} holds a tensor of shape {tuple(vectors.shape)}; save one vector [d] or a "
+            "stack [k, d]"
+        )
+    if not (vectors.is_floating_point() or vectors.dtype in _INTEGER_DTYPES):
+        raise LoadingError(f"{name} holds {vectors.dtype} values; save floating-point vectors")
+    return vectors
+
+
+_INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def _read_npy(path: Path, head: bytes) -> Tensor:
+    if not head.startswith(b"\x93NUMPY"):
+        raise LoadingError(f"{str(path)!r} is not a .npy file; write it with numpy.save")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        if "pickle" in str(error):
+            raise LoadingError(
+                f"{str(path)!r} holds Python objects (a pickle), which feature-lens never loads; "
+                "save a numeric array"
+            ) from None
+        raise LoadingError(f"{str(path)!r} is a damaged .npy file ({error})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise LoadingError(f"{str(path)!r} does not hold a numeric array; save float vectors")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _read_safetensors(path: Path) -> Tensor:
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except Exception:  # safetensors raises its own error type for every kind of damage
+        raise LoadingError(
+            f"{str(path)!r} is not a valid safetensors file (truncated or damaged); write it "
+            "with safetensors.torch.save_file"
+        ) from None
+    if not tensors:
+        raise LoadingError(f"{str(path)!r} holds no tensors; save the vectors in it")
+    return next(iter(tensors.values()))
+
+
+def _read_torch(path: Path, head: bytes) -> Tensor:
+    if not head.startswith(b"PK"):  # torch.save writes a zip archive
+        raise LoadingError(
+            f"{str(path)!r} is not a torch.save file (an old-format pickle, or not torch at all); "
+            f"save the vectors as {_FORMATS}"
+        )
+    try:
+        loaded = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # torch's text would suggest unsafe loading: never repeat it
+        raise LoadingError(
+            f"{str(path)!r} could not be loaded as plain tensors: it is damaged or holds Python "
+            "objects, which feature-lens never unpickles; save a tensor with torch.save(tensor, "
+            "path), or use .npy/.safetensors"
+        ) from None
+    if not isinstance(loaded, Tensor):
+        raise LoadingError(
+            f"{str(path)!r} holds a {type(loaded).__name__}, not a tensor; save the tensor itself"
+        )
+    return loaded

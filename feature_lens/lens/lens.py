@@ -40,6 +40,21 @@ def _normalise_model_name(name: str) -> str:
     return name.lower().rsplit("/", 1)[-1].removesuffix("-small")
 
 
+def _check_texts(texts: Sequence[str]) -> None:
+    """Refuse empty prompts and lone surrogates (undecodable bytes), naming the prompt's index."""
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise InputError(f"prompt {i} is empty")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise InputError(
+                    f"prompt {i} contains a lone surrogate ({text[error.start]!r}), which is not "
+                    "text (undecodable bytes?)"
+                ) from None
+
+
 class Lens:
     """A model with dictionaries spliced in.
 
@@ -262,9 +277,7 @@ class Lens:
             texts = [prompts] if isinstance(prompts, str) else list(prompts)
             if not texts:
                 raise InputError("no prompts given")
-            for i, text in enumerate(texts):
-                if not text.strip():
-                    raise InputError(f"prompt {i} is empty")
+            _check_texts(texts)
             if self.model.tokenizer is None:
                 raise InputError(
                     "the model has no tokenizer (its folder had no tokenizer files); pass token "

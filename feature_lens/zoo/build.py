@@ -1,15 +1,14 @@
 """Rebuild a whole zoo folder from a seed: tokenizer, model, dictionaries, report.
 
-The folder is built in a temporary sibling directory and renamed into place at the end, so an
-interrupted build leaves no partial output. Everything is deterministic from the seed on a fixed
+The folder is built in a temporary sibling directory and swapped into place in one atomic step at
+the end (`feature_lens.outputs.atomic_folder`), so an interrupted build leaves no partial output and
+an existing zoo is never lost. Everything is deterministic from the seed on a fixed
 number of CPU threads (`threads`; the result depends on it, through the order of float sums).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import torch
 
-from feature_lens.errors import OutputExistsError
+from feature_lens.outputs import atomic_folder, check_folder_target
 from feature_lens.zoo.dictionaries import (
     DICTIONARIES_DIR,
     DictionaryTrainingConfig,
@@ -65,52 +64,39 @@ def build_zoo(
 ) -> ZooReport:
     """Train tokenizer, model and dictionaries into `out_dir` and write the report there.
 
-    Raises `OutputExistsError` if `out_dir` exists and `overwrite` is false.
+    Raises `OutputExistsError` if `out_dir` exists and `overwrite` is false, or if it exists and
+    was not written by feature-lens (`feature_lens.outputs`).
     """
-    out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out_dir} already exists; choose another folder or pass --overwrite"
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = check_folder_target(Path(out_dir).resolve(), overwrite=overwrite)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.threads)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
-        start = time.perf_counter()
-        save_tokenizer(tmp / TOKENIZER_DIR)
-        tokenizer = load_tokenizer(tmp / TOKENIZER_DIR)
-        model, losses = train_model(
-            config.model, config.training, tokenizer, seed=config.seed, progress=progress
-        )
-        save_model(model, config.model, tmp)
-        model_seconds = time.perf_counter() - start
-        train_dictionaries(
-            model,
-            config.dictionaries,
-            tmp / DICTIONARIES_DIR,
-            seed=config.seed,
-            progress=progress,
-        )
-        train_seconds = time.perf_counter() - start
-        report = zoo_report(tmp, n_prompts=report_prompts, n_contexts=report_contexts)
-        build = {
-            **config.to_dict(),
-            "final_train_loss": sum(losses[-50:]) / len(losses[-50:]),
-            "seconds": {"model": round(model_seconds, 1), "total": round(train_seconds, 1)},
-        }
-        (tmp / BUILD_FILE).write_text(json.dumps(build, indent=2) + "\n")
-        (tmp / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        (tmp / REPORT_MD).write_text(report.to_markdown())
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{time.time_ns()}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
+        with atomic_folder(out_dir, overwrite=overwrite, kind="zoo") as tmp:
+            start = time.perf_counter()
+            save_tokenizer(tmp / TOKENIZER_DIR)
+            tokenizer = load_tokenizer(tmp / TOKENIZER_DIR)
+            model, losses = train_model(
+                config.model, config.training, tokenizer, seed=config.seed, progress=progress
+            )
+            save_model(model, config.model, tmp)
+            model_seconds = time.perf_counter() - start
+            train_dictionaries(
+                model,
+                config.dictionaries,
+                tmp / DICTIONARIES_DIR,
+                seed=config.seed,
+                progress=progress,
+            )
+            train_seconds = time.perf_counter() - start
+            report = zoo_report(tmp, n_prompts=report_prompts, n_contexts=report_contexts)
+            build = {
+                **config.to_dict(),
+                "final_train_loss": sum(losses[-50:]) / len(losses[-50:]),
+                "seconds": {"model": round(model_seconds, 1), "total": round(train_seconds, 1)},
+            }
+            (tmp / BUILD_FILE).write_text(json.dumps(build, indent=2) + "\n")
+            (tmp / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+            (tmp / REPORT_MD).write_text(report.to_markdown())
         return report
     finally:
         torch.set_num_threads(threads_before)
-        if tmp.exists():
-            shutil.rmtree(tmp)

@@ -135,10 +135,14 @@ def test_invalid_method_settings_are_refused(
 def test_cli_refuses_zero_ig_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["attribute", "--prompt", "when anna and adam went", "--correct", "anna", "--method", "ig",
             "--ig-steps", "0", "--out", str(tmp_path / "g.json")]  # fmt: skip
-    assert main(args) == 1
+    try:
+        code = main(args)
+    except SystemExit as exc:  # refused while parsing the arguments, before any model loads
+        code = exc.code
+    assert code not in (0, None)
     err = capsys.readouterr().err
-    assert "ig_steps" in err
-    assert len(err.strip().splitlines()) == 1
+    assert "--ig-steps" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err
     assert not (tmp_path / "g.json").exists()
 
 
@@ -163,3 +167,89 @@ def test_direction_nodes_in_faithfulness_and_clustering(model64: Any) -> None:
     chosen = [n for n in profiles.nodes if n.site in (site, "blocks.0.hook_attn_out")]
     labels = decoder_clusters(lens, chosen, 2)
     assert set(labels) == {n.id for n in chosen}
+
+
+def test_overlapping_directions_leave_sae_circuit_scores_unchanged(
+    lens64: Lens, prompts64: PromptSet, model64: Any
+) -> None:
+    """Directions spliced after the gated SAE at the same hook: an SAE circuit's faithfulness is
+    what it is on the Lens without the directions (the directions' error term used to overwrite
+    the ablated stream and zero every SAE circuit's score); with every direction feature in the
+    circuit too (and the directions' error never ablated), the directions splice is the identity."""
+    hook = "blocks.1.hook_resid_post"
+    vectors = torch.randn(3, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    directions = Directions(vectors, hook)
+    lens = Lens(model64, [*full_dictionaries(model64, dtype=torch.float64), directions])
+    prompts = PromptSet.build(lens, CLEAN, CORRUPT, answers=[[5, 9]])
+    graph = attribute(
+        lens64, prompts64, METRIC, method="attribution", max_nodes=12, edges=False, progress=False
+    )
+    circuit = circuit_nodes(graph)
+    all_directions = [
+        feature(directions.name, i, p) for i in range(3) for p in range(prompts.n_pos)
+    ]
+    for ablation in ("zero", "corrupted"):
+        plain = faithfulness(lens64, prompts64, METRIC, circuit, ablation=ablation)
+        shared = faithfulness(lens, prompts, METRIC, circuit, ablation=ablation)
+        viewed = faithfulness(lens, prompts, METRIC, circuit + all_directions, ablation=ablation)
+        for result in (shared, viewed):
+            assert result.circuit == pytest.approx(plain.circuit, abs=1e-9)
+            assert result.empty == pytest.approx(plain.empty, abs=1e-9)
+        assert abs(plain.score) > 0
+
+
+def test_registered_methods_drive_attribute(lens64: Lens, prompts64: PromptSet) -> None:
+    """A method registered under a new name is what `attribute` runs: one that doubles attribution
+    patching's node effects and edges gives exactly twice its graph."""
+    from feature_lens.attribution import METHOD_REGISTRY, get_method, register_method
+    from feature_lens.attribution.methods import AttributionPatching
+
+    class Doubled(AttributionPatching):
+        name = "doubled"
+
+        def node_effects(self, *args: Any) -> dict[Any, float]:
+            return {n: 2 * v for n, v in super().node_effects(*args).items()}
+
+        def edges(self, *args: Any) -> torch.Tensor:
+            return 2 * super().edges(*args)
+
+    register_method(Doubled())  # type: ignore[arg-type]
+    try:
+        assert isinstance(get_method("doubled"), Doubled)
+        base = attribute(
+            lens64, prompts64, METRIC, method="attribution", max_nodes=8, progress=False
+        )
+        doubled = attribute(
+            lens64, prompts64, METRIC, method="doubled", max_nodes=8, progress=False
+        )
+    finally:
+        del METHOD_REGISTRY["doubled"]
+    assert list(doubled.nodes) == list(base.nodes)
+    torch.testing.assert_close(doubled.edge_weight, 2 * base.edge_weight, rtol=0, atol=1e-12)
+    with pytest.raises(InputError, match="unknown method 'doubled'"):
+        attribute(lens64, prompts64, METRIC, method="doubled", progress=False)
+
+
+def test_prompt_states_and_from_task(lens64: Lens, prompts64: PromptSet) -> None:
+    """`prompt_states` rows are the per-prompt clean and corrupted runs; `PromptSet.from_task` is
+    the task's pairs with [correct, wrong] answers."""
+    from feature_lens.zoo import task_prompts
+
+    two = PromptSet.build(lens64, [CLEAN, CLEAN], [CORRUPT, CLEAN], answers=[[5, 9], [9, 5]])
+    states = prompt_states(lens64, two)
+    for i, state in enumerate(states):
+        clean = lens64.run(two.clean[i : i + 1])
+        corrupted = lens64.run(two.corrupted[i : i + 1])  # type: ignore[index]
+        for site in lens64.sites:
+            torch.testing.assert_close(state.clean.features[site], clean.features[site])
+            torch.testing.assert_close(state.base.errors[site], corrupted.errors[site])
+        assert state.answers is not None
+        assert state.answers.tolist() == [two.answers[i].tolist()]  # type: ignore[index]
+    zoo = Lens.load()
+    task = PromptSet.from_task(zoo, "ioi", 3, seed=2)
+    pairs = task_prompts("ioi", 3, seed=2)
+    assert torch.equal(task.clean.cpu(), pairs.clean)
+    assert torch.equal(task.corrupted.cpu(), pairs.corrupted)  # type: ignore[union-attr]
+    assert task.answers.tolist() == [
+        [c, w] for c, w in zip(pairs.correct.tolist(), pairs.wrong.tolist(), strict=True)
+    ]  # type: ignore[union-attr]

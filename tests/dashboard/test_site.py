@@ -16,6 +16,7 @@ from feature_lens.dashboard import site as site_module
 from feature_lens.errors import InputError, OutputExistsError
 from feature_lens.graph import AttributionGraph
 from feature_lens.graph.neuronpedia import to_neuronpedia
+from feature_lens.outputs import MARKER
 from tests.dashboard.conftest import SCRIPT
 
 
@@ -98,6 +99,7 @@ def test_failed_build_leaves_nothing(
     out = tmp_path / "dash"
     out.mkdir()
     (out / "keep.txt").write_text("old")
+    (out / MARKER).write_text("{}")  # an earlier build's output, which --overwrite may replace
 
     def broken(folder: Path, *args: object, **kwargs: object) -> None:
         (folder / "index.html").write_text("half")
@@ -114,7 +116,7 @@ def test_failed_build_leaves_nothing(
             progress=False,
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dash"]
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"]
     monkeypatch.undo()
     result = build_dashboards(
         dash_lens,

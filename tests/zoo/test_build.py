@@ -10,6 +10,7 @@ import torch
 
 from feature_lens.cli import main
 from feature_lens.errors import OutputExistsError
+from feature_lens.outputs import MARKER
 from feature_lens.zoo import load_zoo_model, zoo_dictionary_dirs
 from feature_lens.zoo.build import ZooBuildConfig, build_zoo
 from feature_lens.zoo.dictionaries import DictionaryTrainingConfig
@@ -82,6 +83,12 @@ def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path: Path)
         _build(out)
     assert (out / "mine.txt").read_text() == "keep"
     assert main(["zoo", "train", str(out)]) == 1
+    # Not a feature-lens output: --overwrite refuses to delete it too.
+    with pytest.raises(OutputExistsError, match="not written by feature-lens"):
+        _build(out, overwrite=True)
+    assert (out / "mine.txt").read_text() == "keep"
+    (out / MARKER).write_text("{}")
     _build(out, overwrite=True)
     assert not (out / "mine.txt").exists()
     assert (out / "model.safetensors").is_file()
+    assert (out / MARKER).is_file()

@@ -1,0 +1,102 @@
+"""The feature side panel's data, computed on demand with the dashboards' own functions.
+
+For a feature: its top activating examples over the explorer's corpus (token-level activations),
+the histogram of its positive activations, its direct logit effect (top and bottom tokens, through
+the final LayerNorm's centring and gain and the unembedding), and — from the current graph — its
+strongest upstream and downstream nodes with their edge weights. The corpus is the embedded model's
+own text for the zoo, else the lines of `--corpus`, else the prompts typed so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from feature_lens.dashboard.data import (
+    Dataset,
+    FeatureData,
+    FeatureId,
+    feature_activations,
+    logit_effects,
+    prepare_dataset,
+    summarise,
+)
+from feature_lens.errors import InputError
+from feature_lens.graph import AttributionGraph
+from feature_lens.lens import Lens
+from feature_lens.serve.view import neighbours, node_record
+
+
+def top_token_labels(lens: Lens, features: Sequence[tuple[str, int]]) -> dict[str, str]:
+    """`SITE:INDEX` -> the token a feature most promotes through the direct path, quoted."""
+    ids = [FeatureId(site, index) for site, index in features]
+    effects = logit_effects(lens, ids, k=1, n_bins=2)
+    return {f.label: f"#{f.index} {effects[f].top[0][0]!r}" for f in ids if effects[f].top}
+
+
+@dataclass
+class FeaturePanels:
+    """Panel data for features of `lens`, over a corpus fixed at the first request."""
+
+    lens: Lens
+    corpus: Callable[[], Sequence[str]]
+    max_examples: int = 8
+    _dataset: Dataset | None = None
+    _cache: dict[FeatureId, FeatureData] = field(default_factory=dict[FeatureId, FeatureData])
+
+    def dataset(self) -> Dataset:
+        """The tokenized corpus (built once)."""
+        if self._dataset is None:
+            texts = [t for t in self.corpus() if t.strip()]
+            if not texts:
+                raise InputError("no corpus for feature examples: start with --corpus FILE")
+            self._dataset = prepare_dataset(self.lens, texts)
+        return self._dataset
+
+    def data(self, feature: FeatureId) -> FeatureData:
+        """Examples, histogram and logit effect of one feature (cached)."""
+        if feature.site not in self.lens.dictionaries:
+            raise InputError(f"{feature.site[:80]!r} is not a dictionary site of this Lens")
+        d_sae = self.lens.dictionary(feature.site).d_sae
+        if not 0 <= feature.index < d_sae:
+            raise InputError(f"feature {feature.index} is out of range at {feature.site!r}")
+        if feature not in self._cache:
+            dataset = self.dataset()
+            acts = feature_activations(self.lens, dataset, [feature])[feature]
+            data = summarise(dataset, feature, acts, n_top=self.max_examples, n_quantiles=1)
+            effect = logit_effects(self.lens, [feature])[feature]
+            data.top_logits, data.bottom_logits = effect.top, effect.bottom
+            self._cache[feature] = data
+        return self._cache[feature]
+
+    def panel(
+        self, feature: FeatureId, graph: AttributionGraph | None, node_id: str | None
+    ) -> dict[str, Any]:
+        """The JSON the side panel shows."""
+        data = self.data(feature)
+        examples = [
+            {"tokens": e.tokens, "acts": e.acts, "max": e.value, "at": e.pos - e.start}
+            for e in (data.groups[0].examples if data.groups else [])
+        ]
+        up: list[dict[str, Any]] = []
+        down: list[dict[str, Any]] = []
+        if graph is not None and node_id is not None and node_record(graph, node_id) is not None:
+            upstream, downstream = neighbours(graph, node_id)
+            up = [{"id": n.id, "weight": w} for n, w in upstream]
+            down = [{"id": n.id, "weight": w} for n, w in downstream]
+        return {
+            "feature": feature.label,
+            "site": feature.site,
+            "index": feature.index,
+            "density": data.density,
+            "maxAct": data.max_act,
+            "nTokens": data.n_tokens,
+            "examples": examples,
+            "hist": {"edges": data.hist_edges, "counts": data.hist_counts},
+            "topLogits": [[t, v] for t, v in data.top_logits],
+            "bottomLogits": [[t, v] for t, v in data.bottom_logits],
+            "upstream": up,
+            "downstream": down,
+            "edgeMethod": graph.settings.get("edge_method", graph.method) if graph else None,
+        }
