@@ -8,9 +8,10 @@ the second is the residual stream at the same position:
 
 with `gate_d = post/pre = 1` for an active ReLU feature. The bare baseline computes exactly that
 for the same node sets with one gather and one matmul (`W_dec[U] @ W_enc[:, D]`, scaled and
-masked). `direct_edges` computes it generally: it freezes the clean run (one forward), reads the
-target gates (one forward), and runs batched backward passes through the frozen model, one row per
-downstream node. The script checks the two agree to 1e-5 (exit status 1 if not) and prints the
+masked). `direct_edges` computes it generally: it records the clean stream (one forward), reads
+each target's encoder column and clean gate, and here (no attention between the sites) uses the
+closed form. Each repetition starts from a fresh prompt state (no per-prompt cache is reused), and
+a "first call" row also clears the dictionaries' encoder caches. The script checks the two agree to 1e-5 (exit status 1 if not) and prints the
 time ratio ours / bare, against the target of at most 3x.
 
 Run: `python benchmarks/bench_direct.py [--quick]`.
@@ -22,7 +23,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Before torch is imported (see common.py for why).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -114,17 +115,34 @@ def main() -> int:
         f"downstream feature nodes (all positions), mlp='stop'; best of {size.repeats}"
     )
 
+    # Every repetition is a user's call on a new prompt state: nothing computed for one prompt
+    # (frozen run, stream, gates) is reused. "cold" also drops the dictionaries' encoder caches
+    # (a Lens's first call); "warm" keeps them (every later prompt).
+    def fresh() -> PromptState:
+        return replace(state, gates={}, cache={}, freezes={})
+
+    def cold() -> PromptState:
+        for dictionary in lens.dictionaries.values():
+            dictionary.__dict__.pop("_pre_affine", None)
+        return fresh()
+
     t_ours, ours = best_of(
         lambda: direct_edges(
-            lens, state, upstream, downstream, mlp="stop", batch_size=size.batch_size
+            lens, fresh(), upstream, downstream, mlp="stop", batch_size=size.batch_size
         ),
         size.repeats,
     )
     t_matrix, matrix = best_of(
         lambda: direct_edge_matrix(
-            lens, state, upstream, downstream, mlp="stop", batch_size=size.batch_size
+            lens, fresh(), upstream, downstream, mlp="stop", batch_size=size.batch_size
         ),
         max(size.repeats, 5),
+    )
+    t_cold, _ = best_of(
+        lambda: direct_edge_matrix(
+            lens, cold(), upstream, downstream, mlp="stop", batch_size=size.batch_size
+        ),
+        max(size.repeats, 3),
     )
     products = bare_products(lens, state, upstream, downstream)
     t_bare, bare = best_of(products, max(size.repeats, 5))
@@ -143,12 +161,14 @@ def main() -> int:
     ratio = t_matrix / t_bare
     print(f"   bare products (gather + matmul)                {1e3 * t_bare:10.3f} ms")
     print(f"   ours: direct_edge_matrix(mlp='stop')           {1e3 * t_matrix:10.3f} ms")
+    print(f"   ours, a Lens's first call (encoder caches too) {1e3 * t_cold:10.3f} ms")
     print(f"   bare products + the same {{(u, d): float}} dict  {1e3 * t_dict:10.3f} ms")
     print(f"   ours: direct_edges(mlp='stop') (the dict view) {1e3 * t_ours:10.3f} ms")
     verdict = "within" if ratio <= TARGET_RATIO else "NOT within"
     print(
         f"   matrix: ours / bare products: {ratio:.1f}x  ({verdict} the target of {TARGET_RATIO:.0f}x)"
     )
+    print(f"   first call: ours / bare products: {t_cold / t_bare:.1f}x")
     print(f"   dict:   ours / (bare products + dict): {t_ours / t_dict:.1f}x")
     print(f"   {bare.numel()} edges, max |diff| {diff:.2e} (max |edge| {largest:.3g})")
     if diff > 1e-5:

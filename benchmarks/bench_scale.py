@@ -1,23 +1,31 @@
-"""Benchmark: attribution at GPT-2-small scale, and how its memory grows with the SAE width.
+"""Benchmark: attribution at GPT-2-small scale (issue 13's workload), phases (a), (b), (c).
 
-A random GPT-2-small-shaped model (12 layers, d_model 768, 12 heads, d_mlp 3072, vocab 50257,
-TransformerLens's default initialisation, built from a config) with a random standard SAE of
-`d_sae` features at every `blocks.L.hook_resid_post`, encoder biases set so that about 32 features
-fire per token, and a 24-token random prompt with the zero baseline. Two phases are measured:
+The workload: a random GPT-2-small-shaped model (12 layers, d_model 768, 12 heads, d_mlp 3072,
+vocabulary 50,257, TransformerLens's default initialisation, built from a config), a random SAE-Lens
+TopK SAE (k = 40 features firing per token) of `d_sae` = 24,576 features at every
+`blocks.L.hook_resid_post`, and one random prompt of 64 tokens with the zero baseline and a logit
+difference at the last position. Through the public API:
 
-(a) nodes: the clean and baseline node values, `candidate_nodes` (every active feature at every
-    position, every error term, every token) and `gradient_node_effects` for a logit difference
-    at the last position;
-(b) edges: of the 100 feature nodes with the largest |effect|, for every layer L the edges from
-    those at layer L to those at layer L+1 (`gradient_edges`, one batch per layer pair).
+(a) scores: `prompt_states` and attribution-patching scores of every candidate node (every active
+    feature at every position, every error term, every token);
+(b) edges among the top 100 feature nodes (by |score|) of each layer, for every adjacent layer
+    pair L -> L+1 (11 x 100 x 100), with `gradient_edge_matrix`;
+(c) `attribute(max_nodes=1000, edges=True)` from scratch: a circuit-tracer-sized graph (its FLOPs
+    are counted only with `--count-c`: counting runs the phase again).
+(d) edges of one layer pair computed batched (`gradient_edge_matrix`) against one full-model
+    backward per downstream node (the Sparse Feature Circuits way: a forward through the whole
+    spliced model, the downstream feature read from a dense encode, one backward each); the same
+    numbers are checked equal.
 
-Each `d_sae` runs in its own subprocess, so peaks do not mix. Peak memory is the Linux peak RSS
-(`VmHWM`, reset through `/proc/self/clear_refs` at the start of each phase) minus the RSS at that
-start: what the phase adds on top of the weights. Memory must grow about linearly in `d_sae`
-(SAE weights and `[pos, d_sae]` activations), never with `d_sae` squared: the script fits the
-exponent of peak vs d_sae over the sizes and fails (exit 1) if it exceeds 1.5.
+Each configuration runs in a fresh subprocess. Reported per phase: wall time, CPU time (all
+threads; on a shared machine wall time includes other jobs' time slices), the process's peak
+RSS (`VmHWM`, weights included, reset at the start of the phase), the FLOPs executed (torch's
+`FlopCounterMode`, counted in a second, untimed run) and the achieved fraction of this machine's
+measured float32 matmul rate (the physical floor). `--sweep` adds (a)+(b) at 16/64/128 tokens and
+at d_sae 6,144/12,288/24,576 with fitted exponents of time and peak memory.
 
-Run: `python benchmarks/bench_scale.py [--quick]` (default d_sae 6144, 12288, 24576; 2 threads).
+Run: `python benchmarks/bench_scale.py [--quick] [--sweep] [--threads 2]`. Goals (issue 13):
+(a)+(b) <= 60 s and peak <= 6 GB; (c) <= 120 s and <= 8 GB; (d) batched >= 5x faster.
 """
 
 from __future__ import annotations
@@ -27,7 +35,6 @@ import json
 import math
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -41,22 +48,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import itertools
 
 import torch
-from common import build_model, build_saes, machine_line
+from common import build_model, machine_line
+from torch.utils.flop_counter import FlopCounterMode
 
 from feature_lens import Lens
 from feature_lens.attribution import (
     LogitDiff,
     Node,
     PromptSet,
-    PromptState,
-    baseline_values,
+    attribute,
     candidate_nodes,
-    gradient_edges,
+    gradient_edge_matrix,
     gradient_node_effects,
-    node_values,
+    prompt_states,
 )
 
-MAX_EXPONENT = 1.5
 GPT2_SMALL: dict[str, int] = {
     "n_layers": 12,
     "d_model": 768,
@@ -71,88 +77,175 @@ QUICK_MODEL: dict[str, int] = {
     "n_heads": 4,
     "d_mlp": 512,
     "d_vocab": 1000,
-    "n_ctx": 64,
+    "n_ctx": 256,
 }
+GOALS = {"ab_s": 60.0, "ab_gb": 6.0, "c_s": 120.0, "c_gb": 8.0, "speedup": 5.0}
 
 
-def memory_kib() -> tuple[int, int]:
-    """(current RSS, peak RSS since the last reset) of this process in KiB."""
+def peak_gb() -> float:
+    """Peak RSS of this process since the last reset, in GB (10^9 bytes)."""
     status = open("/proc/self/status").read()  # noqa: SIM115 -- tiny procfs read
-    rss = re.search(r"VmRSS:\s+(\d+)", status)
-    hwm = re.search(r"VmHWM:\s+(\d+)", status)
-    if rss is None or hwm is None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak, peak
-    return int(rss.group(1)), int(hwm.group(1))
+    match = re.search(r"VmHWM:\s+(\d+)", status)
+    return int(match.group(1)) * 1024 / 1e9 if match else float("nan")
 
 
-def measure(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """Run `fn`; return its result, the wall time in seconds and the peak memory it added in MiB
-    (peak RSS during the call minus the RSS before it)."""
+def reset_peak() -> None:
+    """Reset VmHWM to the current RSS (Linux)."""
     try:
         with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # resets VmHWM to the current RSS
+            handle.write("5")
     except OSError:
-        print("   (cannot reset the peak RSS: the peak below includes earlier phases)")
-    start_rss, _ = memory_kib()
-    start = time.perf_counter()
+        pass
+
+
+CPU_SECONDS: dict[int, float] = {}
+"""CPU seconds (all threads) of the last `timed` call, keyed by nothing but 0: on a machine
+shared with other jobs, wall time counts their time slices too, CPU time does not."""
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """Result, wall seconds, peak RSS in GB (weights included) of one call."""
+    reset_peak()
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn()
-    seconds = time.perf_counter() - start
-    _, peak = memory_kib()
-    return out, seconds, (peak - start_rss) / 1024
+    CPU_SECONDS[0] = time.process_time() - cpu
+    return out, time.perf_counter() - start, peak_gb()
 
 
-def worker(d_sae: int, model_shape: dict[str, int], n_pos: int, top: int) -> dict[str, Any]:
-    """Build the model and SAEs, measure both phases, return the numbers."""
+def flops(fn: Callable[[], Any]) -> float:
+    """Floating-point operations `fn` executes (torch's counter: matmuls, convolutions)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def matmul_rate() -> float:
+    """This machine's float32 matmul rate in FLOP/s at the current thread count (best of 5)."""
+    a, b = torch.randn(2048, 768), torch.randn(768, 3072)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 * 768 * 3072 / best
+
+
+def build_saes(model: Any, sites: list[str], d_sae: int, k: int) -> list[Any]:
+    """Random TopK SAEs (k features fire per token) with unit-norm Gaussian columns."""
+    import sae_lens
+
+    d_in = int(model.cfg.d_model)
+    generator = torch.Generator().manual_seed(0)
+    saes = []
+    for site in sites:
+        sae = sae_lens.TopKSAE(sae_lens.TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k))
+        with torch.no_grad():
+            sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=generator) / d_in**0.5)
+            sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=generator) / d_in**0.5)
+            sae.b_enc.zero_()
+            sae.b_dec.copy_(0.1 * torch.randn(d_in, generator=generator))
+        sae.cfg.metadata.hook_name = site
+        sae.cfg.metadata.model_name = "bench-random-model"
+        saes.append(sae.eval().requires_grad_(False))
+    return saes
+
+
+def per_node_edges(lens: Lens, state: Any, upstream: list[Node], targets: list[Node]) -> Any:
+    """The Sparse Feature Circuits way: per downstream node, a full forward of the spliced model
+    with leaves at every site, the node read from its site's dense encode, one backward."""
+    from feature_lens.attribution.state import gradient_score_matrix
+    from feature_lens.lens import EMBED_SITE, RunPlan
+
+    out = torch.zeros(len(upstream), len(targets))
+    sites = [*lens.sites, EMBED_SITE]
+    for j, d in enumerate(targets):
+        plan = RunPlan(leaf_sites=sites, keep_graph=True)
+        result = lens.forward(state.tokens, plan)
+        value = result.features[d.site][0, d.pos, d.index]
+        present = [s for s in sites if s in result.leaves]
+        grads = torch.autograd.grad(value, [result.leaves[s] for s in present], allow_unused=True)
+        grad_map = {
+            s: torch.zeros_like(result.leaves[s]) if g is None else g
+            for s, g in zip(present, grads, strict=True)
+        }
+        out[:, j] = gradient_score_matrix(lens, state, grad_map, upstream)[0]
+    return out
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the workload, run the phases asked for, return the numbers."""
+    torch.set_num_threads(args.threads)
+    shape = QUICK_MODEL if args.quick else GPT2_SMALL
     t0 = time.perf_counter()
-    model = build_model(**model_shape)
+    model = build_model(**shape).requires_grad_(False)
+    sites = [f"blocks.{layer}.hook_resid_post" for layer in range(shape["n_layers"])]
+    lens = Lens(model, build_saes(model, sites, args.d_sae, args.k))
     tokens = torch.randint(
-        1, model_shape["d_vocab"], (1, n_pos), generator=torch.Generator().manual_seed(1)
+        1, shape["d_vocab"], (1, args.tokens), generator=torch.Generator().manual_seed(1)
     )
-    sites = [f"blocks.{layer}.hook_resid_post" for layer in range(model_shape["n_layers"])]
-    lens = Lens(model, build_saes(model, tokens, d_sae, sites, active=32))
     with torch.no_grad():
         correct, wrong = model(tokens)[0, -1].topk(2).indices.tolist()
     metric = LogitDiff(correct, wrong)
-    weights_mib = memory_kib()[0] / 1024
-    print(f"   d_sae {d_sae}: built in {time.perf_counter() - t0:.0f} s, RSS {weights_mib:.0f} MiB")
+    prompts = PromptSet(tokens)
+    out: dict[str, Any] = {
+        "d_sae": args.d_sae,
+        "tokens": args.tokens,
+        "build_s": time.perf_counter() - t0,
+        "weights_gb": peak_gb(),
+        "rate": matmul_rate(),
+    }
 
-    def nodes_phase() -> tuple[PromptState, dict[Node, float]]:
-        state = PromptState(
-            tokens,
-            None,
-            node_values(lens, tokens),
-            baseline_values(lens, PromptSet(tokens), "zero"),
-        )
+    def phase_a() -> tuple[Any, dict[Node, float]]:
+        (state,) = prompt_states(lens, prompts, "zero")
         nodes = candidate_nodes(lens, state, "keep")
         return state, gradient_node_effects(lens, state, metric, nodes)
 
-    (state, effects), t_nodes, mem_nodes = measure(nodes_phase)
+    (state, effects), out["a_s"], out["a_gb"] = timed(phase_a)
+    out["a_cpu"] = CPU_SECONDS[0]
+    out["nodes"] = len(effects)
     features = [n for n in effects if n.kind == "feature"]
-    kept = sorted(features, key=lambda n: -abs(effects[n]))[:top]
-    by_layer = {s: [n for n in kept if n.site == s] for s in sites}
-
-    def edges_phase() -> dict[tuple[Node, Node], float]:
-        edges: dict[tuple[Node, Node], float] = {}
-        for up_site, down_site in itertools.pairwise(sites):
-            up, down = by_layer[up_site], by_layer[down_site]
-            if up and down:
-                edges.update(gradient_edges(lens, state, up, down, batch_size=max(1, len(down))))
-        return edges
-
-    edges, t_edges, mem_edges = measure(edges_phase)
-    return {
-        "d_sae": d_sae,
-        "weights_mib": weights_mib,
-        "nodes": len(effects),
-        "nodes_s": t_nodes,
-        "nodes_mib": mem_nodes,
-        "top_per_layer": [len(v) for v in by_layer.values()],
-        "edges": len(edges),
-        "edges_s": t_edges,
-        "edges_mib": mem_edges,
-        "total_peak_mib": weights_mib + max(mem_nodes, mem_edges),
+    top = {
+        site: sorted((n for n in features if n.site == site), key=lambda n: -abs(effects[n]))[
+            : args.top
+        ]
+        for site in sites
     }
+    pairs = [(top[a], top[b]) for a, b in itertools.pairwise(sites) if top[a] and top[b]]
+
+    def phase_b() -> list[torch.Tensor]:
+        return [gradient_edge_matrix(lens, state, up, down) for up, down in pairs]
+
+    matrices, out["b_s"], out["b_gb"] = timed(phase_b)
+    out["b_cpu"] = CPU_SECONDS[0]
+    out["edges"] = sum(int((m != 0).sum()) for m in matrices)
+    out["pairs"] = len(pairs)
+    if args.flops:
+        out["a_flop"] = flops(phase_a)
+        out["b_flop"] = flops(phase_b)
+    if args.compare:
+        up, down = pairs[len(pairs) // 2]
+        down = down[: args.compare]
+        batched, out["d_batched_s"], _ = timed(lambda: gradient_edge_matrix(lens, state, up, down))
+        out["d_batched_cpu"] = CPU_SECONDS[0]
+        single, out["d_single_s"], _ = timed(lambda: per_node_edges(lens, state, up, down))
+        out["d_single_cpu"] = CPU_SECONDS[0]
+        out["d_targets"] = len(down)
+        out["d_max_diff"] = float((batched - single).abs().max())
+        out["d_scale"] = float(single.abs().max())
+    if args.full:
+
+        def phase_c() -> Any:
+            return attribute(
+                lens, prompts, metric, max_nodes=1000, edges=True, baseline="zero", progress=False
+            )
+
+        graph, out["c_s"], out["c_gb"] = timed(phase_c)
+        out["c_cpu"] = CPU_SECONDS[0]
+        out["c_nodes"] = len(graph.nodes)
+        if args.count_c:
+            out["c_flop"] = flops(phase_c)
+    return out
 
 
 def exponent(xs: list[float], ys: list[float]) -> float:
@@ -164,66 +257,118 @@ def exponent(xs: list[float], ys: list[float]) -> float:
     )
 
 
+def run_worker(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+    """One configuration in a fresh subprocess (peaks and caches do not mix)."""
+    settings = {**vars(args), **overrides}
+    command = [sys.executable, __file__, "--worker"]
+    for key, value in settings.items():
+        if key in ("full", "flops"):
+            command += [] if value else [f"--no-{key}"]
+        elif key not in ("worker", "sweep") and value is not None and value is not False:
+            flag = "--" + key.replace("_", "-")
+            command += [flag] if value is True else [flag, str(value)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        print(done.stdout[-2000:], done.stderr[-4000:])
+        raise SystemExit(f"worker {overrides} failed with exit status {done.returncode}")
+    return json.loads(line[7:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small model, runs in seconds")
+    parser.add_argument("--quick", action="store_true", help="small model: a smoke run")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument(
-        "--d-sae", type=int, nargs="+", help="SAE widths (default 6144 12288 24576)"
-    )
-    parser.add_argument("--tokens", type=int, default=24, help="prompt length (default 24)")
-    parser.add_argument("--top", type=int, default=100, help="nodes kept for edges (default 100)")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--d-sae", type=int, default=None, help="SAE width (default 24576)")
+    parser.add_argument("--k", type=int, default=40, help="TopK features per token (default 40)")
+    parser.add_argument("--tokens", type=int, default=64, help="prompt length (default 64)")
+    parser.add_argument("--top", type=int, default=100, help="top nodes per layer for (b)")
+    parser.add_argument("--compare", type=int, default=None, help="targets for (d)")
+    parser.add_argument("--no-full", dest="full", action="store_false", help="skip (c)")
+    parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip counting")
+    parser.add_argument("--count-c", action="store_true", help="also count (c)'s FLOPs (slow)")
+    parser.add_argument("--sweep", action="store_true", help="prompt-length and d_sae sweeps")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    shape = QUICK_MODEL if args.quick else GPT2_SMALL
-    if args.worker is not None:
-        print("RESULT " + json.dumps(worker(args.worker, shape, args.tokens, args.top)))
+    if args.d_sae is None:
+        args.d_sae = 2048 if args.quick else 24576
+    if args.compare is None:
+        args.compare = 20 if args.quick else 100
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args)))
         return 0
 
-    widths = args.d_sae or ([512, 1024, 2048] if args.quick else [6144, 12288, 24576])
+    torch.set_num_threads(args.threads)
     print(machine_line("bench_scale"))
-    print(f"   model {shape}, {args.tokens} tokens, top {args.top} nodes for edges")
-    results = []
-    for d_sae in widths:
-        command = [sys.executable, __file__, "--worker", str(d_sae), "--threads", str(args.threads)]
-        command += ["--tokens", str(args.tokens), "--top", str(args.top)]
-        command += ["--quick"] if args.quick else []
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        lines = done.stdout.splitlines()
-        print("\n".join(line for line in lines if not line.startswith("RESULT ")))
-        if done.returncode != 0:
-            print(done.stderr[-3000:])
-            print(f"FAILED: the d_sae={d_sae} worker exited with {done.returncode}")
-            return 1
-        results.append(json.loads(next(ln for ln in lines if ln.startswith("RESULT "))[7:]))
-
+    print(f"   /proc/loadavg at start: {open('/proc/loadavg').read().strip()}")  # noqa: SIM115
+    main_run = run_worker(args)
+    r = main_run
+    rate = r["rate"]
     print(
-        f"\n{'d_sae':>7} {'weights':>9} {'nodes':>7} {'(a) time':>9} {'(a) peak+':>10} "
-        f"{'edges':>7} {'(b) time':>9} {'(b) peak+':>10} {'total peak':>11}"
+        f"   model {'quick' if args.quick else 'GPT-2-small shape'}, d_sae {r['d_sae']}, ", end=""
     )
-    for r in results:
+    print(f"{r['tokens']} tokens, {r['nodes']} candidate nodes; measured matmul rate ", end="")
+    print(f"{rate / 1e9:.0f} GFLOP/s; weights RSS {r['weights_gb']:.2f} GB")
+    print(
+        f"\n{'phase':<34} {'time':>8} {'CPU time':>9} {'peak RSS':>9} {'GFLOP':>8} "
+        f"{'of peak rate':>12}"
+    )
+    rows = [("(a) scores", "a"), (f"(b) edges, {r['pairs']} x {args.top} x {args.top}", "b")]
+    if args.full:
+        rows.append(("(c) attribute(max_nodes=1000)", "c"))
+    for label, key in rows:
+        flop = r.get(f"{key}_flop")
+        frac = f"{flop / r[f'{key}_s'] / rate:>11.1%}" if flop else f"{'-':>11}"
+        gflop = f"{flop / 1e9:>8.1f}" if flop else f"{'-':>8}"
         print(
-            f"{r['d_sae']:>7} {r['weights_mib']:>7.0f}Mi {r['nodes']:>7} {r['nodes_s']:>8.2f}s "
-            f"{r['nodes_mib']:>8.0f}Mi {r['edges']:>7} {r['edges_s']:>8.2f}s "
-            f"{r['edges_mib']:>8.0f}Mi {r['total_peak_mib']:>9.0f}Mi"
+            f"{label:<34} {r[f'{key}_s']:>7.2f}s {r[f'{key}_cpu']:>8.2f}s {r[f'{key}_gb']:>7.2f}GB "
+            f"{gflop} {frac}"
         )
-    print("   top nodes per layer (last width):", results[-1]["top_per_layer"])
-    xs = [float(r["d_sae"]) for r in results]
-    worst = 0.0
-    if len(xs) >= 2:
-        for label, key in (
-            ("(a) peak added", "nodes_mib"),
-            ("(b) peak added", "edges_mib"),
-            ("total peak", "total_peak_mib"),
-        ):
-            slope = exponent(xs, [float(r[key]) for r in results])
-            worst = max(worst, slope)
-            print(f"   fitted exponent of {label} vs d_sae: {slope:.2f} (quadratic would be 2)")
-    if worst > MAX_EXPONENT:
-        print(f"FAILED: memory grows faster than d_sae^{MAX_EXPONENT}")
-        return 1
-    return 0
+    ab_s, ab_gb = r["a_s"] + r["b_s"], max(r["a_gb"], r["b_gb"])
+    verdicts = [
+        (
+            "(a)+(b)",
+            ab_s <= GOALS["ab_s"] and ab_gb <= GOALS["ab_gb"],
+            f"{ab_s:.1f} s, {ab_gb:.2f} GB",
+        ),
+    ]
+    if args.full:
+        ok = r["c_s"] <= GOALS["c_s"] and r["c_gb"] <= GOALS["c_gb"]
+        verdicts.append(("(c)", ok, f"{r['c_s']:.1f} s, {r['c_gb']:.2f} GB"))
+    speedup = r["d_single_s"] / r["d_batched_s"]
+    print(
+        f"\n(d) {r['d_targets']} targets, one layer pair: batched {r['d_batched_s']:.2f} s, one "
+        f"backward per node {r['d_single_s']:.2f} s: {speedup:.1f}x (CPU time "
+        f"{r['d_single_cpu'] / r['d_batched_cpu']:.1f}x; max |diff| "
+        f"{r['d_max_diff']:.1e} of {r['d_scale']:.1e})"
+    )
+    verdicts.append(("(d) speedup", speedup >= GOALS["speedup"], f"{speedup:.1f}x"))
+    for label, ok, text in verdicts:
+        print(f"   {label}: {text} -> {'met' if ok else 'NOT met'}")
+    if args.sweep:
+        sweep(args)
+    print(f"   /proc/loadavg at end: {open('/proc/loadavg').read().strip()}")  # noqa: SIM115
+    return 0 if r["d_max_diff"] <= 1e-4 * max(1.0, r["d_scale"]) else 1
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """(a)+(b) against prompt length and against d_sae, with fitted exponents."""
+    lengths = [8, 16, 32] if args.quick else [16, 64, 128]
+    widths = [512, 1024, 2048] if args.quick else [6144, 12288, 24576]
+    common = {"full": False, "flops": False, "compare": 0}
+    for name, key, values in (("tokens", "tokens", lengths), ("d_sae", "d_sae", widths)):
+        results = [run_worker(args, **common, **{key: v}) for v in values]
+        print(f"\n{name:>7} {'(a) time':>9} {'(b) time':>9} {'(a) peak':>9} {'(b) peak':>9}")
+        for v, res in zip(values, results, strict=True):
+            print(
+                f"{v:>7} {res['a_s']:>8.2f}s {res['b_s']:>8.2f}s {res['a_gb']:>7.2f}GB "
+                f"{res['b_gb']:>7.2f}GB"
+            )
+        xs = [float(v) for v in values]
+        for label, field in (("(a) time", "a_s"), ("(b) time", "b_s"), ("(b) peak", "b_gb")):
+            print(
+                f"   exponent of {label} vs {name}: {exponent(xs, [res[field] for res in results]):.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -24,12 +24,22 @@ from tqdm.auto import tqdm
 
 from feature_lens.attribution.baselines import BaselineKind
 from feature_lens.attribution.direct import MlpMode
-from feature_lens.attribution.methods import METHOD_REGISTRY, MethodSettings, get_method
+from feature_lens.attribution.methods import (
+    METHOD_REGISTRY,
+    AttributionMethod,
+    MethodSettings,
+    get_method,
+)
 from feature_lens.attribution.metrics import Metric, NodeActivation, evaluate
 from feature_lens.attribution.nodes import METRIC_NODE, Node
-from feature_lens.attribution.prepare import default_baseline, prompt_states
+from feature_lens.attribution.prepare import default_baseline
 from feature_lens.attribution.prompts import PromptSet
-from feature_lens.attribution.state import Positions, PromptState, candidate_nodes
+from feature_lens.attribution.state import (
+    Positions,
+    PromptState,
+    StreamedStates,
+    candidate_nodes,
+)
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph, NodeTable
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
@@ -56,6 +66,7 @@ def attribute(
     mlp: MlpMode = "stop",
     batch_size: int = 64,
     progress: bool = True,
+    memory_budget: int | None = None,
 ) -> AttributionGraph:
     """Attribute `metric` to the Lens's nodes with `method`, keep the strongest, connect them.
 
@@ -73,16 +84,20 @@ def attribute(
         ig_steps: integration steps for "ig" (>= 1).
         mlp: for "direct": "stop" (MLPs held) or "linear" (MLPs linearised).
         batch_size: interventions (exact) or targets (edges) per forward pass.
+        memory_budget: bytes for one batched backward of edge targets (default 1 GiB); edges
+            use at most `batch_size` targets per backward, fewer when the budget says so.
     Returns:
         The graph (see the module docstring): node effects, activations and edge weights are
         means over prompts.
     """
     spec = get_method(method)
-    settings = MethodSettings(ig_steps=ig_steps, mlp=mlp, batch_size=batch_size)
+    settings = MethodSettings(
+        ig_steps=ig_steps, mlp=mlp, batch_size=batch_size, memory_budget=memory_budget
+    )
     recorded = spec.check(settings)
     _check_inputs(lens, prompts, metric, positions, max_nodes, node_threshold)
     kind: BaselineKind = baseline or default_baseline(prompts)
-    states = prompt_states(lens, prompts, kind, mean_tokens=mean_tokens)
+    states = StreamedStates(lens, prompts, kind, mean_tokens=mean_tokens)
     n = len(states)
 
     # 1. score
@@ -105,21 +120,16 @@ def attribute(
     adjacency = torch.zeros(size, size, dtype=torch.float64)
     effect = torch.tensor([effects[node] for node in kept], dtype=torch.float64)
     adjacency[-1, :-1] = effect
-    targets = [j for j, node in enumerate(kept) if node.kind == "feature"]
-    if edges and targets:
-        target_nodes = [kept[j] for j in targets]
-        total = torch.zeros(len(kept), len(targets), dtype=torch.float64)
-        for state in tqdm(states, desc=f"{method}: edges", disable=not progress):
-            matrix = spec.edges(lens, state, kept, target_nodes, settings)
-            total += matrix.detach().to("cpu", torch.float64)
+    targets = [j for j, node in enumerate(kept) if node.kind == "feature"] if edges else []
+    total, activation_sum = _second_pass(
+        lens, states, kept, targets, spec, settings, f"{method}: edges", progress
+    )
+    if targets:
         adjacency[torch.tensor(targets), :-1] = (total / n).T
 
     # 4. graph
     metric_clean, metric_base = metric_values(lens, prompts, metric, states, kind)
-    activation = torch.tensor(
-        [sum(state.activation(node) for state in states) / n for node in kept] + [metric_clean],
-        dtype=torch.float64,
-    )
+    activation = torch.cat([activation_sum / n, torch.tensor([metric_clean], dtype=torch.float64)])
     name = getattr(metric, "name", "metric")
     sites = [node.writes_to for node in kept]
     table = NodeTable.from_nodes(
@@ -151,6 +161,29 @@ def attribute(
         record,
         str_prompts,
     )
+
+
+def _second_pass(
+    lens: Lens,
+    states: StreamedStates,
+    kept: Sequence[Node],
+    targets: Sequence[int],
+    spec: AttributionMethod,
+    settings: MethodSettings,
+    desc: str,
+    progress: bool,
+) -> tuple[Tensor, Tensor]:
+    """One pass over the prompts (one state alive at a time): the summed edge matrix
+    `[len(kept), len(targets)]` (targets index `kept`) and the kept nodes' summed activations."""
+    total = torch.zeros(len(kept), len(targets), dtype=torch.float64)
+    activation = torch.zeros(len(kept), dtype=torch.float64)
+    target_nodes = [kept[j] for j in targets]
+    for state in tqdm(states, desc=desc, disable=not progress or not targets):
+        activation += torch.tensor([state.activation(node) for node in kept], dtype=torch.float64)
+        if target_nodes:
+            matrix = spec.edges(lens, state, kept, target_nodes, settings)
+            total += matrix.detach().to("cpu", torch.float64)
+    return total, activation
 
 
 def _check_inputs(
@@ -187,23 +220,37 @@ def metric_values(
     lens: Lens,
     prompts: PromptSet,
     metric: Metric,
-    states: Sequence[PromptState],
+    states: Iterable[PromptState],
     baseline: BaselineKind,
 ) -> tuple[float, float]:
     """Mean metric on the clean prompts, and with every node at its baseline (on the corrupted
     prompts themselves for the corrupted baseline; see the module docstring)."""
     with torch.no_grad():
-        clean = evaluate(metric, lens.forward(prompts.clean, RunPlan()), prompts.answers).mean()
+        clean = _mean_metric(lens, metric, prompts.clean, prompts.answers)
         if baseline == "corrupted" and prompts.corrupted is not None:
-            base = evaluate(metric, lens.forward(prompts.corrupted, RunPlan()), prompts.answers)
-            return float(clean), float(base.mean())
+            return clean, _mean_metric(lens, metric, prompts.corrupted, prompts.answers)
         values = [
             evaluate(
                 metric, lens.forward(state.tokens, _all_at_baseline(lens, state)), state.answers
             )
             for state in states
         ]
-    return float(clean), float(torch.cat(values).mean())
+    return clean, float(torch.cat(values).mean())
+
+
+def _mean_metric(
+    lens: Lens, metric: Metric, tokens: Tensor, answers: Tensor | None, chunk: int = 64
+) -> float:
+    """Mean of the metric over prompts, `chunk` prompts per forward (memory flat in n)."""
+    values = [
+        evaluate(
+            metric,
+            lens.forward(tokens[i : i + chunk], RunPlan()),
+            None if answers is None else answers[i : i + chunk],
+        )
+        for i in range(0, tokens.shape[0], chunk)
+    ]
+    return float(torch.cat(values).mean())
 
 
 def _all_at_baseline(lens: Lens, state: PromptState) -> RunPlan:

@@ -62,12 +62,17 @@ def baseline_values(
             )
         return node_values(lens, prompts.corrupted)
     if kind == "zero":
-        clean = node_values(lens, prompts.clean[:1, :1])
-        return NodeValues(
-            {s: torch.zeros_like(v) for s, v in clean.features.items()},
-            {s: torch.zeros_like(v) for s, v in clean.errors.items()},
-            torch.zeros_like(clean.embeddings),
-        )
+        # Shapes come from the dictionaries and the model: no forward pass is needed.
+        dtype, device = lens.model.cfg.dtype, lens.device
+        features, errors = {}, {}
+        for site, dictionary in lens.dictionaries.items():
+            own = dictionary.W_dec.dtype
+            features[site] = torch.zeros(1, 1, dictionary.d_sae, dtype=own, device=device)
+            errors[site] = torch.zeros(
+                1, 1, dictionary.d_out, dtype=torch.promote_types(dtype, own), device=device
+            )
+        embeddings = torch.zeros(1, 1, int(lens.model.cfg.d_model), dtype=dtype, device=device)
+        return NodeValues(features, errors, embeddings)
     if kind == "mean":
         if mean_tokens is None or mean_tokens.numel() == 0:
             raise InputError("baseline 'mean' needs a dataset of tokens to average over")

@@ -36,13 +36,13 @@ from torch import Tensor
 from feature_lens.attribution.gradients import (
     edge_mask,
     edges_from_matrix,
-    gate_values,
     gradient_edge_matrix,
     gradient_node_effects,
 )
 from feature_lens.attribution.metrics import Metric
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.state import PromptState
+from feature_lens.attribution.targets import feature_targets
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, freeze_cache_names
 
 MlpMode = Literal["stop", "linear"]
@@ -66,8 +66,14 @@ def direct_node_effects(
 ) -> dict[Node, float]:
     """Each node's direct effect on the metric (exact for metrics linear in the logits, such as a
     logit difference; first order in the frozen model otherwise)."""
-    freeze = clean_freeze(lens, state.tokens, mlp=mlp)
-    return gradient_node_effects(lens, state, metric, nodes, freeze=freeze)
+    return gradient_node_effects(lens, state, metric, nodes, freeze=state_freeze(lens, state, mlp))
+
+
+def state_freeze(lens: Lens, state: PromptState, mlp: MlpMode) -> Freeze:
+    """`clean_freeze` for the state's prompt, computed once per state and MLP mode."""
+    if mlp not in state.freezes:
+        state.freezes[mlp] = clean_freeze(lens, state.tokens, mlp=mlp)
+    return state.freezes[mlp]
 
 
 def direct_edge_matrix(
@@ -77,7 +83,8 @@ def direct_edge_matrix(
     targets: Sequence[Node],
     *,
     mlp: MlpMode = "stop",
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> Tensor:
     """Direct edges as a matrix `[len(upstream), len(targets)]` (targets: feature nodes; zero
     where u fires at or after d).
@@ -101,7 +108,7 @@ def direct_edge_matrix(
     backward_sites = {ds for (_, ds), how in route.items() if how == "backward"}
     backward = [j for j, d in enumerate(targets) if d.site in backward_sites]
     if backward:
-        freeze = clean_freeze(lens, state.tokens, mlp=mlp)
+        freeze = state_freeze(lens, state, mlp)
         out[:, backward] = gradient_edge_matrix(
             lens,
             state,
@@ -109,10 +116,10 @@ def direct_edge_matrix(
             [targets[j] for j in backward],
             batch_size=batch_size,
             freeze=freeze,
+            memory_budget=memory_budget,
         )
     closed_sites = sorted({ds for (_, ds), how in route.items() if how == "closed"})
     if closed_sites:
-        gates = gate_values(lens, state, closed_sites)
         with torch.no_grad():
             for site in closed_sites:
                 columns = [j for j, d in enumerate(targets) if d.site == site]
@@ -120,9 +127,8 @@ def direct_edge_matrix(
                 if not columns or not rows:
                     continue
                 site_targets = [targets[j] for j in columns]
-                index = torch.tensor([d.index for d in site_targets], device=out.device)
-                jacobian = lens.dictionary(site).pre_jacobian()[:, index]  # [d_in, T]
-                gate = gates[site][:, index]  # [pos, T]
+                spec = feature_targets(lens, state, site, site_targets)
+                jacobian, gate = spec.columns, spec.gate  # [d_in, T], [pos, T]
                 positions = torch.tensor(
                     [-1 if d.pos is None else d.pos for d in site_targets], device=out.device
                 )
@@ -189,12 +195,21 @@ def direct_edges(
     downstream: Sequence[Node],
     *,
     mlp: MlpMode = "stop",
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> dict[tuple[Node, Node], float]:
     """`direct_edge_matrix` as `{(u, d): weight}` for every u firing before feature node d."""
     upstream = list(upstream)
     targets = [d for d in downstream if d.kind == "feature"]
-    matrix = direct_edge_matrix(lens, state, upstream, targets, mlp=mlp, batch_size=batch_size)
+    matrix = direct_edge_matrix(
+        lens,
+        state,
+        upstream,
+        targets,
+        mlp=mlp,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+    )
     return edges_from_matrix(matrix, upstream, targets, edge_mask(lens, upstream, targets))
 
 

@@ -16,9 +16,13 @@ sites keep their clean values upstream and are recomputed downstream; `steps` po
 midpoints of equal intervals, one batch row each. The scores of one site then sum to the effect of
 patching the whole site (up to the quadrature error, which vanishes as `steps` grows).
 
-**Edges** u -> d (d a feature) use d's activation as the metric. They come from batched backward
-passes: the prompt is repeated along the batch, row r's target is downstream node r, and one
-backward of the sum gives, in row r, the gradients of target r w.r.t. every upstream site.
+**Edges** u -> d (d a feature) use d's activation as the metric (a `FeatureTargets` value: one
+encoder column times the clean gate, never a dense encode). They are computed block-locally: per
+target site, one batch-1 forward from the cached clean stream before the earliest upstream site's
+block to the end of the target's block, then batched backward passes with one one-hot row per
+target (`is_grads_batched`), which give, in row r, the gradients of target r w.r.t. every upstream
+site. Leaves sit only at upstream sites, so the backward stops there; blocks outside that range
+never run. The result equals a full-model run (tested in float64).
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from feature_lens.attribution.metrics import Metric, evaluate, metric_sites, nee
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.state import (
     PromptState,
+    clean_stream,
     gradient_score_matrix,
     node_gradient_scores,
 )
+from feature_lens.attribution.targets import FeatureTargets, clean_gates, feature_targets
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
 
 
@@ -110,8 +116,9 @@ def gradient_edge_matrix(
     upstream: Sequence[Node],
     targets: Sequence[Node],
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     freeze: Freeze | None = None,
+    memory_budget: int | None = None,
 ) -> Tensor:
     """First-order edges as a matrix `[len(upstream), len(targets)]` (targets: feature nodes):
     d a_d / d a_u . (a_u - b_u) through all paths, by batched backward passes; zero where u fires
@@ -119,36 +126,144 @@ def gradient_edge_matrix(
 
     With `freeze` (direct attribution), the target is d's pre-activation times its frozen gate
     (post/pre on the clean run) in the frozen model, and the result is exact.
+
+    Targets are grouped by site and sorted by position. For each chunk, one block-local forward
+    runs at batch 1: from the cached clean stream before the block of the earliest upstream site
+    that can reach the site (from the tokens when a token node is upstream) to the end of the
+    site's block, over the prompt's prefix up to the chunk's last target, with leaves at the
+    upstream sites and no logits; targets are `FeatureTargets` (one encoder column each). Then one
+    batched backward (`autograd.grad(..., is_grads_batched=True)`, one one-hot row per target)
+    gives every target's gradient w.r.t. every upstream site. Rows per backward: at most
+    `batch_size`, and at most what `memory_budget` bytes allow (see `edge_rows`).
     """
-    sites = [*lens.sites, EMBED_SITE]
     dtype = state.clean.embeddings.dtype
     out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
     if not upstream or not targets:
         return out
-    gates = (
-        gate_values(lens, state, sorted({d.site for d in targets})) if freeze is not None else {}
-    )
-    straight = freeze is not None or lens.gradient_mode == "straight_through"
-    for start in range(0, len(targets), batch_size):
-        chunk = targets[start : start + batch_size]
-        rows = len(chunk)
-        chunk_sites = {d.site for d in chunk}
-        last = max(lens.site_layer(site) for site in chunk_sites)
-        plan = RunPlan(
-            leaf_sites=sites,
-            keep_graph=True,
-            freeze=freeze,
-            record_pre=sorted(chunk_sites) if freeze is not None else (),
-            gradient_mode="straight_through" if freeze is not None else None,
-            encode_sites=chunk_sites if straight else None,
-            # Targets are features: nothing after the last target's block matters.
-            stop_at_layer=last + 1 if 0 <= last < int(lens.model.cfg.n_layers) else None,
-        )
-        result = lens.forward(state.tokens.expand(rows, -1), plan)
-        values = torch.stack([_target(result, d, r, gates) for r, d in enumerate(chunk)])
-        grad_map = _site_gradients(values.sum(), result.leaves, sites)
-        out[:, start : start + rows] = gradient_score_matrix(lens, state, grad_map, upstream).T
+    by_site: dict[str, list[int]] = {}
+    for j, d in enumerate(targets):
+        by_site.setdefault(d.site, []).append(j)
+    n_pos = int(state.tokens.shape[1])
+    # Causal models: a target at position p depends on positions <= p only, so a chunk of targets
+    # runs on the prefix up to its last target (targets sorted by position). Frozen values that
+    # replace activations are full-length, so such runs keep the whole prompt.
+    crop = freeze is None or not freeze.replace
+    for site, columns in by_site.items():
+        order = lens.site_order(site)
+        rows_up = [i for i, u in enumerate(upstream) if lens.site_order(_site(u)) < order]
+        if not rows_up:
+            continue
+        sources = [upstream[i] for i in rows_up]
+        up_index = torch.tensor(rows_up, device=out.device)
+        last = {j: _last_position(targets[j], n_pos) for j in columns}
+        columns = sorted(columns, key=lambda j: last[j])
+        n_leaves = len({_site(u) for u in sources})
+        n_rows = min(batch_size or 512, edge_rows(lens, state, n_leaves, memory_budget))
+        for start in range(0, len(columns), n_rows):
+            chunk = columns[start : start + n_rows]
+            length = max(last[j] for j in chunk) + 1 if crop else n_pos
+            spec = feature_targets(lens, state, site, [targets[j] for j in chunk])
+            values, leaves = _block_local_targets(lens, state, sources, spec, freeze, length)
+            one_hot = torch.eye(len(chunk), dtype=values.dtype, device=out.device)
+            grad_map = _batched_site_gradients(values, leaves, one_hot, n_pos)
+            scores = gradient_score_matrix(lens, state, grad_map, sources)  # [rows, sources]
+            out[up_index[:, None], torch.tensor(chunk, device=out.device)[None, :]] = scores.T.to(
+                dtype
+            )
     return out * edge_mask(lens, upstream, targets).to(out.device)
+
+
+DEFAULT_MEMORY_BUDGET = 1 << 30
+"""Default bytes for one batched backward pass of edge targets (1 GiB)."""
+
+
+def edge_rows(lens: Lens, state: PromptState, n_leaves: int, memory_budget: int | None) -> int:
+    """Targets per batched backward that fit `memory_budget` bytes (default 1 GiB), from an
+    estimate of one row's working set in a block's backward: the gradients of the residual
+    stream, attention inputs and scores, MLP hidden units, and of every leaf site, at every
+    position. At least 1, at most 512 (wider batches stop paying off)."""
+    cfg = lens.model.cfg
+    n_pos = int(state.tokens.shape[1])
+    d_model, d_mlp = int(cfg.d_model), int(cfg.d_mlp or 4 * cfg.d_model)
+    itemsize = state.clean.embeddings.element_size()
+    per_row = itemsize * n_pos * (d_model * (n_leaves + 8) + 2 * d_mlp + 3 * cfg.n_heads * n_pos)
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
+    return max(1, min(512, budget // per_row))
+
+
+def _block_local_targets(
+    lens: Lens,
+    state: PromptState,
+    sources: Sequence[Node],
+    spec: FeatureTargets,
+    freeze: Freeze | None,
+    length: int,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One batch-1 forward of the first `length` positions from the cached stream to the end of
+    the targets' block: the targets' values `[T]` and the leaves `{site: [1, length, d]}` of the
+    sources' sites."""
+    straight = freeze is not None or lens.gradient_mode == "straight_through"
+    leaf_sites = sorted({_site(u) for u in sources}, key=lens.site_order)
+    spliced = list(leaf_sites)
+    if not straight:
+        # Detached splices between the sources and the target carry gradients: they must run.
+        first, last = lens.site_order(leaf_sites[0]), lens.site_order(spec.site)
+        spliced += [s for s in lens.sites if first <= lens.site_order(s) <= last]
+    start = lens.start_layer(spliced)
+    stream = clean_stream(lens, state) if start is not None else {}
+    plan = RunPlan(
+        leaf_sites=leaf_sites,
+        freeze=freeze,
+        gradient_mode="straight_through" if freeze is not None else None,
+        encode_sites=() if straight else None,
+        capture_inputs=[spec.site],
+        stop_at_layer=lens.stop_layer([spec.site]),
+        start_at_layer=start,
+        start_resid=(
+            None if start is None else stream[f"blocks.{start}.hook_resid_pre"][None, :length]
+        ),
+    )
+    with torch.enable_grad():
+        result = lens.forward(state.tokens[:, :length], plan)
+        values = spec.values(result.inputs[spec.site][0])
+    return values, {site: result.leaves[site] for site in leaf_sites if site in result.leaves}
+
+
+def _batched_site_gradients(
+    values: Tensor, leaves: dict[str, Tensor], one_hot: Tensor, n_pos: int
+) -> dict[str, Tensor]:
+    """Row r: the gradient of `one_hot[r] . values` w.r.t. each leaf, `{site: [rows, n_pos, d]}`
+    (zero-padded after the leaves' positions; zeros where the values do not depend on a leaf),
+    from one vectorised backward."""
+    sites = list(leaves)
+    grads = cast(
+        "tuple[Tensor | None, ...]",
+        torch.autograd.grad(
+            values,
+            [leaves[s] for s in sites],
+            grad_outputs=one_hot,
+            allow_unused=True,
+            is_grads_batched=True,
+        ),
+    )
+    rows = one_hot.shape[0]
+    out: dict[str, Tensor] = {}
+    for site, grad in zip(sites, grads, strict=True):
+        leaf = leaves[site]
+        full = torch.zeros((rows, n_pos, *leaf.shape[2:]), dtype=leaf.dtype, device=leaf.device)
+        if grad is not None:
+            full[:, : leaf.shape[1]] = grad[:, 0]
+        out[site] = full
+    return out
+
+
+def _last_position(node: Node, n_pos: int) -> int:
+    """The last position a target reads: its own, or the prompt's last for all-position nodes."""
+    return n_pos - 1 if node.pos is None else node.pos % n_pos
+
+
+def _site(node: Node) -> str:
+    return EMBED_SITE if node.kind == "token" else node.site
 
 
 def edge_mask(lens: Lens, upstream: Sequence[Node], targets: Sequence[Node]) -> Tensor:
@@ -181,14 +296,21 @@ def gradient_edges(
     upstream: Sequence[Node],
     downstream: Sequence[Node],
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     freeze: Freeze | None = None,
+    memory_budget: int | None = None,
 ) -> dict[tuple[Node, Node], float]:
     """`gradient_edge_matrix` as `{(u, d): weight}` for every u firing before feature node d."""
     upstream = list(upstream)
     targets = [d for d in downstream if d.kind == "feature"]
     matrix = gradient_edge_matrix(
-        lens, state, upstream, targets, batch_size=batch_size, freeze=freeze
+        lens,
+        state,
+        upstream,
+        targets,
+        batch_size=batch_size,
+        freeze=freeze,
+        memory_budget=memory_budget,
     )
     return edges_from_matrix(matrix, upstream, targets, edge_mask(lens, upstream, targets))
 
@@ -210,24 +332,6 @@ def _site_gradients(
 
 
 def gate_values(lens: Lens, state: PromptState, sites: Sequence[str]) -> dict[str, Tensor]:
-    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function.
-    Computed once per prompt state (one forward for the missing sites) and cached on it."""
-    missing = [site for site in sites if site not in state.gates]
-    if missing:
-        with torch.no_grad():
-            result = lens.forward(state.tokens, RunPlan(record_pre=missing, encode_sites=missing))
-        for site in missing:
-            post, pre = result.features[site][0], result.pre_acts[site][0]
-            state.gates[site] = torch.where(pre != 0, post / torch.where(pre != 0, pre, 1), 0)
-    return {site: state.gates[site] for site in sites}
-
-
-def _target(result: object, node: Node, row: int, gates: dict[str, Tensor]) -> Tensor:
-    from feature_lens.lens import RunResult
-
-    assert isinstance(result, RunResult)
-    if gates:
-        acts = result.pre_acts[node.site][row, :, node.index] * gates[node.site][:, node.index]
-    else:
-        acts = result.features[node.site][row, :, node.index]
-    return acts.sum() if node.pos is None else acts[node.pos]
+    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function
+    (see `targets.clean_gates`; cached on the state)."""
+    return {site: clean_gates(lens, state, site) for site in sites}

@@ -41,6 +41,8 @@ class MethodSettings:
     ig_steps: int = 16
     mlp: MlpMode = "stop"
     batch_size: int = 64
+    memory_budget: int | None = None
+    """Bytes for one batched backward of edge targets (None: the kernels' default, 1 GiB)."""
 
 
 class AttributionMethod(Protocol):
@@ -80,6 +82,11 @@ class AttributionMethod(Protocol):
 def _check_batch(settings: MethodSettings) -> None:
     if not isinstance(settings.batch_size, int) or settings.batch_size < 1:
         raise InputError(f"batch_size must be an integer >= 1, got {settings.batch_size!r}")
+    budget = settings.memory_budget
+    if budget is not None and (not isinstance(budget, int) or budget < 1):
+        raise InputError(
+            f"memory_budget (--memory-budget) must be a positive number of bytes, got {budget!r}"
+        )
 
 
 class Exact:
@@ -147,7 +154,14 @@ class AttributionPatching:
         targets: Sequence[Node],
         settings: MethodSettings,
     ) -> Tensor:
-        return gradient_edge_matrix(lens, state, upstream, targets, batch_size=settings.batch_size)
+        return gradient_edge_matrix(
+            lens,
+            state,
+            upstream,
+            targets,
+            batch_size=settings.batch_size,
+            memory_budget=settings.memory_budget,
+        )
 
 
 class IntegratedGradients(AttributionPatching):
@@ -207,7 +221,13 @@ class Direct:
         settings: MethodSettings,
     ) -> Tensor:
         return direct_edge_matrix(
-            lens, state, upstream, targets, mlp=settings.mlp, batch_size=settings.batch_size
+            lens,
+            state,
+            upstream,
+            targets,
+            mlp=settings.mlp,
+            batch_size=settings.batch_size,
+            memory_budget=settings.memory_budget,
         )
 
 

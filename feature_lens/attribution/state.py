@@ -16,9 +16,15 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from feature_lens.attribution.baselines import NodeValues
+from feature_lens.attribution.baselines import (
+    BaselineKind,
+    NodeValues,
+    baseline_values,
+    node_values,
+)
 from feature_lens.attribution.nodes import Node
-from feature_lens.lens import EMBED_SITE, Lens, SiteEdit
+from feature_lens.attribution.prompts import PromptSet
+from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
 
 Positions = Literal["keep", "sum"]
 
@@ -34,6 +40,12 @@ class PromptState:
     gates: dict[str, Tensor] = field(default_factory=dict)
     """Per site, the clean run's post/pre activation ratio `[pos, d_sae]` (filled on demand by
     `gate_values`; direct attribution freezes activation functions at these)."""
+    cache: dict[str, Tensor] = field(default_factory=dict)
+    """Clean activations by hook name (`[pos, d]`, one forward, filled on demand by `clean_stream`):
+    the residual stream before every block and every dictionary's input, from which block-local
+    passes start and targets' gates are computed."""
+    freezes: dict[str, Freeze] = field(default_factory=dict)
+    """Direct attribution's `Freeze` per MLP mode, filled on demand (see `direct.clean_freeze`)."""
 
     def delta(self, node: Node) -> Tensor:
         """a - b for the node: `[pos]` for features, `[pos, d]` for errors and tokens (all
@@ -60,6 +72,66 @@ class PromptState:
         else:
             acts = self.clean.embeddings[0].norm(dim=-1)
         return float(acts.sum() if node.pos is None else acts[node.pos])
+
+
+class StreamedStates:
+    """The prompts' `PromptState`s, built one at a time as they are iterated (one forward of the
+    clean prompt, and of the corrupted one for that baseline), never all held at once: a pass of
+    `attribute` over n prompts keeps one state alive, so its peak memory does not grow with n.
+    Shared baselines ("zero", "mean") are computed once. Iterate as often as needed; each pass
+    recomputes the states (a forward per prompt, small next to scoring them)."""
+
+    def __init__(
+        self,
+        lens: Lens,
+        prompts: PromptSet,
+        baseline: BaselineKind,
+        *,
+        mean_tokens: Tensor | None = None,
+    ) -> None:
+        self.lens, self.prompts = lens, prompts
+        self.shared: NodeValues | None = None
+        if baseline != "corrupted" or prompts.corrupted is None:
+            # Also raises the clear error for "corrupted" without corrupted prompts.
+            self.shared = baseline_values(lens, prompts, baseline, mean_tokens=mean_tokens)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, i: int) -> PromptState:
+        prompts = self.prompts
+        clean = node_values(self.lens, prompts.clean[i : i + 1])
+        if self.shared is not None:
+            base = self.shared.row(0)
+        else:
+            assert prompts.corrupted is not None
+            base = node_values(self.lens, prompts.corrupted[i : i + 1])
+        answers = None if prompts.answers is None else prompts.answers[i : i + 1]
+        return PromptState(prompts.clean[i : i + 1], answers, clean, base)
+
+    def __iter__(self) -> Iterator[PromptState]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def clean_stream(lens: Lens, state: PromptState) -> dict[str, Tensor]:
+    """Clean activations `[pos, d]` of the model (no splice: the splices are identities) at
+    `blocks.L.hook_resid_pre` for every block and at every dictionary's `hook_in`, from one forward
+    per prompt state, cached on it."""
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(int(lens.model.cfg.n_layers))]
+    names += [lens.dictionary(site).hook_in for site in lens.sites]
+    missing = sorted({name for name in names if name not in state.cache})
+    if missing:
+        with torch.no_grad():
+            result = lens.forward(state.tokens, RunPlan(splice=False, record_hooks=missing))
+        state.cache.update({name: result.hooks[name][0] for name in missing})
+    return state.cache
+
+
+def clean_inputs(lens: Lens, state: PromptState) -> dict[str, Tensor]:
+    """Each site's clean dictionary input `[pos, d_in]` (see `clean_stream`)."""
+    cache = clean_stream(lens, state)
+    return {site: cache[lens.dictionary(site).hook_in] for site in lens.sites}
 
 
 def candidate_nodes(lens: Lens, state: PromptState, positions: Positions) -> list[Node]:
@@ -138,8 +210,9 @@ def gradient_score_matrix(
 ) -> Tensor:
     """First-order scores grad . (a - b), `[rows, len(nodes)]`, from gradients w.r.t. site outputs
     (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`; an
-    all-positions node sums its per-position scores. Vectorised per site: one matrix product for all
-    of a site's features, whatever the number of rows."""
+    all-positions node sums its per-position scores. Per site and position, one matrix product
+    for the nodes there (only their decoder rows are gathered), so the cost scales with the
+    nodes, not with positions x nodes or d_sae."""
     rows = next(iter(grads.values())).shape[0]
     out = torch.zeros(
         rows, len(nodes), dtype=state.clean.embeddings.dtype, device=state.tokens.device
@@ -154,31 +227,32 @@ def gradient_score_matrix(
                 continue
             grad = grads[site]  # [rows, pos, d_out]
             members = [nodes[j] for j in columns]
-            if kind == "feature":
-                index = torch.tensor([n.index for n in members], device=grad.device)
-                delta = state.clean.features[site][0][:, index] - state.base.features[site][0][
-                    :, index
-                ].expand(grad.shape[1], -1)  # [pos, n]
-                per_pos = (
-                    grad @ lens.dictionary(site).W_dec[index].T.to(grad.dtype)
-                ) * delta  # [rows, pos, n]
-            else:
-                if kind == "error":
-                    clean, base = state.clean.errors[site][0], state.base.errors[site][0]
-                else:
-                    clean, base = state.clean.embeddings[0], state.base.embeddings[0]
-                per_pos = (grad * (clean - base.expand_as(clean))).sum(
-                    -1, keepdim=True
-                )  # [rows, pos, 1]
-                per_pos = per_pos.expand(-1, -1, len(members))
-            pos = torch.tensor(
+            column_ids = torch.tensor(columns, device=out.device)
+            positions = torch.tensor(
                 [-1 if n.pos is None else n.pos for n in members], device=grad.device
             )
-            picked = per_pos.gather(1, pos.clamp_min(0).view(1, 1, -1).expand(rows, 1, -1)).squeeze(
-                1
-            )
-            summed = per_pos.sum(1)
-            out[:, columns] = torch.where(pos >= 0, picked, summed).to(out.dtype)
+            if kind == "feature":
+                index = torch.tensor([n.index for n in members], device=grad.device)
+                clean = state.clean.features[site][0][:, index]
+                delta = clean - state.base.features[site][0][:, index].expand_as(clean)  # [pos, n]
+                weight = lens.dictionary(site).W_dec[index].to(grad.dtype)  # [n, d]
+                scores = torch.zeros(rows, len(members), dtype=grad.dtype, device=grad.device)
+                summed = torch.nonzero(positions < 0)[:, 0]
+                if len(summed):
+                    per_pos = (grad @ weight[summed].T) * delta[:, summed].to(grad.dtype)
+                    scores[:, summed] = per_pos.sum(1)
+                for pos in torch.unique(positions[positions >= 0]).tolist():
+                    at = torch.nonzero(positions == pos)[:, 0]
+                    scores[:, at] = (grad[:, pos] @ weight[at].T) * delta[pos, at].to(grad.dtype)
+            else:
+                if kind == "error":
+                    clean_v, base_v = state.clean.errors[site][0], state.base.errors[site][0]
+                else:
+                    clean_v, base_v = state.clean.embeddings[0], state.base.embeddings[0]
+                per_pos = (grad * (clean_v - base_v.expand_as(clean_v)).to(grad.dtype)).sum(-1)
+                picked = per_pos[:, positions.clamp_min(0)]  # [rows, n]
+                scores = torch.where(positions >= 0, picked, per_pos.sum(1, keepdim=True))
+            out[:, column_ids] = scores.to(out.dtype)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,13 @@ def register(subparsers: Any) -> None:
     method.add_argument("--ig-steps", type=positive_int, default=16)
     method.add_argument("--mlp", choices=["stop", "linear"], default="stop", help="direct only")
     method.add_argument("--no-edges", action="store_true", help="node effects only")
+    method.add_argument(
+        "--memory-budget",
+        type=memory_size,
+        default=None,
+        metavar="SIZE",
+        help="memory for one batched backward of edge targets, e.g. 512MB or 2GB (default 1GB)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -49,6 +57,19 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=run)
+
+
+_UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
+
+
+def memory_size(text: str) -> int:
+    """Bytes from a size such as `2GB`, `512MB` or `1000000` (binary units)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|B)?\s*", text.upper())
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a memory size; write e.g. 512MB, 2GB or a number of bytes"
+        )
+    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
 
 
 def _token_id(lens: Any, text: str) -> int:
@@ -114,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         mlp=args.mlp,
         batch_size=args.batch_size,
         progress=True,
+        memory_budget=args.memory_budget,
     )
     path = graph.save(args.out, overwrite=args.overwrite)
     n_features = sum(1 for n in graph.nodes.values() if n.kind == "feature")

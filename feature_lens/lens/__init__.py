@@ -3,7 +3,15 @@
 from feature_lens.lens.dictionary import Dictionary, hook_layer
 from feature_lens.lens.directions import Directions
 from feature_lens.lens.lens import Lens, LensRun, freeze_cache_names
-from feature_lens.lens.run import EMBED_SITE, Freeze, GradientMode, RunPlan, RunResult, SiteEdit
+from feature_lens.lens.run import (
+    EMBED_SITE,
+    Freeze,
+    GradientMode,
+    RunPlan,
+    RunResult,
+    SiteEdit,
+    frozen_gate,
+)
 
 __all__ = [
     "EMBED_SITE",
@@ -17,5 +25,6 @@ __all__ = [
     "RunResult",
     "SiteEdit",
     "freeze_cache_names",
+    "frozen_gate",
     "hook_layer",
 ]

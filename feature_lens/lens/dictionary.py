@@ -171,18 +171,47 @@ class Dictionary:
 
     def pre_jacobian(self) -> Float[Tensor, "d_in d_sae"]:
         """d(pre-activation)/d(input): constant, since pre-activations are affine in the input
-        (`(x - b_dec) @ W_enc + b_enc`, the magnitude path for gated SAEs). Computed once from the
-        dictionary's own encoder as pre(I) - pre(0) and cached."""
-        cached = getattr(self, "_pre_jacobian", None)
+        (`(x - b_dec) @ W_enc + b_enc`, the magnitude path for gated SAEs). See `pre_affine`."""
+        return self.pre_affine()[0]
+
+    def pre_affine(self) -> tuple[Float[Tensor, "d_in d_sae"], Float[Tensor, " d_sae"]]:
+        """`(J, c)` with `pre(x) = x @ J + c` for the dictionary's own encoder, so one feature's
+        pre-activation needs one column of `J`, never a dense encode. `c = pre(0)`; `J` is the
+        SAE's `W_enc` (or, for gated SAEs, the magnitude path's `W_enc * exp(r_mag)`) after
+        checking it against the encoder on random inputs, else `pre(I) - pre(0)`. Cached."""
+        cached: tuple[Tensor, Tensor] | None = getattr(self, "_pre_affine", None)
         if cached is None:
             with torch.no_grad():
                 weight = self.W_dec
-                eye = torch.eye(self.d_in, dtype=weight.dtype, device=weight.device)
-                _, pre_eye = self.encode_with_pre(eye)
-                _, pre_zero = self.encode_with_pre(torch.zeros_like(eye[:1]))
-                cached = pre_eye - pre_zero
-            self._pre_jacobian: Tensor | None = cached
+                zero = torch.zeros(1, self.d_in, dtype=weight.dtype, device=weight.device)
+                bias = self.encode_with_pre(zero)[1].reshape(-1)
+                jacobian = self._checked_encoder(bias)
+                if jacobian is None:
+                    eye = torch.eye(self.d_in, dtype=weight.dtype, device=weight.device)
+                    jacobian = self.encode_with_pre(eye)[1] - bias
+            cached = (jacobian, bias)
+            self._pre_affine: tuple[Tensor, Tensor] | None = cached
         return cached
+
+    def _checked_encoder(self, bias: Tensor) -> Tensor | None:
+        """The stored encoder matrix if it reproduces the pre-activations on random inputs."""
+        encoder = getattr(self.sae, "W_enc", None)
+        if not isinstance(encoder, Tensor) or encoder.shape != (self.d_in, self.d_sae):
+            return None
+        candidates = [encoder.detach()]
+        r_mag = getattr(self.sae, "r_mag", None)
+        if isinstance(r_mag, Tensor):
+            candidates.insert(0, encoder.detach() * r_mag.detach().exp())
+        generator = torch.Generator().manual_seed(1)
+        x = torch.randn(3, self.d_in, generator=generator).to(bias.device, bias.dtype)
+        pre = self.encode_with_pre(x)[1] - bias
+        tol = 1e-9 if bias.dtype == torch.float64 else 1e-3
+        for candidate in candidates:
+            expected = x @ candidate
+            scale = max(1.0, float(expected.abs().max()))
+            if torch.allclose(pre, expected, atol=tol * scale, rtol=0):
+                return candidate
+        return None
 
     def decode(self, f: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_out"]:
         """Reconstruction (the SAE's own `decode`)."""

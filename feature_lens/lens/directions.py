@@ -144,6 +144,10 @@ class Directions(Dictionary):
     def check_affine(self, rtol: float | None = None) -> None:
         """Always affine (linear)."""
 
+    def pre_affine(self) -> tuple[Tensor, Tensor]:
+        """`(vectors.T, 0)`: the projection is linear."""
+        return self.vectors.T, torch.zeros(self.d_sae, dtype=self.vectors.dtype)
+
     def __repr__(self) -> str:
         return f"Directions({self.d_sae} at {self.hook_out}: {', '.join(self.labels[:3])}{'...' if self.d_sae > 3 else ''})"
 

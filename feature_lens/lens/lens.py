@@ -20,8 +20,15 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.errors import IncompatibleDictionaryError, InputError
-from feature_lens.lens.dictionary import Dictionary
-from feature_lens.lens.run import EMBED_SITE, Freeze, GradientMode, RunPlan, RunResult
+from feature_lens.lens.dictionary import Dictionary, hook_layer
+from feature_lens.lens.run import (
+    EMBED_SITE,
+    Freeze,
+    GradientMode,
+    RunPlan,
+    RunResult,
+    frozen_gate,
+)
 
 Prompts = str | Sequence[str] | Tensor
 
@@ -324,6 +331,8 @@ class Lens:
         if plan.splice:
             inputs: dict[str, Tensor] = {}
             for site, dictionary in self.dictionaries.items():
+                if site in plan.capture_inputs:
+                    hooks.append((dictionary.hook_in, _record(result.inputs, site)))
                 edit = plan.edits.get(site)
                 needs_encode = (
                     plan.encode_sites is None
@@ -342,12 +351,54 @@ class Lens:
                         self._splice_hook(site, dictionary, plan, mode, inputs, result),
                     )
                 )
+        elif plan.capture_inputs:
+            for site in plan.capture_inputs:
+                hooks.append((self.dictionary(site).hook_in, _record(result.inputs, site)))
         for name in plan.record_hooks:
             hooks.append((name, _record(result.hooks, name)))
-        result.logits = self.model.run_with_hooks(
-            tokens, fwd_hooks=hooks, stop_at_layer=plan.stop_at_layer
-        )
+        result.logits = self._run(tokens, hooks, plan)
         return result
+
+    def _run(
+        self, tokens: Tensor, hooks: list[tuple[str, Callable[..., Tensor]]], plan: RunPlan
+    ) -> Tensor:
+        """The model's forward with `hooks`, from the tokens or from `plan.start_resid`."""
+        if plan.start_at_layer is None:
+            return self.model.run_with_hooks(
+                tokens, fwd_hooks=hooks, stop_at_layer=plan.stop_at_layer
+            )
+        if plan.start_resid is None:
+            raise ValueError("RunPlan.start_at_layer needs start_resid (the stream before it)")
+        return self.model.run_with_hooks(
+            plan.start_resid,
+            fwd_hooks=hooks,
+            start_at_layer=plan.start_at_layer,
+            stop_at_layer=plan.stop_at_layer,
+        )
+
+    def stop_layer(self, sites: Iterable[str]) -> int | None:
+        """How many blocks must run to read or write every site in `sites` (TransformerLens's
+        `stop_at_layer`), or None when the whole model must: passes whose targets are features
+        stop after the last block that holds one of them. The one place this rule lives."""
+        last = -1
+        for site in sites:
+            if site == EMBED_SITE:
+                continue
+            dictionary = self.dictionary(site)
+            last = max(last, hook_layer(dictionary.hook_in), hook_layer(dictionary.hook_out))
+        return last + 1 if 0 <= last < int(self.model.cfg.n_layers) else None
+
+    def start_layer(self, sites: Iterable[str]) -> int | None:
+        """The first block whose hooks every site in `sites` lies in or after (reads and writes),
+        or None when one of them is the embedding (or before the first block): a block-local
+        pass that only needs these sites may start there from the cached stream."""
+        first = 10**9
+        for site in sites:
+            if site == EMBED_SITE:
+                return None
+            dictionary = self.dictionary(site)
+            first = min(first, hook_layer(dictionary.hook_in), hook_layer(dictionary.hook_out))
+        return first if 0 < first < int(self.model.cfg.n_layers) else None
 
     def _embedding_hooks(
         self, plan: RunPlan, result: RunResult
@@ -478,8 +529,7 @@ def _linear_mlp_hooks(
 ) -> list[tuple[str, Callable[..., Tensor]]]:
     """Replace the MLP activation by its frozen gate: post = pre * (post_clean / pre_clean)."""
     pre_name, post_name = f"blocks.{layer}.mlp.hook_pre", f"blocks.{layer}.mlp.hook_post"
-    pre_clean, post_clean = cache[pre_name], cache[post_name]
-    gate = torch.where(pre_clean != 0, post_clean / torch.where(pre_clean != 0, pre_clean, 1), 0)
+    gate = frozen_gate(cache[post_name], cache[pre_name])
     current: dict[str, Tensor] = {}
 
     def on_pre(act: Tensor, hook: Any) -> Tensor:
@@ -487,7 +537,8 @@ def _linear_mlp_hooks(
         return act
 
     def on_post(act: Tensor, hook: Any) -> Tensor:
-        return current.pop("pre") * gate.detach()
+        # A run over a prefix of the prompt (block-local edges) uses the prefix's gates.
+        return current.pop("pre") * gate[:, : act.shape[1]].detach()
 
     return [(pre_name, on_pre), (post_name, on_post)]
 

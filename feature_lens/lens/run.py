@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -74,6 +75,11 @@ class RunPlan:
     change; use it there for gradient-free runs only.) Skipped sites record no features.
     `stop_at_layer`: stop after that many blocks (TransformerLens's `stop_at_layer`); `logits` then
     holds the residual stream, for runs whose targets all come earlier.
+    `start_at_layer` with `start_resid` (`[batch, pos, d_model]`, the residual stream before that
+    block, e.g. cached from a clean run): skip the embedding and the earlier blocks (block-local
+    recomputation); hooks of skipped blocks do not fire, so no node before it can be read or edited.
+    `capture_inputs`: sites whose dictionary input (the activation at `hook_in`) is kept in
+    `RunResult.inputs` with its graph, without encoding the site.
     """
 
     splice: bool = True
@@ -87,6 +93,9 @@ class RunPlan:
     record_hooks: Collection[str] = ()
     encode_sites: Collection[str] | None = None
     stop_at_layer: int | None = None
+    start_at_layer: int | None = None
+    start_resid: Tensor | None = None
+    capture_inputs: Collection[str] = ()
 
 
 @dataclass
@@ -102,6 +111,7 @@ class RunResult:
         pre_acts: site -> feature pre-activations, for sites in `RunPlan.record_pre`.
         embeddings: token-embedding values (`[batch, pos, d_model]`), the token nodes' activations.
         hooks: hook name -> activation, for `RunPlan.record_hooks`.
+        inputs: site -> dictionary input (`hook_in` activation), for `RunPlan.capture_inputs`.
     """
 
     logits: Float[Tensor, "batch pos d_vocab"]
@@ -111,3 +121,14 @@ class RunResult:
     pre_acts: dict[str, Tensor] = field(default_factory=dict)
     embeddings: Tensor | None = None
     hooks: dict[str, Tensor] = field(default_factory=dict)
+    inputs: dict[str, Tensor] = field(default_factory=dict)
+
+
+def frozen_gate(post: Tensor, pre: Tensor) -> Tensor:
+    """The frozen activation function `post / pre` (0 where `pre` is 0): the one definition used by
+    direct attribution's targets, its linearised MLPs, and the edge targets. For activation
+    functions that are linear on each piece (ReLU, JumpReLU, TopK, gated), it is also the
+    derivative of `post` w.r.t. `pre` at that point: 1 (or a constant scale) where a feature fires,
+    0 where it does not."""
+    nonzero = pre != 0
+    return torch.where(nonzero, post / torch.where(nonzero, pre, 1), 0)
