@@ -114,8 +114,14 @@ def prompt_states_of(lens: Lens, dataset: Dataset, prompts: Sequence[int]) -> Pr
     each prompt's real positions are what they are alone)."""
     prompts = sorted(set(prompts))
     tokens = dataset.tokens[prompts].to(lens.device)
+    # The clean stream the engine's edge passes start from (`attribution.state.clean_stream`:
+    # unspliced, every block's input and every dictionary's input), recorded for all prompts in
+    # one pass instead of one forward per prompt; any name missing is filled by the engine.
+    stream_hooks = [f"blocks.{layer}.hook_resid_pre" for layer in range(lens.model.cfg.n_layers)]
+    stream_hooks = sorted({*stream_hooks, *(lens.dictionary(s).hook_in for s in lens.sites)})
     with torch.no_grad():
         result = lens.forward(tokens, RunPlan())
+        stream = lens.forward(tokens, RunPlan(splice=False, record_hooks=stream_hooks)).hooks
     assert result.embeddings is not None
     clean = NodeValues(result.features, result.errors, result.embeddings)
     zero = NodeValues(
@@ -134,6 +140,7 @@ def prompt_states_of(lens: Lens, dataset: Dataset, prompts: Sequence[int]) -> Pr
             values.embeddings[:, :n],
         )
         states[prompt] = PromptState(tokens[row : row + 1, :n], None, values, zero)
+        states[prompt].cache.update({name: stream[name][row, :n] for name in stream_hooks})
         logit_sums[prompt] = result.logits[row, :n].sum(0)
     return PromptStates(states, logit_sums)
 

@@ -182,6 +182,38 @@ def test_upstream_weights_equal_the_engine(
     assert checked > 20
 
 
+@pytest.mark.parametrize("method", ["attribution", "direct"])
+def test_upstream_weights_over_padded_prompts_equal_the_engine_per_prompt(
+    dash_lens: Lens, prompts: list[str], method: str
+) -> None:
+    """Prompts of different lengths share one batched pass (their clean stream is cached on each
+    state from it): each row's scores equal the engine on that prompt alone."""
+    dataset = prepare_dataset(dash_lens, prompts[:5])
+    site = "blocks.1.hook_resid_post"
+    rows = [(feature_node(site, i), p) for p in range(5) for i in (3, 11)]
+    ours = upstream_scores(dash_lens, dataset, rows, method)  # type: ignore[arg-type]
+    edges = direct_edges if method == "direct" else gradient_edges
+    for p in range(5):
+        tokens = dash_lens.to_tokens(prompts[p])
+        assert tokens.shape[1] == int(dataset.lengths[p])
+        state = PromptState(
+            tokens,
+            None,
+            node_values(dash_lens, tokens),
+            baseline_values(dash_lens, PromptSet(tokens), "zero").row(0),
+        )
+        sources = [n for n in candidate_nodes(dash_lens, state, "sum") if n.kind == "error"]
+        for r, (target, prompt) in enumerate(rows):
+            if prompt != p:
+                continue
+            engine = edges(dash_lens, state, sources, [target])
+            for source in sources:
+                if dash_lens.site_order(source.site) < dash_lens.site_order(site):
+                    got = float(ours[r][source.site][-1])
+                    want = engine[(source, target)]
+                    assert got == pytest.approx(want, abs=1e-4, rel=1e-4)
+
+
 def test_downstream_weights_equal_exact_patching(
     dash_lens: Lens, one_prompt: tuple[PromptState, torch.Tensor]
 ) -> None:
