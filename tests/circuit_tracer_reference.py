@@ -11,7 +11,8 @@ here for a local GPT-2 folder: TransformerLens's GPT-2 config mapping and weight
 loaded without LayerNorm folding or centring (as circuit-tracer loads them), then circuit-tracer's
 replacement-model configuration. Writes OUT (safetensors): the dense adjacency (rows targets,
 columns sources; nodes ordered features, errors layer by layer, tokens, logits), the active
-features `[n, 3]` (layer, pos, index), the selected ones, the logit targets and probabilities.
+features `[n, 3]` (layer, pos, index), the selected ones, the logit targets and probabilities,
+and circuit-tracer's replacement and completeness scores.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 
 import torch
 from circuit_tracer.attribution.attribute import attribute
+from circuit_tracer.graph import compute_graph_scores
 from circuit_tracer.replacement_model.replacement_model_transformerlens import (
     TransformerLensReplacementModel,
 )
@@ -86,6 +88,7 @@ def main(model_folder: str, transcoder_folder: str, tokens: str, out: str) -> No
             "selected_features": graph.selected_features.contiguous(),
             "logit_ids": torch.tensor([t.vocab_idx for t in graph.logit_targets]),
             "logit_probabilities": graph.logit_probabilities.float().contiguous(),
+            "scores": torch.tensor(compute_graph_scores(graph), dtype=torch.float64),
         },
         out,
     )

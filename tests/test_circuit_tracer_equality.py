@@ -26,7 +26,6 @@ from safetensors.torch import load_file
 
 from feature_lens import Lens
 from feature_lens.attribution import (
-    CallableMetric,
     Node,
     NodeValues,
     PromptState,
@@ -34,6 +33,7 @@ from feature_lens.attribution import (
     direct_node_effects,
     node_values,
 )
+from feature_lens.attribution.replacement_scores import graph_scores, salient_logits
 from feature_lens.lens import EMBED_SITE
 from tests.circuit_tracer_format import write_transcoder_set
 from tests.test_loading import _save_gpt2_folder
@@ -136,14 +136,34 @@ def test_edges_equal_circuit_tracer(reference: tuple[Path, Path, dict[str, Any]]
     _close(matrix[n_feat:-n_pos][keep[n_feat:-n_pos]], theirs[n_feat:-n_pos][keep[n_feat:-n_pos]])
     _close(matrix[-n_pos:], theirs[-n_pos:])  # token -> feature
 
-    # feature -> logit: the demeaned unembedding of each target token at the last position.
-    n_logits = len(ct["logit_ids"])
-    for row, token in enumerate(ct["logit_ids"].tolist()):
+    # Targets: the salient logits, each the demeaned unembedding at the last position.
+    with torch.no_grad():
+        logits = lens.run(tokens).logits[0]
+    targets = salient_logits(logits, lens.model.W_U)
+    assert targets.tokens.tolist() == ct["logit_ids"].tolist()
+    _close(targets.probabilities, ct["logit_probabilities"].to(F64))
+    n_logits = len(targets.tokens)
+    logit_rows = []
+    for row, metric in enumerate(targets.metrics()):
+        effects = direct_node_effects(lens, state, metric, upstream)
+        ours = torch.tensor([effects[u] for u in upstream], dtype=F64)
+        theirs_row = adjacency[len(adjacency) - n_logits + row, : len(upstream)].to(F64)
+        _close(ours[keep], theirs_row[keep])  # feature, error and token -> logit
+        logit_rows.append(ours)
 
-        def demeaned(logits: torch.Tensor, _answers: Any, token: int = token) -> torch.Tensor:
-            last = logits[:, -1]
-            return last[:, token] - last.mean(-1)
-
-        effects = direct_node_effects(lens, state, CallableMetric(demeaned), features)
-        ours = torch.tensor([effects[f] for f in features], dtype=F64)
-        _close(ours, adjacency[len(adjacency) - n_logits + row, :n_feat])
+    # Replacement and completeness scores: circuit-tracer's on its graph, ours on its adjacency
+    # and on ours (built from our edges, error nodes at BOS zeroed as circuit-tracer does).
+    n = len(adjacency)
+    kinds = (
+        ["feature"] * n_feat + ["error"] * len(errors) + ["token"] * n_pos + ["logit"] * n_logits
+    )
+    weights = torch.zeros(n, dtype=F64)
+    weights[-n_logits:] = ct["logit_probabilities"].to(F64)
+    expected = ct["scores"].tolist()
+    assert graph_scores(adjacency, kinds, weights) == pytest.approx(expected, abs=1e-6)
+    ours_adjacency = torch.zeros(n, n, dtype=F64)
+    ours_adjacency[:n_feat, : len(upstream)] = matrix.T * keep.to(F64)
+    ours_adjacency[-n_logits:, : len(upstream)] = torch.stack(logit_rows) * keep.to(F64)
+    assert graph_scores(ours_adjacency, kinds, weights) == pytest.approx(expected, abs=1e-5)
+    assert 0 < expected[0] < 1
+    assert 0 < expected[1] < 1

@@ -243,7 +243,10 @@ def test_cli_takes_a_transcoder_set_folder(
     _save_gpt2_folder(tmp_path / "gpt2-tiny", tmp_path / "tok")
     sets = tmp_path / "ct"
     write_transcoder_set(sets, n_layers=2, d_model=32, kind="skip", model_name="gpt2-tiny")
-    lens_args = ["--model", str(tmp_path / "gpt2-tiny"), "--sae", str(sets)]
+    lens_args = [
+        "--model", str(tmp_path / "gpt2-tiny"), "--sae", str(sets),
+        "--no-fold-ln", "--no-center-writing-weights", "--no-center-unembed",
+    ]  # fmt: skip
     assert main(["info", *lens_args]) == 0
     out = capsys.readouterr().out
     assert "blocks.0.hook_mlp_out" in out

@@ -53,6 +53,10 @@ class Dictionary:
             at the same hook (e.g. an SAE and a set of directions).
     """
 
+    W_skip: Tensor | None = None
+    """A skip transcoder's skip weights `[d_out, d_in]` (None otherwise; subclasses without a
+    skip connection inherit this default)."""
+
     def __init__(
         self,
         sae: Any,
@@ -73,7 +77,7 @@ class Dictionary:
             )
         self.is_transcoder = isinstance(sae, Transcoder)
         skip = getattr(sae, "W_skip", None)
-        self.W_skip: Tensor | None = skip if isinstance(skip, Tensor) else None
+        self.W_skip = skip if isinstance(skip, Tensor) else None
         if self.is_transcoder:
             hook_out = hook_out or metadata.get("hook_name_out") or _infer_hook_out(hook_in)
             if hook_out is None:
