@@ -23,7 +23,7 @@ import torch
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph, Node, NodeTable
 from feature_lens.graph.node import cluster
-from feature_lens.graph.table import NO_VALUE
+from feature_lens.graph.table import NO_VALUE, float_list, int_list
 
 
 @dataclass
@@ -60,23 +60,23 @@ def connectivity_profiles(
         targets, sources = graph.edge_index
         out_edges = is_feature[sources] & (include_metric | (targets != metric))
         for t, s, w in zip(
-            targets[out_edges].tolist(),
-            sources[out_edges].tolist(),
-            graph.edge_weight[out_edges].tolist(),
+            int_list(targets[out_edges]),
+            int_list(sources[out_edges]),
+            float_list(graph.edge_weight[out_edges]),
             strict=True,
         ):
             key = f"out:{ids[t]}#{g}" if t == metric else f"out:{ids[t]}"
             rows[ids[s]][key] = rows[ids[s]].get(key, 0.0) + w
         in_edges = is_feature[targets]
         for t, s, w in zip(
-            targets[in_edges].tolist(),
-            sources[in_edges].tolist(),
-            graph.edge_weight[in_edges].tolist(),
+            int_list(targets[in_edges]),
+            int_list(sources[in_edges]),
+            float_list(graph.edge_weight[in_edges]),
             strict=True,
         ):
             key = f"in:{ids[s]}"
             rows[ids[t]][key] = rows[ids[t]].get(key, 0.0) + w
-        for row in torch.nonzero(is_feature)[:, 0].tolist():
+        for row in int_list(torch.nonzero(is_feature)[:, 0]):
             nodes[ids[row]] = table.nodes[row]
             if include_activation:
                 rows[ids[row]][f"act#{g}"] = float(table.activation[row])
@@ -182,7 +182,7 @@ def collapse(graph: AttributionGraph, clusters: Mapping[str, int]) -> Attributio
     order = torch.full((size,), 2**62, dtype=torch.int64).scatter_reduce(
         0, new_row, table.order, "amin"
     )
-    members = torch.bincount(new_row, minlength=size).tolist()
+    members = int_list(torch.bincount(new_row, minlength=size))
     super_of = {row: k for k, row in first.items()}
     nodes = [cluster(super_of[r]) if r in super_of else table.nodes[kept[r]] for r in range(size)]
     labels = [

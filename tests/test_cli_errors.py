@@ -343,6 +343,9 @@ CATALOGUE: list[tuple[str, Callable[[dict[str, Path]], list[str]], str]] = [
         ],
         "invalid float",
     ),
+    ("serve port out of range", lambda f: ["serve", "--port", "70000"], "70000"),
+    ("serve port not a number", lambda f: ["serve", "--port", "http"], "invalid int"),
+    ("serve max tokens", lambda f: ["serve", "--max-tokens", "0"], "--max-tokens"),
     (
         "cluster missing graph",
         lambda f: ["cluster", str(f["missing"]), "-k", "2", "--out", str(f["root"] / "c.json")],

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("dashboard", "build feature-connectome dashboards (HTML) for a Lens"),
     "steer": ("steer", "add a multiple of a direction and show what it changes"),
     "cluster": ("cluster", "cluster a graph's features by their connections"),
+    "export": ("export", "write a graph as circuit-tracer / Neuronpedia graph JSON"),
     "serve": ("serve", "open the interactive circuit explorer (a local web app)"),
 }
 

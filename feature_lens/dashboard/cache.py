@@ -55,7 +55,10 @@ def corpus_pass_key(lens: Lens, tokens: Tensor, request: Mapping[str, Any]) -> s
     for site, dictionary in lens.dictionaries.items():
         kind = type(dictionary.sae).__name__
         hasher.update(f"{site}|{dictionary.hook_in}|{dictionary.hook_out}|{kind}".encode())
-        _digest_module(hasher, dictionary.sae)
+        if dictionary.sae is not None:
+            _digest_module(hasher, dictionary.sae)
+        else:  # directions: their vectors are all there is
+            _digest_tensor(hasher, dictionary.W_dec)
     hasher.update(f"{tokens.dtype}|{tuple(tokens.shape)}|".encode())
     hasher.update(tokens.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
     hasher.update(json.dumps(request, sort_keys=True, default=str).encode())

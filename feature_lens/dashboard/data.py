@@ -143,7 +143,13 @@ def feature_activations(
     mask = dataset.mask
     starts = range(0, n, batch_size)
     records = moments.sites if moments else []
-    plan = RunPlan(record_hooks=records, stop_at_layer=stop_layer(lens, [*by_site, *records]))
+    # The tables correlate features with the dictionary's input (a transcoder's reads differ from
+    # its site); sites are names, not hooks ("<hook>:decoder", "<hook>:directions").
+    inputs = {site: lens.dictionary(site).hook_in for site in records}
+    plan = RunPlan(
+        record_hooks=sorted(set(inputs.values())),
+        stop_at_layer=stop_layer(lens, [*by_site, *records]),
+    )
     for start in tqdm(starts, desc="activations", disable=not progress, unit="batch"):
         batch = dataset.tokens[start : start + batch_size].to(lens.device)
         with torch.no_grad():
@@ -152,7 +158,7 @@ def feature_activations(
         if moments is not None:
             for site in moments.sites:
                 moments.update(
-                    site, result.features[site], result.hooks[site], keep.to(lens.device)
+                    site, result.features[site], result.hooks[inputs[site]], keep.to(lens.device)
                 )
         for site, idx in by_site.items():
             acts = result.features[site][..., idx].float().cpu()  # [b, pos, k]

@@ -344,14 +344,33 @@ def write_site(
         )
         collapsed.save(folder / "graph.collapsed.json")
     if graph is not None:
-        from feature_lens.graph.neuronpedia import save_neuronpedia
+        from feature_lens.graph.neuronpedia import write_graph_files
 
         nav = [("collapsed connectome", "clusters/collapsed.html")] if collapsed else []
         (folder / "connectome.html").write_text(
             connectome_page(graph, info, nav=nav, labels=feature_labels(datas)), encoding="utf-8"
         )
         graph.save(folder / "graph.json")
-        save_neuronpedia(graph, folder / "graph.neuronpedia.json")
+        write_graph_files(graph, folder / "circuit-tracer")
+    write_feature_files(folder / "circuit-tracer" / "features", datas, dataset, acts)
+
+
+def write_feature_files(
+    folder: Path,
+    datas: Mapping[FeatureId, FeatureData],
+    dataset: Dataset,
+    acts: Mapping[FeatureId, torch.Tensor],
+) -> None:
+    """Each feature's data as the viewer's feature JSON (`<folder>/<site>/<index>.json`;
+    feature_lens.dashboard.feature_json)."""
+    from feature_lens.dashboard.feature_json import to_feature_json
+
+    for feature, data in datas.items():
+        real = acts[feature][dataset.mask]
+        export = to_feature_json(data, real[real > 0])
+        path = folder / feature.site / f"{feature.index}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(export.model_dump_json(), encoding="utf-8")
 
 
 def feature_labels(datas: Mapping[FeatureId, FeatureData]) -> dict[FeatureId, str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float64, Int64
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from feature_lens.errors import InputError
 from feature_lens.graph.schema import Method
-from feature_lens.graph.table import NodeRecord, NodeTable
+from feature_lens.graph.table import NodeRecord, NodeTable, float_list, int_list
 
 
 class NodesView(Mapping[str, NodeRecord]):
@@ -146,8 +146,9 @@ class AttributionGraph:
         n = len(self.table)
         if self.edge_weight.numel() == 0:
             return self
-        keys, inverse = torch.unique(
-            self.edge_index[0] * n + self.edge_index[1], return_inverse=True
+        keys, inverse = cast(
+            "tuple[Tensor, Tensor]",
+            torch.unique(self.edge_index[0] * n + self.edge_index[1], return_inverse=True),
         )
         weights = torch.zeros(keys.numel(), dtype=torch.float64).index_add_(
             0, inverse, self.edge_weight.to(torch.float64)
@@ -190,11 +191,11 @@ class AttributionGraph:
     def edges(self) -> Mapping[tuple[str, str], float]:
         """Read-only `{(source id, target id): weight}` view (built on first use)."""
         ids = self.ids
-        targets, sources = self.edge_index.tolist()
+        targets, sources = int_list(self.edge_index[0]), int_list(self.edge_index[1])
         return MappingProxyType(
             {
                 (ids[s], ids[t]): w
-                for t, s, w in zip(targets, sources, self.edge_weight.tolist(), strict=True)
+                for t, s, w in zip(targets, sources, float_list(self.edge_weight), strict=True)
             }
         )
 
@@ -259,10 +260,10 @@ class AttributionGraph:
         graph.add_nodes_from(
             (ids[row], self.table.record(row).as_dict()) for row in range(len(ids))
         )
-        targets, sources = self.edge_index.tolist()
+        targets, sources = int_list(self.edge_index[0]), int_list(self.edge_index[1])
         graph.add_weighted_edges_from(
             (ids[s], ids[t], w)
-            for t, s, w in zip(targets, sources, self.edge_weight.tolist(), strict=True)
+            for t, s, w in zip(targets, sources, float_list(self.edge_weight), strict=True)
         )
         return graph
 
@@ -340,7 +341,7 @@ class AttributionGraph:
 
     def influence(self) -> dict[str, float]:
         """`influence_scores` by node id."""
-        return dict(zip(self.ids, self.influence_scores().tolist(), strict=True))
+        return dict(zip(self.ids, float_list(self.influence_scores()), strict=True))
 
     def prune_influence(self, fraction: float = 0.8) -> AttributionGraph:
         """Keep the most influential nodes that together hold `fraction` of the total influence."""

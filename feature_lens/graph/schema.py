@@ -64,7 +64,7 @@ class GraphFile(BaseModel):
     method: Method
     metric: str
     settings: dict[str, Any] = Field(default_factory=dict)
-    prompts: list[list[str]] = Field(default_factory=list)
+    prompts: list[list[str]] = Field(default_factory=list[list[str]])
     nodes: NodeColumns
     tensors: TensorFile
 
@@ -104,6 +104,6 @@ class GraphRecordV1(BaseModel):
     method: Method
     metric: str
     settings: dict[str, Any] = Field(default_factory=dict)
-    prompts: list[list[str]] = Field(default_factory=list)
+    prompts: list[list[str]] = Field(default_factory=list[list[str]])
     nodes: list[NodeRecordV1]
     edges: list[EdgeRecordV1]

@@ -1,8 +1,8 @@
 """Saving and loading attribution graphs (format in `feature_lens.graph.schema`, docs/graph-format.md).
 
 `save_graph` writes format version 2: `<name>.json` (metadata, node identity columns) and
-`<name>.safetensors` beside it (node values and the adjacency), each atomically (temporary file +
-rename; the tensors first, so a JSON file never points at tensors that are not there; the JSON
+`<name>.safetensors` beside it (node values and the adjacency), each atomically
+(`feature_lens.outputs.write_file`; the tensors first, so a JSON file never points at tensors that are not there; the JSON
 records the tensors' SHA-256, so a mismatched pair is refused on load). Non-finite numbers are
 refused at save time. `load_graph` reads version 2 and version-1 JSON files and refuses malformed
 files with a one-line `LoadingError`: bad JSON or nesting too deep, non-finite numbers, negative
@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -26,11 +24,12 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import Tensor
 
-from feature_lens.errors import FeatureLensError, LoadingError, OutputExistsError
+from feature_lens.errors import FeatureLensError, LoadingError
 from feature_lens.graph.graph import AttributionGraph
 from feature_lens.graph.node import Node
 from feature_lens.graph.schema import GraphFile, GraphRecordV1, NodeColumns, TensorFile
-from feature_lens.graph.table import NO_VALUE, NodeTable
+from feature_lens.graph.table import NO_VALUE, NodeTable, int_list
+from feature_lens.outputs import check_file_target, write_file
 
 T = TypeVar("T")
 
@@ -78,17 +77,6 @@ def _check_finite(graph: AttributionGraph) -> None:
     _check_finite_settings(graph.settings, "settings")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def graph_tensors(graph: AttributionGraph) -> tuple[dict[str, Tensor], str]:
     """The tensors saved beside the JSON, and the adjacency layout ("coo" or "dense", whichever
     takes fewer bytes: dense is 8 n^2, COO 24 e)."""
@@ -109,14 +97,14 @@ def graph_file(graph: AttributionGraph, tensors_name: str, data: bytes, layout: 
     """The JSON half of a version-2 graph."""
     table = graph.table
     nodes = table.nodes
-    cluster = table.cluster.tolist()
+    cluster = int_list(table.cluster)
     columns = NodeColumns.model_construct(
         kind=[node.kind for node in nodes],
         site=[node.site for node in nodes],
         pos=[node.pos for node in nodes],
         index=[node.index for node in nodes],
-        layer=table.layer.tolist(),
-        order=table.order.tolist(),
+        layer=int_list(table.layer),
+        order=int_list(table.order),
         label=list(table.label),
         cluster=[None if c == NO_VALUE else c for c in cluster],
     )
@@ -143,18 +131,14 @@ def save_graph(graph: AttributionGraph, path: str | Path, *, overwrite: bool = F
     path = Path(path)
     tensors_at = tensor_path(path)
     for target in (path, tensors_at):
-        if target.exists() and not overwrite:
-            raise OutputExistsError(
-                f"{str(target)!r} exists; pass overwrite=True (--overwrite) to replace it"
-            )
+        check_file_target(target, overwrite=overwrite)
     _check_finite(graph)
     tensors, layout = graph_tensors(graph)
     data = save_tensors(tensors)
     record = graph_file(graph, tensors_at.name, data, layout)
     text = json.dumps(record.model_dump(mode="json"), indent=1, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(tensors_at, data)
-    _atomic_write(path, text.encode())
+    write_file(tensors_at, data, overwrite=overwrite)
+    write_file(path, text, overwrite=overwrite)
     return path
 
 

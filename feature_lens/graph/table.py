@@ -85,6 +85,16 @@ class NodeRecord:
         }
 
 
+def int_list(values: Tensor) -> list[int]:
+    """A 1-D integer tensor as a list of ints (typed: `Tensor.tolist` is not)."""
+    return [int(v) for v in values.tolist()]  # type: ignore[reportUnknownVariableType]
+
+
+def float_list(values: Tensor) -> list[float]:
+    """A 1-D float tensor as a list of floats."""
+    return [float(v) for v in values.tolist()]  # type: ignore[reportUnknownVariableType]
+
+
 def _long(values: Iterable[int], n: int) -> Int64[Tensor, " n"]:
     out = torch.tensor(list(values), dtype=torch.int64)
     return out if out.numel() == n else out.reshape(n)
@@ -173,12 +183,12 @@ class NodeTable:
     @cached_property
     def nodes(self) -> tuple[Node, ...]:
         """Each row's `Node` (built once, on first use)."""
-        kinds = [NODE_KINDS[k] for k in self.kind.tolist()]
-        sites = [self.sites[s] for s in self.site.tolist()]
+        kinds: list[NodeKind] = [NODE_KINDS[k] for k in int_list(self.kind)]
+        sites = [self.sites[s] for s in int_list(self.site)]
         return tuple(
             Node(kind, site, None if p < 0 else p, None if i < 0 else i)
             for kind, site, p, i in zip(
-                kinds, sites, self.pos.tolist(), self.index.tolist(), strict=True
+                kinds, sites, int_list(self.pos), int_list(self.index), strict=True
             )
         )
 
@@ -211,7 +221,7 @@ class NodeTable:
 
     def select(self, rows: Int64[Tensor, " m"]) -> NodeTable:
         """The rows `rows`, in that order."""
-        picked = rows.tolist()
+        picked = int_list(rows)
         return dataclasses.replace(
             self,
             kind=self.kind[rows],

@@ -17,6 +17,7 @@ pages, with no special cases. Give it a `name` to attach it at a hook that alrea
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -237,14 +238,19 @@ def _read_npy(path: Path, head: bytes) -> Tensor:
     if not head.startswith(b"\x93NUMPY"):
         raise LoadingError(f"{str(path)!r} is not a .npy file; write it with numpy.save")
     try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's note on Python 2 headers
+            array = np.load(path, allow_pickle=False)
+    except Exception as error:  # numpy's header parser raises several kinds for damaged files
         if "pickle" in str(error):
             raise LoadingError(
                 f"{str(path)!r} holds Python objects (a pickle), which feature-lens never loads; "
                 "save a numeric array"
             ) from None
-        raise LoadingError(f"{str(path)!r} is a damaged .npy file ({error})") from None
+        raise LoadingError(
+            f"{str(path)!r} is a damaged .npy file ({type(error).__name__}); write it again with "
+            "numpy.save"
+        ) from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise LoadingError(f"{str(path)!r} does not hold a numeric array; save float vectors")
     return torch.from_numpy(np.ascontiguousarray(array))

@@ -2,8 +2,10 @@
 
 For a feature: its top activating examples over the explorer's corpus (token-level activations),
 the histogram of its positive activations, its direct logit effect (top and bottom tokens, through
-the final LayerNorm's centring and gain and the unembedding), and — from the current graph — its
-strongest upstream and downstream nodes with their edge weights. The corpus is the embedded model's
+the final LayerNorm's centring and gain and the unembedding), its strongest upstream and
+downstream nodes in the current graph with their edge weights, and its strongest neighbours across
+every layer on its top corpus prompts (the dashboards' `neighbours`: attribution patching upstream,
+exact patching downstream). The corpus is the embedded model's
 own text for the zoo, else the lines of `--corpus`, else the prompts typed so far.
 """
 
@@ -22,6 +24,8 @@ from feature_lens.dashboard.data import (
     prepare_dataset,
     summarise,
 )
+from feature_lens.dashboard.neighbours import Link, Neighbours
+from feature_lens.dashboard.neighbours import neighbours as neighbours_on_corpus
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
 from feature_lens.lens import Lens
@@ -44,6 +48,7 @@ class FeaturePanels:
     max_examples: int = 8
     _dataset: Dataset | None = None
     _cache: dict[FeatureId, FeatureData] = field(default_factory=dict[FeatureId, FeatureData])
+    _links: dict[FeatureId, Neighbours] = field(default_factory=dict[FeatureId, Neighbours])
 
     def dataset(self) -> Dataset:
         """The tokenized corpus (built once)."""
@@ -68,6 +73,10 @@ class FeaturePanels:
             effect = logit_effects(self.lens, [feature])[feature]
             data.top_logits, data.bottom_logits = effect.top, effect.bottom
             self._cache[feature] = data
+            # Neighbours across every layer on the feature's top corpus prompts (the dashboards'
+            # computation: attribution patching upstream, exact patching downstream).
+            found = neighbours_on_corpus(self.lens, dataset, {feature: acts}, n_prompts=4, k=8)
+            self._links[feature] = found[feature]
         return self._cache[feature]
 
     def panel(
@@ -85,7 +94,11 @@ class FeaturePanels:
             upstream, downstream = neighbours(graph, node_id)
             up = [{"id": n.id, "weight": w} for n, w in upstream]
             down = [{"id": n.id, "weight": w} for n, w in downstream]
+        across = self._links.get(feature, Neighbours())
         return {
+            "acrossUp": [_link(link) for link in across.upstream],
+            "acrossDown": [_link(link) for link in across.downstream],
+            "acrossPrompts": len(across.prompts),
             "feature": feature.label,
             "site": feature.site,
             "index": feature.index,
@@ -100,3 +113,14 @@ class FeaturePanels:
             "downstream": down,
             "edgeMethod": graph.settings.get("edge_method", graph.method) if graph else None,
         }
+
+
+def _link(link: Link) -> dict[str, Any]:
+    """A corpus neighbour for the panel."""
+    return {
+        "kind": link.kind,
+        "site": link.site,
+        "index": link.index,
+        "weight": link.weight,
+        "method": link.method,
+    }

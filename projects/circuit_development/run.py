@@ -6,6 +6,7 @@ python -m projects.circuit_development.run [--stage checkpoints|saes|matching|ci
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -33,10 +34,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", choices=STAGES, action="append")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--checkpoint-evals-only",
+        action="store_true",
+        help="evaluate the tasks (50 prompts) only at the checkpoints: a faster training stage "
+        "with the same weights, for runs that need the checkpoints but not the accuracy curve",
+    )
     args = parser.parse_args(argv)
     results: Path = args.results
     stages = args.stage or list(STAGES)
     config = ProjectConfig()
+    if args.checkpoint_evals_only:
+        config = dataclasses.replace(config, eval_steps=config.checkpoint_steps, n_eval_prompts=50)
     torch.set_num_threads(config.threads)
     total = time.perf_counter()
     for stage in stages:

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from projects.circuit_development.figures import COLOURS, read_rows
 
@@ -85,17 +86,19 @@ def histogram_figure(rows: list[dict[str, Any]]) -> Figure:
 
 
 def edges_figure(rows: list[dict[str, Any]]) -> Figure:
-    """Edge persistence to the last circuit vs step, per task (dotted: second-seed control)."""
+    """Edge persistence to the last circuit vs step, per task (dotted: second-seed control); the
+    last checkpoint against itself (1 by construction) is left out."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     xmax = max(r["step"] for r in rows)
     keys = (
-        ("persisted", "top edges persisted"),
-        ("endpoints_present", "top edges whose endpoints exist"),
+        ("persisted", "top-32 edges persisted (all kinds)"),
+        ("feature_edges_persisted", "top-32 feature->feature edges persisted"),
         ("weighted_jaccard", "weighted Jaccard of |edge weights|"),
     )
     for task in sorted({r["task"] for r in rows}):
         mine = sorted(
-            (r for r in rows if r["task"] == task and not r["control"]), key=lambda r: r["step"]
+            (r for r in rows if r["task"] == task and not r["control"] and r["step"] != xmax),
+            key=lambda r: r["step"],
         )
         ctrl = [r for r in rows if r["task"] == task and r["control"]]
         colour = COLOURS.get(task, "k")
@@ -110,7 +113,14 @@ def edges_figure(rows: list[dict[str, Any]]) -> Figure:
             if ctrl:
                 ax.axhline(ctrl[0][key], color=colour, ls=":", lw=1)
     for ax, (_, label) in zip(axes, keys, strict=True):
-        _steps_axis(ax, xmax)
+        if min(r["step"] for r in rows) > 0:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticks([300, 500, 1000, 2000, 3000], ["300", "500", "1000", "2000", "3000"])
+        else:  # a step-0 circuit cannot sit on a log axis
+            ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel(label)
     axes[0].legend(fontsize=8)

@@ -14,8 +14,9 @@ The seed matches two SAEs' features by their activations on the same tokens:
   `dead_rule="same_index"`); `dead_rule="partner"` (our default) marks i when i or the feature it
   was assigned to is dead, which is what the convention is for;
 - a feature is **matched at threshold t** when `0 <= distance <= t`; the matched fraction is over
-  *all* features of the SAE (the seed's plots use distance thresholds 0.1, 0.3, 0.5, 0.7, 0.9;
-  this rule reproduces its committed plot data from its committed histograms);
+  *all* features of the SAE (the seed's plots use distance thresholds 0.1, 0.3, 0.5, 0.7, 0.9; its
+  matching notebook is not in the stored snapshot, and this rule agrees with its committed curves
+  and histograms to the histograms' bin width);
 - **similarity histograms**: per checkpoint, a histogram of the matched pairs' similarity
   `1 - distance` over 49 equal bins on [0, 1] (dead features, at 2, and negative similarities fall
   outside), for the activation cosine and for the decoder cosine of the same pairs.
@@ -133,7 +134,8 @@ def decoder_pair_cosine(
     """cos(W_dec_a[i], W_dec_b[partner[i]]) for every i (the pairs come from the activations)."""
     a = W_dec_a.double()
     b = W_dec_b.double()[torch.as_tensor(partner)]
-    return torch.nn.functional.cosine_similarity(a, b, dim=1).numpy()
+    # clipped to [-1, 1]: a rounding excess over 1 would drop identical pairs from the histogram
+    return torch.nn.functional.cosine_similarity(a, b, dim=1).clamp(-1.0, 1.0).numpy()
 
 
 def similarity_histogram(similarity: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The seed's settings on any TransformerLens model with a folder of checkpoints, plus circuit edges.
 
-python -m projects.circuit_development.seed_run --checkpoints FOLDER [--site HOOK ...]
+python -m projects.circuit_development.seed_run [--checkpoints FOLDER] [--site HOOK ...]
     [--steps N ...] [--edge-steps N ...] [--tokens TOKENS.pt] [--prompts PROMPTS.pt]
     [--artifacts DIR] [--results DIR]
 
@@ -81,7 +81,7 @@ class SeedRunConfig:
     dead_rule: str = "partner"
     distance_thresholds: tuple[float, ...] = SEED_DISTANCE_THRESHOLDS
     correlation_thresholds: tuple[float, ...] = (0.5, 0.7, 0.9)
-    edge_steps: tuple[int, ...] = (297, 522, 918, 1300, 1450, 1615, 5000)
+    edge_steps: tuple[int, ...] = (297, 522, 918, 1300, 1450, 1615, 2842, 5000)
     n_edge_prompts: int = 16
     edge_nodes: int = 48
     edge_top: int = 32
@@ -428,7 +428,7 @@ def run_edges(
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run the stages (all by default), printing their wall time."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoints", type=Path, required=True)
+    parser.add_argument("--checkpoints", type=Path, default=HERE / "artifacts" / "checkpoints")
     parser.add_argument("--site", action="append")
     parser.add_argument("--steps", type=int, nargs="+")
     parser.add_argument("--edge-steps", type=int, nargs="+")
@@ -455,6 +455,11 @@ def main(argv: list[str] | None = None) -> None:
     (results / "config.json").write_text(
         json.dumps({**asdict(config), "steps": steps}, indent=2) + "\n"
     )
+    training = folder.root / "training.json"  # written by checkpoints.train_checkpoints
+    if training.is_file():
+        write_csv(
+            results / "training_evaluations.csv", json.loads(training.read_text())["evaluations"]
+        )
     for stage in args.stage or list(STAGES):
         start = time.perf_counter()
         if stage == "saes":

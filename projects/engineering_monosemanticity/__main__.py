@@ -1,8 +1,8 @@
 """Command line: ``python -m projects.engineering_monosemanticity [flags]``.
 
-Three modes:
+Modes:
 
-1. A custom sweep with the seed's flags (defaults: ``RunConfig``'s, i.e. the seed's)::
+1. A custom sweep with the seed's flags (defaults: ``RunConfig``'s, i.e. the seed's ``main.py``'s)::
 
        python -m projects.engineering_monosemanticity --N 256 --m 32 --k 612 --eps 0.015625 \\
            --log2_batch_size 6 --learning_rate 0.03 --log2_training_steps 13 --sample_kind equal \\
@@ -18,7 +18,9 @@ Three modes:
 
    writes ``results/<preset>/<batch>/...``. ``--list`` prints the batches and presets.
 
-3. ``--report``: draw the figures and the HTML browser from everything under ``--results_dir``.
+3. ``--report``: draw the figures and the HTML browser from everything under ``--results_dir``;
+   ``--lr_sweep cpu/LR1``: the seed's learning-rate sweep script for one sweep;
+   ``--rerun FILE.json``: train a stored run again and say where it departs from the record.
 
 Runs already on disk (same full config) are skipped, so an interrupted sweep resumes.
 """
@@ -57,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--m", type=int, default=d.m, help="embedding dimension")
     g.add_argument("--k", type=int, default=d.k, help="hidden neurons")
     g.add_argument("--eps", type=float, default=d.eps, help="feature probability")
-    g.add_argument("--log2_batch_size", type=int, default=d.log2_batch_size)
-    g.add_argument("--learning_rate", type=float, default=d.learning_rate)
-    g.add_argument("--log2_training_steps", type=int, default=d.log2_training_steps)
+    g.add_argument("--log2_batch_size", type=int, default=d.log2_batch_size, help="log2 batch")
+    g.add_argument("--learning_rate", type=float, default=d.learning_rate, help="peak LAMB rate")
+    g.add_argument(
+        "--log2_training_steps", type=int, default=d.log2_training_steps, help="log2 steps"
+    )
     g.add_argument("--sample_kind", default=d.sample_kind, choices=[*SAMPLE_KINDS, "power_law"])
     g.add_argument("--task", default=d.task, choices=[*TASKS, "random_proj", "decoder"])
     g.add_argument("--decay", type=float, default=d.decay, help="bias decay rate")
@@ -83,7 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--save_weights", action="store_true", help="also save .pt state dicts")
     o.add_argument("--report", action="store_true", help="draw figures + report.html, then exit")
     o.add_argument("--summary", action="store_true", help="print a markdown summary, then exit")
-    o.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    o.add_argument(
+        "--lr_sweep",
+        default=None,
+        metavar="SWEEP",
+        help="draw one learning-rate sweep (e.g. cpu/LR1) as the seed's script does, then exit",
+    )
+    o.add_argument(
+        "--lr_values", type=float, nargs="+", default=None, help="learning rates --lr_sweep expects"
+    )
+    o.add_argument("--rerun", type=Path, default=None, metavar="JSON",
+                   help="train a stored run again and compare with its record, then exit")  # fmt: skip
+    o.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -96,6 +111,36 @@ def _print_list() -> None:
         print(f"preset {preset}")
 
 
+def _run_tool(args: argparse.Namespace) -> bool:
+    """The modes that read results instead of training; True when one ran."""
+    if args.summary:
+        from projects.engineering_monosemanticity.report import markdown_summary
+
+        print(markdown_summary(args.results_dir))
+        return True
+    if args.rerun:
+        from projects.engineering_monosemanticity.rerun import rerun_record
+
+        print(rerun_record(args.rerun).summary())
+        return True
+    if args.lr_sweep:
+        from projects.engineering_monosemanticity.report import draw_lr_sweep
+
+        paths, missing = draw_lr_sweep(args.results_dir, args.lr_sweep, args.lr_values)
+        for lr in missing:
+            print(f"learning_rate={lr:g} not found in {args.lr_sweep}")
+        for path in paths:
+            print(f"wrote {path}")
+        return True
+    if args.report:
+        from projects.engineering_monosemanticity.report import build_report
+
+        out = build_report(args.results_dir)
+        print(f"wrote {out}")
+        return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m projects.engineering_monosemanticity``."""
     args = build_parser().parse_args(argv)
@@ -103,16 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         _print_list()
         return
-    if args.summary:
-        from projects.engineering_monosemanticity.report import markdown_summary
-
-        print(markdown_summary(args.results_dir))
-        return
-    if args.report:
-        from projects.engineering_monosemanticity.report import build_report
-
-        out = build_report(args.results_dir)
-        print(f"wrote {out}")
+    if _run_tool(args):
         return
     if args.batch:
         names = list(TABLE1) if args.batch == ["all"] else args.batch
@@ -131,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.device,
                 args.save_weights,
                 not args.quiet,
+                args.threads,
             )
         return
 
@@ -154,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         args.device,
         args.save_weights,
         not args.quiet,
+        args.threads,
     )
 
 

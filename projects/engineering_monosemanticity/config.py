@@ -1,8 +1,10 @@
 """The configuration of one training run, as a plain dataclass.
 
 Field names follow the seed's CLI flags (``--N --m --k --eps --log2_batch_size ...``). The defaults
-are the seed's defaults (its ``monosemanticity_runner``): the paper's model sizes with a smaller
-batch (2^8) and fewer steps (2^15) than the paper's own runs (2^13 and 2^17, see ``sweeps.PAPER``).
+are those of the seed's command line (its ``main.py``): the paper's model sizes with batch 2^7,
+learning rate 0.03 and 2^12 steps. (The seed's ``monosemanticity_runner`` function has other
+defaults, batch 2^8, learning rate 0.003 and 2^15 steps, but ``main.py`` always passes its own.)
+The paper's own runs used batch 2^13 and 2^17 steps (``sweeps.PRESETS["paper"]``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-SampleKind = Literal["equal", "power-law"]
+SampleKind = Literal["equal", "power-law", "power-law-filled"]
 Task = Literal["autoencoder", "re-projector", "abs"]
 Nonlinearity = Literal["ReLU", "GeLU", "SoLU"]
 
-SAMPLE_KINDS: tuple[str, ...] = ("equal", "power-law")
+SAMPLE_KINDS: tuple[str, ...] = ("equal", "power-law", "power-law-filled")
 TASKS: tuple[str, ...] = ("autoencoder", "re-projector", "abs")
 NONLINEARITIES: tuple[str, ...] = ("ReLU", "GeLU", "SoLU")
 
@@ -37,7 +39,8 @@ class RunConfig:
         log2_batch_size: log2 of the batch size.
         learning_rate: peak LAMB learning rate.
         log2_training_steps: log2 of the number of optimiser steps.
-        sample_kind: ``equal`` (every feature has probability eps) or ``power-law``.
+        sample_kind: ``equal`` (every feature has probability eps), ``power-law`` (the seed's
+            clipped power law) or ``power-law-filled`` (water-filled; see ``data.py``).
         task: ``autoencoder`` (the paper's "decoder"), ``re-projector`` or ``abs``.
         decay: bias decay rate; biases are multiplied by ``1 - decay * learning_rate`` after
             every step of the first half of training.
@@ -53,9 +56,9 @@ class RunConfig:
     m: int = 64
     k: int = 1024
     eps: float = 1 / 64
-    log2_batch_size: int = 8
-    learning_rate: float = 0.003
-    log2_training_steps: int = 15
+    log2_batch_size: int = 7
+    learning_rate: float = 0.03
+    log2_training_steps: int = 12
     sample_kind: SampleKind = "equal"
     task: Task = "autoencoder"
     decay: float = 0.0

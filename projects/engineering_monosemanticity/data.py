@@ -10,14 +10,19 @@ embedding; the target depends on the task:
 - ``abs``: two independent samples ``v1, v2`` drawn with ``eps / 2`` each (so the difference has
   about the same density as one sample), input ``E (v1 - v2)``, target ``|v1 - v2|``.
 
-Feature probabilities:
+Feature probabilities (``sample_kind``):
 
 - ``equal``: ``p_i = eps`` for every feature.
-- ``power-law``: ``p_i = min(1, c * i^(-1.1))`` for i = 1..N, with ``c`` chosen so that
-  ``sum_i p_i = N * eps`` exactly. The original code divided by ``sum_i i^(-1.1)`` once and then
-  clipped at 1, which loses the clipped mass (7.47 instead of 8 expected active features for
-  N=512, eps=1/64); here the mass is redistributed over the unclipped features until it sums to
-  ``N * eps``.
+- ``power-law`` (the default power law, exactly the seed's ``sample_vectors_power_law``):
+  ``p_i = min(1, N eps i^(-1.1) / sum_j j^(-1.1))`` for i = 1..N, computed in float32 as the seed
+  does. The clipped mass is lost, so the expected number of active features is below ``N eps``
+  when the head of the law is clipped (7.47 instead of 8 for N=512, eps=1/64).
+- ``power-law-filled`` (water-filling variant, an option): ``p_i = min(1, c i^(-1.1))`` with ``c``
+  chosen so that ``sum_i p_i = N eps`` exactly: the clipped mass is redistributed over the
+  unclipped features, which keep the exact i^(-1.1) law.
+
+Activity is drawn as ``U < p_i`` with ``U`` uniform in [0, 1) (the seed draws
+``bernoulli(p_i)``: the same distribution, P(U < p) = p).
 
 Embedding (as in the original ``make_random_embedder``): draw a Gaussian (N, m) matrix, take an
 orthonormal basis of its column space (N, m, orthonormal columns), then rescale each row (one
@@ -54,11 +59,32 @@ def make_embedder(N: int, m: int, generator: torch.Generator) -> Float[Tensor, "
 
 
 def feature_probabilities(N: int, eps: float, sample_kind: str) -> Float[Tensor, " N"]:
-    """Per-feature activation probabilities; they sum to ``N * eps`` for both samplers."""
+    """Per-feature activation probabilities for ``equal``, ``power-law`` or ``power-law-filled``.
+
+    ``equal`` and ``power-law-filled`` sum to ``N * eps``; ``power-law`` (the seed's) sums to
+    ``N * eps`` minus the mass its clipping at 1 removes.
+    """
     if sample_kind == "equal":
         return torch.full((N,), float(eps), dtype=torch.float64)
-    if sample_kind != "power-law":
-        raise ValueError(f"sample_kind={sample_kind!r} is not 'equal' or 'power-law'")
+    if sample_kind == "power-law":
+        return seed_power_law_probabilities(N, eps)
+    if sample_kind == "power-law-filled":
+        return water_filled_power_law_probabilities(N, eps)
+    raise ValueError(
+        f"sample_kind={sample_kind!r} is not 'equal', 'power-law' or 'power-law-filled'"
+    )
+
+
+def seed_power_law_probabilities(N: int, eps: float) -> Float[Tensor, " N"]:
+    """The seed's power law: normalise ``i^-1.1`` to sum ``N eps`` (float32), then clip at 1."""
+    law = 1.0 / torch.arange(1, N + 1, dtype=torch.float32) ** POWER_LAW_EXPONENT
+    # As in the seed, N (an integer tensor) times eps (float32), over the float32 sum.
+    law = law * (torch.tensor(N) * torch.tensor(eps, dtype=torch.float32) / law.sum())
+    return law.clamp(max=1.0).to(torch.float64)
+
+
+def water_filled_power_law_probabilities(N: int, eps: float) -> Float[Tensor, " N"]:
+    """``min(1, c i^-1.1)`` with ``c`` set so that the probabilities sum to ``N eps`` exactly."""
     weights = torch.arange(1, N + 1, dtype=torch.float64) ** -POWER_LAW_EXPONENT
     target = N * eps
     clipped = torch.zeros(N, dtype=torch.bool)

@@ -21,6 +21,8 @@ from matplotlib import colors
 from matplotlib.figure import Figure
 from PIL import Image
 
+from projects.engineering_monosemanticity.activations import record_activations, sfa_image
+
 Record = dict[str, Any]
 
 NICE = {
@@ -131,6 +133,39 @@ def sweep_figure(records: Sequence[Record], title: str) -> Figure:
     ax_loss.legend(fontsize=7, ncol=1 + len(records) // 7)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def sfa_figure(
+    records: Sequence[Record],
+    js: Sequence[int] = (0, 2, 5),
+    crop: tuple[int, int] = (1024, 512),
+    title: str = "",
+) -> Figure:
+    """The seed's single-feature activation plot: one image per chosen run of a sweep.
+
+    Each panel shows the final model's response of every neuron (rows) to every feature alone
+    (columns), neurons most-monosemantic first and features ordered so that monosemantic neurons
+    form a diagonal (``activations.sfa_image``), colour range 0 ... 1.02 as in the original,
+    cropped to ``crop`` (neurons, features). ``js`` picks runs by position in the sweep sorted by
+    its first swept variable (the seed's default 0, 2, 5); positions past the end are skipped.
+    """
+    var = (list(records[0]["sweep_vars"]) or ["learning_rate"])[0]
+    records = sorted(records, key=lambda r: _value(r, var))
+    chosen = [records[j] for j in js if 0 <= j < len(records)]
+    if not chosen:
+        raise ValueError(f"none of the run positions {list(js)} exist in a sweep of {len(records)}")
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.3 * len(chosen), 6), squeeze=False)
+    image = None
+    for ax, r in zip(axes[0], chosen, strict=True):
+        sfa = sfa_image(record_activations(r))[: crop[0], : crop[1]]
+        image = ax.imshow(sfa, interpolation="nearest", aspect="auto", vmin=0, vmax=1.02)
+        ax.set_title(f"{NICE.get(var, var)} = {_value(r, var):g}", fontsize=10)
+        ax.set_xlabel("feature")
+    axes[0][0].set_ylabel("neuron (most monosemantic first)")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[0]), orientation="horizontal", fraction=0.05, pad=0.12)
+    fig.suptitle(title or "single-feature activations")
     return fig
 
 

@@ -40,6 +40,7 @@ def run_sweep(
     device: str | torch.device = "cpu",
     keep_weights: bool = False,
     progress: bool = True,
+    threads: int = 1,
 ) -> list[Path]:
     """Train every config not already stored under ``results_dir/sweep_name``.
 
@@ -51,6 +52,7 @@ def run_sweep(
         device: training device.
         keep_weights: also save each trained model as a ``.pt`` state dict.
         progress: show progress bars.
+        threads: torch CPU threads per run (see ``train.train``).
 
     Returns:
         The JSON paths of all runs of the sweep (new and previously completed).
@@ -65,7 +67,7 @@ def run_sweep(
             continue
         bar.set_postfix_str(path.stem.split("__")[0])
         start = time.perf_counter()
-        result = train(config, device=device, progress=progress)
+        result = train(config, device=device, progress=progress, threads=threads)
         record = make_record(result, sweep_name, sweep_vars, time.perf_counter() - start)
         record["device"] = str(device)
         if keep_weights:

@@ -9,13 +9,16 @@ sweep resumes by skipping the files already there; a partly written file is neve
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from projects.engineering_monosemanticity.config import RunConfig
@@ -45,6 +48,28 @@ def _round(x: float, digits: int = 6) -> float | None:
     return float(f"{x:.{digits}g}")
 
 
+def environment(threads: int) -> dict[str, Any]:
+    """What besides the config decides a run's floating-point bits (see README, Determinism)."""
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": _cpu_model(),
+        "threads": threads,
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def make_record(
     result: TrainResult, sweep_name: str, sweep_vars: tuple[str, ...], runtime_s: float
 ) -> dict[str, Any]:
@@ -59,6 +84,7 @@ def make_record(
         "sweep_vars": list(sweep_vars),
         "config": config.to_dict(),
         "runtime_s": round(runtime_s, 2),
+        "environment": environment(result.threads),
         "final": {
             "n_mono": last.n_mono,
             "frac_mono_of_neurons": last.frac_of_neurons,
@@ -74,8 +100,32 @@ def make_record(
             "mean_bias": [_round(s.stats.mean_bias, 4) for s in result.snapshots],
         },
         "final_biases": [_round(float(b), 4) for b in biases],
+        "final_encoder": encode_tensors(
+            weight=model.encoder.weight.detach(), bias=model.encoder.bias.detach()
+        ),
         "final_mono_ratio": [_round(float(r), 4) for r in ratios],
     }
+
+
+def encode_tensors(**tensors: torch.Tensor) -> dict[str, Any]:
+    """Tensors as exact little-endian float32 bytes in base64, with their shapes (for JSON)."""
+    out: dict[str, Any] = {}
+    for name, t in tensors.items():
+        array = t.detach().cpu().to(torch.float32).contiguous().numpy().astype("<f4")
+        out[name] = {
+            "shape": list(array.shape),
+            "f32_b64": base64.b64encode(array.tobytes()).decode(),
+        }
+    return out
+
+
+def decode_tensors(encoded: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Inverse of ``encode_tensors``: the exact float32 tensors."""
+    out = {}
+    for name, item in encoded.items():
+        array = np.frombuffer(base64.b64decode(item["f32_b64"]), dtype="<f4")
+        out[name] = torch.from_numpy(array.reshape(item["shape"]).copy())
+    return out
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -121,3 +171,28 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
             record["path"] = str(p.relative_to(results_dir))
             records.append(record)
     return records
+
+
+def load_sweep(
+    results_dir: Path, sweep_name: str, var: str, values: list[float] | None = None
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """The runs of one sweep sorted by ``var``, and which of ``values`` have no run.
+
+    Like the seed's learning-rate sweep loader: ask for the values you expect (e.g. the
+    learning rates 0.001 ... 0.032) and get the runs found plus the values still missing (a value
+    matches when it equals the run's to 1e-9 relative). Without ``values`` every run is returned.
+    """
+    folder = Path(results_dir) / sweep_name
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no sweep {sweep_name!r} under {results_dir}; run it first or check --results_dir"
+        )
+    records = [r for r in load_records(folder) if var in r["config"]]
+    records.sort(key=lambda r: float(r["config"][var]))
+    if values is None:
+        return records, []
+    found = [float(r["config"][var]) for r in records]
+    chosen = [r for r in records if any(math.isclose(r["config"][var], v, rel_tol=1e-9)
+                                        for v in values)]  # fmt: skip
+    missing = [v for v in values if not any(math.isclose(v, f, rel_tol=1e-9) for f in found)]
+    return chosen, missing

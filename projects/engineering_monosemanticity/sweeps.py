@@ -28,6 +28,8 @@ Presets set the sizes the table leaves free (batch, steps) and may shrink the mo
   2^12 steps; eps, learning rates, decay, bias offsets and L1 strengths exactly as in the table.
   Keeping eps fixed keeps the number of active features per embedding dimension (N eps / m) the
   same as in the paper. About 5-10 s per run on one CPU core.
+- ``cpu-long``: the ``cpu`` sizes trained 4x longer (2^14 steps), for the bias batches, whose
+  bias decay acts only over the first half of training.
 - ``tiny``: N=64, m=8, k/8, batch 2^7, 2^10 steps: for tests and smoke runs (~1 s per run).
 """
 
@@ -102,6 +104,7 @@ PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", 1, 13, 17),
     "cpu": Preset("cpu", 4, 8, 12),
     "tiny": Preset("tiny", 8, 7, 10),
+    "cpu-long": Preset("cpu-long", 4, 8, 14),
 }
 
 

@@ -53,6 +53,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
     final_loss: float = math.nan
+    threads: int = 1
 
 
 def task_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -74,20 +75,46 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = False,
     on_step: Callable[[int], None] | None = None,
+    threads: int = 1,
 ) -> TrainResult:
-    """Train one toy model as ``config`` says; deterministic given ``config.seed`` on CPU.
+    """Train one toy model as ``config`` says.
+
+    On CPU the run uses exactly ``threads`` torch threads (the caller's setting is restored
+    afterwards): parallel reductions split work by thread count, so the bits of a run depend on
+    it. Given the seed, the thread count and the machine/software stack, a run is bit-for-bit
+    reproducible; across CPUs or kernel builds it is not (README, Determinism).
 
     Args:
         config: the run's configuration.
         device: where to train (``cpu``, ``cuda``...).
         progress: show a tqdm bar.
         on_step: called with the number of completed steps (for tests and custom logging).
+        threads: torch CPU threads for this run (default 1, as the CLI).
 
     Returns:
         A ``TrainResult`` with the trained model, loss curve, log2-spaced snapshots and the final
         loss on a held-out batch of 4096 samples.
     """
     device = torch.device(device)
+    if threads < 1:
+        raise ValueError(f"threads={threads} must be at least 1")
+    saved = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        result = _train(config, device, progress, on_step)
+    finally:
+        torch.set_num_threads(saved)
+    result.threads = threads if device.type == "cpu" else saved
+    return result
+
+
+def _train(
+    config: RunConfig,
+    device: torch.device,
+    progress: bool,
+    on_step: Callable[[int], None] | None,
+) -> TrainResult:
     data = TaskData(config, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

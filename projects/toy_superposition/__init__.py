@@ -11,4 +11,7 @@ Modules, one job each:
 - :mod:`.hysteresis` — sweeping a setting up and down with warm starts.
 - :mod:`.figures` — the plots; :mod:`.make_figures` regenerates the full-size figures.
 - :mod:`.sae_bridge` — train the library's SAE on a toy model's hidden layer.
+- :mod:`.recipes` — the 20-in-5 study under seed 003's recipe and the project's, and the ablation.
+- :mod:`.featurefinding` — FeatureFinding's own settings on all k-hot inputs; the vary-seed count.
+- :mod:`.interactive` — plotly views over training and convex-hull tools.
 """

@@ -62,24 +62,55 @@ def feature_dimensionality(W: Tensor, eps: float = 1e-8) -> Tensor:
     return torch.where(num > eps**2, num / den.clamp_min(eps**2), torch.zeros_like(num))
 
 
-def count_directions(W: Tensor, threshold: float = 0.5, min_angle_deg: float = 10.0) -> int:
-    """Number of distinct directions among represented features of one instance ``[n, m]``.
+def group_vectors(
+    W: Tensor, epsilon: float = 1e-5, min_norm: float = 0.01
+) -> tuple[list[list[int]], Tensor]:
+    """Group the rows of one instance ``W [n, m]`` that point the same way (FeatureFinding).
 
-    Two represented features share a direction when the angle between them is below
-    ``min_angle_deg``; antipodal features count as two directions. Greedy clustering.
+    Rows with norm below ``min_norm`` are skipped. Each row joins the first group whose first
+    member's direction ``c`` satisfies ``|Ŵ_i·c - 1| < epsilon``, else it starts a new group.
+    Returns the groups (row indices) and each group's mean unit direction ``[n_groups, m]``.
+    """
+    if W.ndim != 2:
+        raise ValueError(
+            f"group_vectors takes one instance [n_features, n_hidden], got {tuple(W.shape)}"
+        )
+    groups: list[list[int]] = []
+    reps: list[Tensor] = []
+    norms = W.norm(dim=-1)
+    for i in range(W.shape[0]):
+        if float(norms[i]) < min_norm:
+            continue
+        u = W[i] / norms[i]
+        for g, c in zip(groups, reps, strict=True):
+            if abs(float(u @ c) - 1.0) < epsilon:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+            reps.append(u)
+    unit = W / norms.clamp_min(1e-30)[:, None]
+    directions = (
+        torch.stack([unit[g].mean(dim=0) for g in groups]) if groups else W.new_zeros(0, W.shape[1])
+    )
+    return groups, directions
+
+
+def count_directions(W: Tensor, min_norm: float = 0.01, min_angle_deg: float = 10.0) -> int:
+    """Number of distinct directions among the features of one instance ``[n, m]``.
+
+    Every feature with ``‖W_i‖ >= min_norm`` counts (the FeatureFinding cut-off; feature norms
+    can be far below the "represented" 0.5 in untied or bias-free models and still carry a
+    direction). Two features share a direction when the angle between them is below
+    ``min_angle_deg`` (:func:`group_vectors` with ``epsilon = 1 - cos(min_angle_deg)``);
+    antipodal features count as two directions.
     """
     if W.ndim != 2:
         raise ValueError(
             f"count_directions takes one instance [n_features, n_hidden], got {tuple(W.shape)}"
         )
-    rows = W[represented(W, threshold)]
-    unit = rows / rows.norm(dim=-1, keepdim=True)
-    cos_min = math.cos(math.radians(min_angle_deg))
-    centres: list[Tensor] = []
-    for u in unit:
-        if all(float(u @ c) < cos_min for c in centres):
-            centres.append(u)
-    return len(centres)
+    eps = 1.0 - math.cos(math.radians(min_angle_deg))
+    return len(group_vectors(W, eps, min_norm)[0])
 
 
 def sorted_angles_2d(W: Tensor, threshold: float = 0.5) -> Tensor:

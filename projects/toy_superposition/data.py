@@ -9,6 +9,7 @@ normalised inputs (each sample scaled to unit norm), and boolean "computation" t
 """
 
 from collections.abc import Sequence
+from itertools import combinations
 from typing import Literal
 
 import torch
@@ -97,6 +98,16 @@ def sample_k_hot(
     else:
         x = torch.where(active, torch.rand(shape, generator=generator, device=device), 0.0)
     return normalise(x) if normalised else x
+
+
+def all_k_hot(n_features: int, k: int = 1, device: torch.device | str = "cpu") -> Tensor:
+    """Every k-hot vector (ones at ``k`` of ``n_features`` places), ``[C(n_features, k), n]``, in
+    lexicographic order of the active indices (FeatureFinding's full-batch ``SyntheticKHot``)."""
+    if not 1 <= k <= n_features:
+        raise ValueError(f"k must be in [1, n_features={n_features}], got {k}")
+    idx = torch.tensor(list(combinations(range(n_features), k)), dtype=torch.long, device=device)
+    out = torch.zeros(idx.shape[0], n_features, device=device)
+    return out.scatter_(1, idx, 1.0)
 
 
 def apply_bool_op(a: Tensor, b: Tensor, op: BoolOp) -> Tensor:

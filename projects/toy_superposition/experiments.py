@@ -6,7 +6,7 @@ The settings used are returned too, so saved figures can record them.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -140,6 +140,109 @@ def twenty_in_five(fast: bool = False, seed: int = 0, device: torch.device | str
     return out
 
 
+def twenty_in_five_recipes(
+    fast: bool = False,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    parts_dir: str | None = None,
+) -> Result:
+    """Seed 003's recipe beside the project's for the 20-in-5 one/two-weight study, and the
+    one-ingredient ablation between them (two weights; :mod:`.recipes`).
+
+    The work splits into parts (one per group of recipes that train together, see
+    :func:`.recipes.recipe_parts`); with ``parts_dir`` (or ``$TOY_RECIPE_PARTS``) each finished part
+    is saved there and reused, so the parts can also run as separate processes
+    (``python -m projects.toy_superposition.recipes PART DIR``). ``$TOY_RECIPE_STEPS`` and
+    ``$TOY_RECIPE_SEEDS`` shrink the study (steps per sparsity, initialisations per recipe) when the
+    machine is too busy for the full size; the settings saved with the figure record them.
+    """
+    from projects.toy_superposition import recipes as R
+
+    parts_dir = parts_dir or os.environ.get("TOY_RECIPE_PARTS") or None
+    steps = int(os.environ.get("TOY_RECIPE_STEPS", "0")) or (100 if fast else 10_000)
+    n_seeds = int(os.environ.get("TOY_RECIPE_SEEDS", "0")) or (1 if fast else 2)
+    out: dict[str, dict[str, R.RecipeRun]] = {"tied": {}, "untied": {}}
+    for name in R.recipe_parts(fast):
+        kind, runs = R.run_part(name, fast, n_seeds, seed, device, parts_dir, steps)
+        out[kind].update(runs)
+    every = R.both_ways()
+    settings = {
+        "n_features": 20,
+        "n_hidden": 5,
+        "sparsities": list(R.SPARSITIES),
+        "n_seeds": n_seeds,
+        "steps_per_sparsity": steps,
+        "batch_size": 256 if fast else 1024,
+        "recipes": {r.name: r.to_dict() for r in every},
+        "criterion": "(W_in W_out)_ii > 0.5 (seed); > 0.25 also reported",
+    }
+    return Result(settings, out)
+
+
+def seed_100_in_20(fast: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> Result:
+    """Seed 003's 100→20 configuration (see :func:`.recipes.seed_100_in_20`)."""
+    from projects.toy_superposition import recipes as R
+
+    idx = (0, 19) if fast else (0, 5, 10, 15, 19)
+    steps = int(os.environ.get("TOY_RECIPE_STEPS", "0")) or (100 if fast else 10_000)
+    batch = 256 if fast else 1024
+    out = R.seed_100_in_20(idx, steps, batch, seed=seed, device=device)
+    settings = {
+        "n_features": 100,
+        "n_hidden": 20,
+        "importance": "100 ** -linspace(0, 1, 100)",
+        "feature_probability": out["feature_probability"],
+        "instances_of_20": list(idx),
+        "train": {
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "weight_decay": 0.01,
+            "steps": steps,
+            "batch_size": batch,
+        },
+    }
+    return Result(settings, out)
+
+
+def mlne_vs_mse(fast: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> Result:
+    """FeatureFinding's MLnLoss notebook: f = 40 one-hot features in 2 tied ReLU dimensions
+    trained with the MLnE loss (power 4), beside the same setting with MSE (:mod:`.featurefinding`).
+    """
+    from projects.toy_superposition import featurefinding as FF
+
+    base = FF.SEED_SETTINGS["mlne"]
+    setting = FF.reduced(base, 200, f=12) if fast else base
+    out = Result({"setting": setting.to_dict(), "n_seeds": 4})
+    for name, s in (("mlne4", setting), ("mse", replace(setting, loss="mse", loss_power=2.0))):
+        model, res = FF.train_k_hot(s, n_seeds=4, seed=seed, device=device)
+        W = model.W_in.detach().cpu()
+        out.data[name] = {
+            "W": W,
+            "norms": A.feature_norms(W),
+            "n_directions": [A.count_directions(W[i]) for i in range(W.shape[0])],
+            "groups_eps_1e-5": FF.directions(model),
+            "loss": res.final_loss,
+        }
+    return out
+
+
+def vary_seed_groups(
+    fast: bool = False, seed: int = 0, device: torch.device | str = "cpu"
+) -> Result:
+    """FeatureFinding's ``count_groups_vary_seed`` at its settings (f = 50, copy-tied GELU, 40 000
+    full-batch SGD epochs), over many seeds at once; fast mode shrinks f and the epochs."""
+    from projects.toy_superposition import featurefinding as FF
+
+    base = FF.SEED_SETTINGS["vary_seed"]
+    setting = FF.reduced(base, 200, f=10) if fast else base
+    n_seeds = 4 if fast else 32
+    counts, loss = FF.group_count_vs_seed(n_seeds, setting, seed=seed, device=device)
+    return Result(
+        {"setting": setting.to_dict(), "n_seeds": n_seeds, "epsilon": 1e-5},
+        {"counts": counts, "loss": loss},
+    )
+
+
 def phase_diagram(fast: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> Result:
     """Analytic and empirical phase of 2 features in 1 dimension over (importance r, density)."""
     n_grid = 3 if fast else 12
@@ -167,31 +270,76 @@ def phase_diagram(fast: bool = False, seed: int = 0, device: torch.device | str 
     )
 
 
-def geometry(fast: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> Result:
-    """Dimensions per feature and each feature's dimensionality vs sparsity (paper §7)."""
-    n, m = (20, 4) if fast else (200, 20)
-    n_points = 6 if fast else 24
-    densities = np.logspace(0, -2.5, n_points).tolist()
+#: Densities of the TMS paper's feature-dimensionality run, ``20 ** -linspace(0, 1, 20)``; the
+#: paper-recipe rerun trains the instances at these indices (each instance is independent, so a
+#: subset is the same recipe at fewer densities; it keeps the CPU run to minutes).
+PAPER_GEOMETRY_INDICES = (0, 3, 5, 7, 9, 11, 14, 19)
+
+#: Simple fractions at which the paper's feature dimensionalities cluster.
+D_FRACTIONS = (1.0, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8, 1 / 3)
+
+
+def d_clusters(D: Tensor, norms: Tensor, tol: float = 0.03, threshold: float = 0.5) -> Tensor:
+    """For each instance, how many represented features have ``D_i`` within ``tol`` of each of
+    :data:`D_FRACTIONS`; shape ``[n_instances, len(D_FRACTIONS)]``."""
+    frac = torch.tensor(D_FRACTIONS, dtype=D.dtype)
+    near = (D[..., None] - frac).abs() < tol
+    return (near & (norms > threshold)[..., None]).sum(dim=-2)
+
+
+def geometry(
+    fast: bool = False,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    recipe: str = "project",
+) -> Result:
+    """Dimensions per feature and each feature's dimensionality vs sparsity (paper §7).
+
+    ``recipe="project"``: 200 features in 20 dimensions, 24 densities from 1 to 1/316, AdamW
+    lr 1e-2 without weight decay, batch 256, 5 000 steps. ``recipe="paper"``: the TMS paper's
+    settings — 200 in 20, densities ``20 ** -linspace(0, 1, 20)`` (the instances in
+    :data:`PAPER_GEOMETRY_INDICES`), uniform importance, AdamW lr 1e-3 with torch's default weight
+    decay 0.01, constant learning rate, batch 1024, 10 000 steps.
+    """
+    if recipe == "project":
+        n, m = (20, 4) if fast else (200, 20)
+        n_points = 6 if fast else 24
+        densities = np.logspace(0, -2.5, n_points).tolist()
+        cfg = _cfg(fast, 5000, 200, batch_size=256, lr=1e-2, seed=seed)
+    elif recipe == "paper":
+        n, m = (20, 4) if fast else (200, 20)
+        all_d = (20.0 ** -np.linspace(0, 1, 20)).tolist()
+        env_idx = os.environ.get("TOY_GEOMETRY_INDICES", "")  # e.g. "7" or "7,9" on a busy machine
+        indices = [int(i) for i in env_idx.split(",")] if env_idx else PAPER_GEOMETRY_INDICES
+        densities = [all_d[i] for i in indices]
+        # $TOY_GEOMETRY_STEPS shortens the run when the machine is too busy (recorded in settings)
+        steps = int(os.environ.get("TOY_GEOMETRY_STEPS", "0")) or 10_000
+        cfg = _cfg(fast, steps, 200, batch_size=1024, lr=1e-3, weight_decay=0.01, seed=seed)
+    else:
+        raise ValueError(f"unknown geometry recipe {recipe!r}; use 'project' or 'paper'")
     sparsities = [1 - d for d in densities]
-    cfg = _cfg(fast, 5000, 200, batch_size=256, lr=1e-2, seed=seed)
     model, loss = sparsity_sweep(
         n, m, sparsities, importance_schedule(n, "uniform"), cfg, seed=seed, device=device
     )
     W = model.W_in.detach().cpu()
     settings = {
+        "recipe": recipe,
         "n_features": n,
         "n_hidden": m,
         "densities": densities,
         "importance": "uniform",
         "train": cfg.to_dict(),
     }
+    D = A.feature_dimensionality(W)
+    norms = A.feature_norms(W)
     return Result(
         settings,
         {
             "densities": densities,
             "dims_per_feature": A.dims_per_feature(W),
-            "feature_dimensionality": A.feature_dimensionality(W),
-            "norms": A.feature_norms(W),
+            "feature_dimensionality": D,
+            "norms": norms,
+            "d_clusters": d_clusters(D, norms),
             "loss": loss,
         },
     )
@@ -471,21 +619,28 @@ def sae_recovery(fast: bool = False, seed: int = 0, device: torch.device | str =
 
 
 __all__ = [
+    "D_FRACTIONS",
     "FAST_ENV",
+    "PAPER_GEOMETRY_INDICES",
     "Result",
     "SweepRecord",
     "bias_hysteresis",
     "computation",
+    "d_clusters",
     "fast_mode",
     "geometry",
     "hessian_over_training",
     "intro",
+    "mlne_vs_mse",
     "non_full_batch",
     "one_hot_2d",
     "phase_diagram",
     "sae_recovery",
+    "seed_100_in_20",
     "softmax_1d",
     "sparsity_sweep",
     "symmetric_nd",
     "twenty_in_five",
+    "twenty_in_five_recipes",
+    "vary_seed_groups",
 ]

@@ -98,6 +98,94 @@ def twenty_in_five_figure(res: Result) -> Figure:
     return fig
 
 
+def recipes_figure(res: Result) -> Figure:
+    """Top: (W_in W_out) and bias per sparsity for the seed's and the project's recipe, one and two
+    weights (first seed-instance). Bottom: represented features (diagonal > 0.5) per sparsity for
+    every recipe of the two-weight ablation (mean over seed-instances)."""
+    sp = res.settings["sparsities"]
+    rows = [
+        ("tied", "seed"),
+        ("untied", "seed"),
+        ("tied", "project"),
+        ("untied", "project"),
+    ]
+    fig = plt.figure(figsize=(2.4 * len(sp) + 1, 13))
+    gs = fig.add_gridspec(len(rows) + 2, 2 * len(sp), width_ratios=[8, 1] * len(sp))
+    for r, (kind, rname) in enumerate(rows):
+        run = res.data[kind][rname]
+        WW = run.W_in @ run.W_out
+        for c, s in enumerate(sp):
+            ax = fig.add_subplot(gs[r, 2 * c])
+            _heat(ax, WW[c, 0])
+            n_rep = int(run.n_represented(0.5)[c, 0])
+            ax.set_title(f"{rname} {kind}, 1-S={1 - s:.3g}\n{n_rep} represented", fontsize=7)
+            _heat(fig.add_subplot(gs[r, 2 * c + 1]), run.b[c, 0][:, None])
+    ax = fig.add_subplot(gs[len(rows) :, :])
+    names = list(res.data["untied"])
+    x = np.arange(len(sp))
+    for j, name in enumerate(names):
+        counts = res.data["untied"][name].n_represented(0.5).float().mean(-1).numpy()
+        style = "-" if name in ("seed", "project") else "--"
+        ax.plot(x + 0.03 * (j - len(names) / 2), counts, style, marker="o", ms=3, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"S={s:g}" for s in sp])
+    ax.set_ylabel("two-weight features with diagonal > 0.5")
+    ax.set_ylim(0, 21)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.set_title("ablation: one ingredient at a time")
+    fig.tight_layout()
+    return fig
+
+
+def seed_100_in_20_figure(res: Result) -> Figure:
+    """WᵀW per trained instance of the seed's 100→20 configuration."""
+    W = res.data["W"]
+    k = W.shape[0]
+    fig, axes = plt.subplots(1, k, figsize=(2.6 * k, 3))
+    for i in range(k):
+        ax = axes[i] if k > 1 else axes
+        _heat(ax, W[i] @ W[i].T)
+        p = res.data["feature_probability"][i]
+        ax.set_title(f"1-S = {p:.3g}: {res.data['n_represented'][i]} repr.", fontsize=8)
+    fig.suptitle("seed 003's 100 → 20 configuration (importance 100^-i/99)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def mlne_figure(res: Result) -> Figure:
+    """Feature directions of the f one-hot features after MLnE(4) and after MSE training, 4 seeds."""
+    fig, axes = plt.subplots(2, 4, figsize=(12, 6.4))
+    for r, name in enumerate(("mlne4", "mse")):
+        d = res.data[name]
+        W = d["W"]
+        lim = 1.15 * float(W.abs().max()) + 1e-9
+        for c in range(4):
+            _arrows(axes[r, c], W[c], lim=lim)
+            axes[r, c].set_title(f"{name}, seed {c}: {d['n_directions'][c]} directions", fontsize=8)
+    s = res.settings["setting"]
+    fig.suptitle(f"f = {s['f']} one-hot features, 2-D tied ReLU, {s['epochs']} epochs", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def vary_seed_figure(res: Result) -> Figure:
+    """Histogram of the number of distinct directions over seeds."""
+    counts = np.array(res.data["counts"])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    lo, hi = int(counts.min()), int(counts.max())
+    ax.hist(counts, bins=np.arange(lo - 0.5, hi + 1.5), color="#4c72b0", rwidth=0.85)
+    ax.set_xlabel("distinct directions (ε = 1e-5)")
+    ax.set_ylabel("seeds")
+    s = res.settings["setting"]
+    ax.set_title(
+        f"f = {s['f']}, {s['nonlinearity']}, copy-tied, {s['epochs']} SGD epochs, "
+        f"{res.settings['n_seeds']} seeds",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def phase_figure(res: Result) -> Figure:
     """Analytic vs empirical phase over (relative importance, density)."""
     rs, ds = res.settings["importances"], res.settings["densities"]
@@ -146,7 +234,9 @@ def geometry_figure(res: Result) -> Figure:
     ax.legend(loc="upper right")
     s = res.settings
     ax.set_title(
-        f"{s['n_features']} features in {s['n_hidden']} dimensions; dots: D_i of represented features"
+        f"{s['n_features']} features in {s['n_hidden']} dimensions ({s.get('recipe', 'project')} "
+        "recipe); dots: D_i of represented features",
+        fontsize=9,
     )
     fig.tight_layout()
     return fig

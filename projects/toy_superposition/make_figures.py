@@ -26,7 +26,7 @@ from projects.toy_superposition import figures as F
 FIGURES = Path(__file__).parent / "figures"
 
 
-def _numbers(name: str, res: E.Result) -> dict[str, Any]:
+def _numbers(name: str, res: E.Result) -> dict[str, Any]:  # noqa: PLR0912 (one branch per figure)
     """The key numbers of each experiment, for the JSON beside its figure."""
     d = res.data
     if name == "intro":
@@ -41,10 +41,47 @@ def _numbers(name: str, res: E.Result) -> dict[str, Any]:
             k: {"n_represented": d[k]["n_represented"], "loss": d[k]["loss"].tolist()}
             for k in ("tied", "untied")
         }
+    if name == "twenty_in_five_recipes":
+        return {
+            kind: {
+                rname: {
+                    "n_represented_0.5": run.n_represented(0.5).T.tolist(),
+                    "n_represented_0.25": run.n_represented(0.25).T.tolist(),
+                    "loss": run.loss.T.tolist(),
+                }
+                for rname, run in d[kind].items()
+            }
+            for kind in ("tied", "untied")
+        }
+    if name == "mlne_vs_mse":
+        return {
+            k: {
+                "n_directions": d[k]["n_directions"],
+                "groups_eps_1e-5": d[k]["groups_eps_1e-5"],
+                "norm_range": [[float(r.min()), float(r.max())] for r in d[k]["norms"]],
+                "loss": d[k]["loss"].tolist(),
+            }
+            for k in ("mlne4", "mse")
+        }
+    if name == "vary_seed_groups":
+        return {"counts": d["counts"], "loss": d["loss"].tolist()}
+    if name == "seed_100_in_20":
+        return {
+            k: d[k] for k in ("feature_probability", "n_represented", "dims_per_feature", "loss")
+        }
     if name == "phase":
         return {"agreement": d["agreement"], "analytic": d["analytic"], "empirical": d["empirical"]}
-    if name == "geometry":
-        return {"dims_per_feature": d["dims_per_feature"].tolist()}
+    if name.startswith("geometry"):
+        return {
+            "dims_per_feature": d["dims_per_feature"].tolist(),
+            "d_fractions": list(E.D_FRACTIONS),
+            "d_clusters": d["d_clusters"].tolist(),
+            "n_represented": (d["norms"] > 0.5).sum(-1).tolist(),
+            "feature_dimensionality": [
+                [round(v, 4) for v in r] for r in d["feature_dimensionality"].tolist()
+            ],
+            "norms": [[round(v, 4) for v in r] for r in d["norms"].tolist()],
+        }
     if name == "softmax_1d":
         return {"accuracy": d["accuracy"], "embedding": d["embedding"].tolist()}
     if name.startswith("one_hot"):
@@ -81,8 +118,13 @@ def _numbers(name: str, res: E.Result) -> dict[str, Any]:
 JOBS: dict[str, tuple[Callable[..., E.Result], Callable[[E.Result], Figure]]] = {
     "intro": (E.intro, F.intro_figure),
     "twenty_in_five": (E.twenty_in_five, F.twenty_in_five_figure),
+    "twenty_in_five_recipes": (E.twenty_in_five_recipes, F.recipes_figure),
+    "seed_100_in_20": (E.seed_100_in_20, F.seed_100_in_20_figure),
+    "mlne_vs_mse": (E.mlne_vs_mse, F.mlne_figure),
+    "vary_seed_groups": (E.vary_seed_groups, F.vary_seed_figure),
     "phase": (E.phase_diagram, F.phase_figure),
     "geometry": (E.geometry, F.geometry_figure),
+    "geometry_paper": (lambda **kw: E.geometry(recipe="paper", **kw), F.geometry_figure),
     "softmax_1d": (E.softmax_1d, F.softmax_1d_figure),
     "one_hot_2d_bias": (lambda **kw: E.one_hot_2d(True, True, **kw), F.one_hot_2d_figure),
     "one_hot_2d_untied_nobias": (

@@ -4,9 +4,15 @@ Loss per instance ``k`` (instances never interact, so their losses are summed fo
 
 - ``"mse"``: ``mean_{batch, i} I_i (target_i - y_i)²`` — the paper's importance-weighted MSE;
 - ``"ce"``: importance-weighted cross-entropy of the logits against ``argmax(target)`` (for
-  softmax models fed one-hot inputs; ``I`` weights each class).
+  softmax models fed one-hot inputs; ``I`` weights each class);
+- ``"soft_ce"``: ``-mean_batch sum_i I_i target_i log softmax(y)_i`` — cross-entropy against the
+  target vector itself (FeatureFinding's k-hot targets; equals ``"ce"`` for one-hot targets);
+- ``"mln"``: FeatureFinding's MLnE loss, ``mean_{batch, i} I_i |target_i - y_i|^p`` with
+  ``p = loss_power`` (``p = 2`` is ``"mse"``).
 
-Learning rate: linear warm-up over ``warmup_steps``, then ``lr * decay_rate ** (step - warmup)``.
+Learning rate: linear warm-up over ``warmup_steps`` (from 0, or from ``initial_lr`` as
+FeatureFinding's scheduler does), then ``lr * decay_rate ** (step - warmup)``; see
+:func:`featurefinding_schedule` for that repository's parameterisation.
 Data come from a :class:`Sampler`: fresh samples every step (the paper's infinite-data setting),
 or a fixed dataset visited in full batches or shuffled mini-batches (:class:`FixedDataset`).
 """
@@ -22,7 +28,7 @@ from tqdm.auto import tqdm
 
 from projects.toy_superposition.data import feature_probability, sample_sparse
 
-LossKind = Literal["mse", "ce"]
+LossKind = Literal["mse", "ce", "soft_ce", "mln"]
 
 
 class Sampler(Protocol):
@@ -46,6 +52,8 @@ class TrainConfig:
     loss: LossKind = "mse"
     seed: int = 0
     log_every: int = 100
+    initial_lr: float | None = None
+    loss_power: float = 2.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (for JSON settings files)."""
@@ -70,10 +78,38 @@ class TrainResult:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate at ``step``: linear warm-up, then exponential decay."""
+    """Learning rate at ``step``: linear warm-up, then exponential decay.
+
+    Without ``initial_lr`` the warm-up is ``lr * (step + 1) / warmup_steps``; with it, it runs from
+    ``initial_lr`` at step 0 towards ``lr`` (``initial_lr + step * (lr - initial_lr) / warmup``).
+    """
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        if cfg.initial_lr is None:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        return cfg.initial_lr + step * (cfg.lr - cfg.initial_lr) / cfg.warmup_steps
     return cfg.lr * cfg.decay_rate ** (step - cfg.warmup_steps)
+
+
+def featurefinding_schedule(
+    steps: int, max_lr: float, initial_lr: float, warmup_frac: float, final_lr: float
+) -> dict[str, Any]:
+    """FeatureFinding's warm-up scheduler as :class:`TrainConfig` fields: ``int(steps *
+    warmup_frac)`` warm-up steps from ``initial_lr`` to ``max_lr``, then a decay that reaches
+    ``final_lr`` after ``steps * (1 - warmup_frac)`` more steps."""
+    if not 0 <= warmup_frac < 1:
+        raise ValueError(f"warmup_frac must lie in [0, 1), got {warmup_frac}")
+    if min(max_lr, initial_lr, final_lr) <= 0:
+        raise ValueError(
+            f"learning rates must be positive, got max {max_lr}, initial {initial_lr}, "
+            f"final {final_lr}"
+        )
+    return {
+        "steps": steps,
+        "lr": max_lr,
+        "initial_lr": initial_lr,
+        "warmup_steps": int(steps * warmup_frac),
+        "decay_rate": (final_lr / max_lr) ** (1 / (steps * (1 - warmup_frac))),
+    }
 
 
 def sparse_sampler(
@@ -127,19 +163,28 @@ class FixedDataset:
         return self.x[:, idx], self.y[:, idx]
 
 
-def instance_loss(y: Tensor, target: Tensor, importance: Tensor, kind: LossKind = "mse") -> Tensor:
+def instance_loss(
+    y: Tensor, target: Tensor, importance: Tensor, kind: LossKind = "mse", power: float = 2.0
+) -> Tensor:
     """Per-instance loss ``[n_instances]`` (see module docstring); ``importance`` broadcasts to
-    ``[n_instances, 1, d_out]`` from ``[d_out]`` or ``[n_instances, d_out]``."""
+    ``[n_instances, 1, d_out]`` from ``[d_out]`` or ``[n_instances, d_out]``; ``power`` is the
+    exponent of ``"mln"``."""
     imp = importance if importance.ndim == 1 else importance[:, None, :]
     if kind == "mse":
         return (imp * (target - y) ** 2).mean(dim=(1, 2))
+    if kind == "mln":
+        if power <= 0:
+            raise ValueError(f"the MLnE power must be positive, got {power}")
+        return (imp * (target - y).abs() ** power).mean(dim=(1, 2))
+    if kind == "soft_ce":
+        return -(imp * target * F.log_softmax(y, dim=-1)).sum(dim=-1).mean(dim=1)
     if kind == "ce":
         labels = target.argmax(dim=-1)
         logp = F.log_softmax(y, dim=-1)
         nll = -logp.gather(-1, labels[..., None])[..., 0]
         w = imp.expand_as(y).gather(-1, labels[..., None])[..., 0]
         return (w * nll).mean(dim=1)
-    raise ValueError(f"unknown loss {kind!r}; use 'mse' or 'ce'")
+    raise ValueError(f"unknown loss {kind!r}; use 'mse', 'ce', 'soft_ce' or 'mln'")
 
 
 def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -177,7 +222,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         x, target = data(cfg.batch_size, gen)
-        losses = instance_loss(model(x), target, importance, cfg.loss)
+        losses = instance_loss(model(x), target, importance, cfg.loss, cfg.loss_power)
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()
         opt.step()

@@ -7,7 +7,9 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from feature_lens import Lens
 from feature_lens.cli import main
@@ -155,7 +157,10 @@ def test_bad_input(tmp_path: Path, dash_lens: Lens, prompts: list[str]) -> None:
 
 def test_neuronpedia_export(dash_graph: AttributionGraph, site: Dashboard) -> None:
     export = to_neuronpedia(dash_graph).model_dump(mode="json")
-    saved = json.loads((site.out / "graph.neuronpedia.json").read_text())
+    data = site.out / "circuit-tracer"
+    listed = json.loads((data / "graph-metadata.json").read_text())["graphs"]
+    assert [g["slug"] for g in listed] == [export["metadata"]["slug"]]
+    saved = json.loads((data / f"{export['metadata']['slug']}.json").read_text())
     assert saved["nodes"] == export["nodes"]
     assert export["metadata"]["prompt_tokens"] == dash_graph.prompts[0]
     assert SCRIPT in export["metadata"]["prompt_tokens"]
@@ -174,11 +179,11 @@ def test_neuronpedia_export(dash_graph: AttributionGraph, site: Dashboard) -> No
     by_id = {n.id: n for n in dash_graph.nodes.values()}
     features = [n for n in by_id.values() if n.kind == "feature"]
     exported = {
-        (n["feature"], n["ctx_idx"])
+        (n["node_id"].split("_")[1], n["ctx_idx"])  # node_id = layer_index_pos, as the viewer's
         for n in export["nodes"]
         if n["feature_type"] == "cross layer transcoder"
     }
-    assert exported == {(n.index, n.pos) for n in features}
+    assert exported == {(str(n.index), n.pos) for n in features}
     weights = sorted(round(link["weight"], 9) for link in export["links"])
     assert weights == sorted(round(w, 9) for w in dash_graph.edges.values())
     assert all(link["source"] in ids and link["target"] in ids for link in export["links"])
@@ -200,3 +205,30 @@ def test_notebook_views_inline_everything(site: Dashboard) -> None:
     assert connectome.count("&quot;s&quot;:") == len(site.graph.edges)
     with pytest.raises(InputError, match="no page"):
         show_feature(site, "blocks.0.hook_resid_post:47")
+
+
+def test_feature_json_for_the_viewer(site: Dashboard, dash_lens: Lens, prompts: list[str]) -> None:
+    """Each feature's viewer JSON against a brute-force run of every prompt on its own."""
+    folder = site.out / "circuit-tracer" / "features"
+    for feature, data in site.features.items():
+        saved = json.loads((folder / feature.site / f"{feature.index}.json").read_text())
+        acts = torch.cat(
+            [dash_lens.run(p).features[feature.site][0, :, feature.index] for p in prompts]
+        )
+        positive = acts[acts > 0].double().numpy()
+        assert saved["transcoder_id"] == feature.site
+        assert saved["index"] == feature.index
+        assert data.n_active == len(positive)  # the dashboard's count against brute force
+        assert saved["activation_frequency"] == pytest.approx(data.n_active / data.n_tokens)
+        want = np.percentile(positive, np.arange(1, 101), method="linear")
+        # float32 activations from a batched pass against one prompt at a time: ~1e-6 apart
+        assert saved["quantile_values"] == pytest.approx(want.tolist(), rel=1e-4, abs=1e-5)
+        assert sum(saved["histogram"]) == len(positive)
+        assert saved["act_max"] == pytest.approx(float(positive.max()), rel=1e-5)
+        top = saved["examples_quantiles"][0]
+        assert top["quantile_name"] == data.groups[0].title
+        for example in top["examples"]:
+            window = example["tokens_acts_list"]
+            assert len(window) == len(example["tokens"])
+            assert window[example["train_token_ind"]] == max(window)
+        assert saved["top_logits"] == [t for t, _ in data.top_logits]

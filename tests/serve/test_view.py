@@ -91,3 +91,46 @@ def test_feature_panel_matches_a_direct_recomputation(
         (s, w) for (s, t), w in graph.edges.items() if t == node.id
     }
     assert sum(data["hist"]["counts"]) > 0
+
+
+def test_panel_neighbours_across_layers_match_an_independent_ablation(
+    serve_lens: Lens, graph: AttributionGraph
+) -> None:
+    """The strongest downstream link on the corpus: zero the feature at every position with
+    SAE-Lens hooks on its top prompts and measure the later feature's summed activation."""
+    from feature_lens.serve.intervene import Target
+    from tests.serve.test_intervene import reference_hooks
+
+    corpus = dataset_prompts(24)
+    panels = FeaturePanels(serve_lens, lambda: corpus)
+    node = next(
+        n for n in graph.features() if n.site != serve_lens.sites[-1] and n.index is not None
+    )
+    assert node.index is not None
+    data = panels.panel(FeatureId(node.site, node.index), graph, node.id)
+    assert data["acrossUp"]
+    assert data["acrossDown"]
+    link = data["acrossDown"][0]
+    totals = [
+        float(serve_lens.run(text).features[node.site][0, :, node.index].sum()) for text in corpus
+    ]
+    top = sorted(range(len(corpus)), key=lambda i: -totals[i])[: data["acrossPrompts"]]
+    hooks = reference_hooks(serve_lens, [Target(site=node.site, index=node.index)], "zero", 0.0)
+    later = serve_lens.dictionary(link["site"]).sae
+    hook_in = later.cfg.metadata.hook_name
+    changes = []
+    for i in top:
+        tokens = serve_lens.to_tokens(corpus[i])
+        with torch.no_grad():
+            _, clean = serve_lens.model.run_with_cache(tokens, names_filter=[hook_in])
+            store: dict[str, torch.Tensor] = {}
+
+            def grab(act: torch.Tensor, hook: Any, store: dict[str, torch.Tensor] = store) -> None:
+                store["x"] = act
+
+            serve_lens.model.run_with_hooks(tokens, fwd_hooks=[*hooks, (hook_in, grab)])
+            before = later.encode(clean[hook_in])[0, :, link["index"]].sum()
+            after = later.encode(store["x"])[0, :, link["index"]].sum()
+        # An edge weight is the source's effect: the target with it minus without it.
+        changes.append(float(before - after))
+    assert link["weight"] == pytest.approx(sum(changes) / len(changes), rel=1e-4, abs=1e-5)

@@ -626,6 +626,26 @@
         el("td", "num " + (link.weight >= 0 ? "pos" : "neg"), fmt(link.weight), tr);
       });
     });
+    acrossTables(box, f);
+  }
+
+  function acrossTables(box, f) {
+    if (!f.acrossUp.length && !f.acrossDown.length) { return; }
+    section(box, "Across layers, on its top " + f.acrossPrompts + " corpus prompts");
+    var cols = el("div", "cols", null, box);
+    [["upstream", f.acrossUp], ["downstream", f.acrossDown]].forEach(function (spec) {
+      var t = el("table", "small-table", null, cols);
+      t.setAttribute("data-across", spec[0]);
+      var hr = el("tr", "", null, t); el("th", "", spec[0], hr); el("th", "", "weight", hr);
+      spec[1].forEach(function (link) {
+        var tr = el("tr", "", null, t);
+        var name = link.kind === "feature" ? link.site.replace(/^blocks\./, "L").replace(/\.hook_/, " ") + " #" + link.index
+          : link.kind === "logit" ? JSON.stringify(link.site) : link.kind + " " + link.site;
+        var td = el("td", "", name, tr);
+        td.title = link.method;
+        el("td", "num " + (link.weight >= 0 ? "pos" : "neg"), fmt(link.weight), tr);
+      });
+    });
   }
 
   function supernodePanel(body, k) {

@@ -114,6 +114,11 @@ def test_decoder_pair_cosine_by_hand() -> None:
     v = torch.tensor([[0.0, 2.0], [3.0, 0.0]])
     got = decoder_pair_cosine(u, v, np.array([1, 0]))
     assert got.tolist() == pytest.approx([1.0, 1 / math.sqrt(2)])
+    # a row against itself lands in the histogram's last bin, never above 1
+    w = torch.randn(300, 7, generator=torch.Generator().manual_seed(0))
+    same = decoder_pair_cosine(w, w, np.arange(300))
+    assert (same <= 1.0).all()
+    assert similarity_histogram(same)[-1] == 300
 
 
 HOOK = "blocks.1.hook_resid_post"

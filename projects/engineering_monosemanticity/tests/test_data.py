@@ -1,5 +1,6 @@
 """Sampler statistics, the embedding, and the task targets."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,14 +14,34 @@ from projects.engineering_monosemanticity.data import (
 )
 
 
-@pytest.mark.parametrize("sample_kind", ["equal", "power-law"])
-def test_mean_active_features_is_n_eps(sample_kind: str) -> None:
+def seed_law_numpy(N: int, eps: float) -> np.ndarray:
+    """Independent float64 transcription of the seed's clipped power law."""
+    law = np.arange(1, N + 1, dtype=np.float64) ** -1.1
+    return np.minimum(1.0, law * N * eps / law.sum())
+
+
+def water_filled_law_numpy(N: int, eps: float) -> np.ndarray:
+    """Independent computation: bisect for c with sum(min(1, c i^-1.1)) = N eps."""
+    law = np.arange(1, N + 1, dtype=np.float64) ** -1.1
+    lo, hi = 0.0, float(N)
+    for _ in range(200):
+        c = (lo + hi) / 2
+        lo, hi = (c, hi) if np.minimum(1.0, c * law).sum() < N * eps else (lo, c)
+    return np.minimum(1.0, (lo + hi) / 2 * law)
+
+
+@pytest.mark.parametrize(
+    ("sample_kind", "expected"),
+    [("equal", 8.0), ("power-law", 7.4692), ("power-law-filled", 8.0)],
+)
+def test_mean_active_features(sample_kind: str, expected: float) -> None:
     N, eps, batch = 512, 1 / 64, 20_000
     probs = feature_probabilities(N, eps, sample_kind).float()
+    assert probs.sum().item() == pytest.approx(expected, abs=1e-4)
     v = sample_features(batch, probs, torch.Generator().manual_seed(0))
     n_active = (v != 0).sum(dim=1).float()
     # Standard error of the mean is < sqrt(8 / 20000) = 0.02.
-    assert n_active.mean().item() == pytest.approx(N * eps, abs=0.1)
+    assert n_active.mean().item() == pytest.approx(expected, abs=0.1)
     active = v[v != 0]
     assert active.min().item() >= 0.0
     assert active.max().item() < 1.0
@@ -34,9 +55,22 @@ def test_equal_sampler_has_flat_frequencies() -> None:
     assert torch.allclose(freq, torch.full_like(freq, 1 / 8), atol=0.01)
 
 
-def test_power_law_probabilities_follow_the_law_and_sum_to_n_eps() -> None:
+@pytest.mark.parametrize(("N", "eps"), [(512, 1 / 64), (128, 1 / 16), (64, 1 / 4), (100, 0.3)])
+def test_power_law_is_the_seeds_clipped_law(N: int, eps: float) -> None:
+    p = feature_probabilities(N, eps, "power-law").numpy()
+    np.testing.assert_allclose(p, seed_law_numpy(N, eps), rtol=2e-6)
+    assert p.sum() < N * eps  # the clipped mass is lost, as in the seed
+
+
+@pytest.mark.parametrize(("N", "eps"), [(512, 1 / 64), (128, 1 / 16), (64, 1 / 4), (100, 0.3)])
+def test_water_filled_law_matches_a_bisection(N: int, eps: float) -> None:
+    p = feature_probabilities(N, eps, "power-law-filled").numpy()
+    np.testing.assert_allclose(p, water_filled_law_numpy(N, eps), rtol=1e-9, atol=1e-12)
+
+
+def test_water_filled_probabilities_follow_the_law_and_sum_to_n_eps() -> None:
     N, eps = 512, 1 / 64
-    p = feature_probabilities(N, eps, "power-law")
+    p = feature_probabilities(N, eps, "power-law-filled")
     assert p.sum().item() == pytest.approx(N * eps, rel=1e-9)
     assert p.max().item() <= 1.0
     assert (p[1:] <= p[:-1]).all()  # decreasing in the feature index
@@ -47,8 +81,9 @@ def test_power_law_probabilities_follow_the_law_and_sum_to_n_eps() -> None:
     assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-9)
 
 
-def test_power_law_empirical_frequencies_match_probabilities() -> None:
-    p = feature_probabilities(128, 1 / 16, "power-law")
+@pytest.mark.parametrize("sample_kind", ["power-law", "power-law-filled"])
+def test_power_law_empirical_frequencies_match_probabilities(sample_kind: str) -> None:
+    p = feature_probabilities(128, 1 / 16, sample_kind)
     v = sample_features(40_000, p.float(), torch.Generator().manual_seed(2))
     freq = (v != 0).double().mean(dim=0)
     assert torch.allclose(freq, p, atol=0.01)

@@ -24,4 +24,11 @@ def test_report_escapes_text_and_uses_local_images(tmp_path: Path) -> None:
         assert not src.startswith(("http:", "https:", "//"))
         assert (tmp_path / src).is_file()
         assert (tmp_path / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert page.count("<tr>") == 1 + len(configs)  # header + one row per run
+    assert "single-feature activations</summary>" in page
+    assert any(src.endswith("_sfa.png") for src in sources)
+    # The Table 1 reference (21 batches + header) and the seed app's pages.
+    assert page.count("<tr><td class=l>") == 21
+    for name in ("Learning rate", "Initial bias", "GeLU vs ReLU", "Regularisation"):
+        assert f"<li>{name}:" in page
+    # header + one row per run in the sweep table; header + 21 rows in the Table 1 reference.
+    assert page.count("<tr>") == (1 + len(configs)) + (1 + 21)

@@ -146,3 +146,11 @@ def test_cli_custom_sweep_writes_one_file_per_value(tmp_path: Path) -> None:
     records = load_records(tmp_path)
     assert sorted(r["config"]["k"] for r in records) == [4, 8]
     assert {r["sweep"] for r in records} == {"cli"}
+
+
+def test_cpu_long_preset_is_cpu_trained_four_times_longer() -> None:
+    for name in ("B1", "B3"):
+        cpu = list(PRESETS["cpu"].configs(TABLE1[name]))
+        long = list(PRESETS["cpu-long"].configs(TABLE1[name]))
+        assert [c.replace(log2_training_steps=14) for c in cpu] == long
+        assert {c.training_steps for c in long} == {4 * 2**12}

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).parents[3]
 
 
 def test_there_is_a_notebook_for_each_study() -> None:
-    assert len(NOTEBOOKS) == 13
+    assert len(NOTEBOOKS) == 15
 
 
 def test_notebooks_run_in_fast_mode(monkeypatch: pytest.MonkeyPatch) -> None:
