@@ -56,6 +56,8 @@ def clean_freeze(
     if mlp not in ("stop", "linear"):
         raise ValueError(f"mlp must be 'stop' or 'linear', got {mlp!r}")
     names = freeze_cache_names(lens.model, mlp)
+    # Skip transcoders: their clean input, so a held output can move by the skip term's change.
+    names += [d.hook_in for d in lens.dictionaries.values() if d.has_skip]
     with torch.no_grad():
         result = lens.forward(tokens, RunPlan(record_hooks=names))
     return Freeze(cache=dict(result.hooks), mlp=mlp, replace=replace)
@@ -103,7 +105,8 @@ def direct_edge_matrix(
     target_sites = sorted({d.site for d in targets})
     # Decided once per (source site, target site): closed form, backward, or no edge at all.
     route = {(us, ds): _route(lens, us, ds) for us in upstream_sites for ds in target_sites}
-    if mlp != "stop":
+    if mlp != "stop" or any(d.has_skip for d in lens.dictionaries.values()):
+        # A skip transcoder's skip term is a path the closed form does not follow.
         route = {key: ("backward" if how == "closed" else how) for key, how in route.items()}
     backward_sites = {ds for (_, ds), how in route.items() if how == "backward"}
     backward = [j for j, d in enumerate(targets) if d.site in backward_sites]

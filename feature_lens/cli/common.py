@@ -144,7 +144,8 @@ def check_lens_options(args: argparse.Namespace) -> None:
         if isinstance(source, str) and not Path(source).expanduser().exists():
             raise LoadingError(
                 f"--sae {source!r}: no such folder; give an SAE-Lens folder (cfg.json + "
-                "sae_weights.safetensors) or RELEASE:SAE_ID"
+                "sae_weights.safetensors), a circuit-tracer transcoder set (config.yaml + "
+                "layer_L.safetensors) or RELEASE:SAE_ID"
             )
     for spec in args.direction or []:
         hook, sep, file_name = spec.partition(":")

@@ -53,6 +53,10 @@ class Dictionary:
             at the same hook (e.g. an SAE and a set of directions).
     """
 
+    W_skip: Tensor | None = None
+    """A skip transcoder's skip weights `[d_out, d_in]` (None otherwise; subclasses without a
+    skip connection inherit this default)."""
+
     def __init__(
         self,
         sae: Any,
@@ -72,11 +76,8 @@ class Dictionary:
                 "'blocks.L.hook_resid_post' (or wherever it was trained)"
             )
         self.is_transcoder = isinstance(sae, Transcoder)
-        if type(sae).__name__.startswith(("Skip", "JumpReLUSkip")):
-            raise IncompatibleDictionaryError(
-                f"{type(sae).__name__} adds a skip connection outside its decoder; feature-lens "
-                "supports plain SAEs and transcoders (their reconstruction is decode(encode(x)))"
-            )
+        skip = getattr(sae, "W_skip", None)
+        self.W_skip = skip if isinstance(skip, Tensor) else None
         if self.is_transcoder:
             hook_out = hook_out or metadata.get("hook_name_out") or _infer_hook_out(hook_in)
             if hook_out is None:
@@ -114,8 +115,10 @@ class Dictionary:
 
     @property
     def kind(self) -> str:
-        """ "transcoder" or "sae"."""
-        return "transcoder" if self.is_transcoder else "sae"
+        """ "transcoder", "skip_transcoder" or "sae"."""
+        if self.is_transcoder:
+            return "skip_transcoder" if self.W_skip is not None else "transcoder"
+        return "sae"
 
     @property
     def d_in(self) -> int:
@@ -214,8 +217,31 @@ class Dictionary:
         return None
 
     def decode(self, f: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_out"]:
-        """Reconstruction (the SAE's own `decode`)."""
+        """The decoder's output `f @ W_dec + b_dec` (the SAE's own `decode`); a skip
+        transcoder's reconstruction adds `skip(x_in)` to it."""
         return self.sae.decode(f)
+
+    @property
+    def has_skip(self) -> bool:
+        """Whether the dictionary is a skip transcoder (arXiv 2501.18823): its reconstruction is
+        `decode(encode(x_in)) + x_in @ W_skip.T`, the skip term being a linear path from input to
+        output that no feature mediates."""
+        return self.W_skip is not None
+
+    def skip(self, x_in: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
+        """The skip connection's contribution `x_in @ W_skip.T` (zero without one)."""
+        if self.W_skip is None:
+            return torch.zeros((*x_in.shape[:-1], self.d_out), dtype=x_in.dtype, device=x_in.device)
+        return x_in.to(self.W_skip.dtype) @ self.W_skip.T
+
+    def reconstruct(
+        self, x_in: Float[Tensor, "... d_in"], f: Float[Tensor, "... d_sae"]
+    ) -> Float[Tensor, "... d_out"]:
+        """The dictionary's reconstruction of its output from input `x_in` with features `f`:
+        `decode(f)`, plus `skip(x_in)` for a skip transcoder. The error term is the activation
+        minus this."""
+        out = self.decode(f)
+        return out + self.skip(x_in) if self.W_skip is not None else out
 
     def check_affine(self, rtol: float | None = None) -> None:
         """Raise if `decode` is not `f @ W_dec + b_dec` with the effective `W_dec` (checked on a

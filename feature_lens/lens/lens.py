@@ -119,7 +119,8 @@ class Lens:
     ) -> Lens:
         """Load a model and dictionaries by name or path (None or "zoo": the embedded default).
 
-        `saes` items may be SAE-Lens objects, SAE-Lens folders, or `(release, sae_id)` pairs.
+        `saes` items may be SAE-Lens objects, SAE-Lens folders, circuit-tracer transcoder-set
+        folders (every layer's transcoder), or `(release, sae_id)` pairs.
         `processing` and `model_name` go to `load_model` (TransformerLens weight processing; the
         name SAE configs are checked against); `check_model_name=False` skips that check.
         """
@@ -143,12 +144,15 @@ class Lens:
             sources = [saes]
         else:
             sources = list(saes)
-        loaded = [
-            load_sae(*s, device=device, dtype=dtype)
-            if isinstance(s, tuple)
-            else load_sae(s, device=device, dtype=dtype)
-            for s in sources
-        ]
+        loaded: list[Any] = []
+        for s in sources:
+            item = (
+                load_sae(*s, device=device, dtype=dtype)
+                if isinstance(s, tuple)
+                else load_sae(s, device=device, dtype=dtype)
+            )
+            # A circuit-tracer transcoder-set folder loads as one transcoder per layer.
+            loaded += item if isinstance(item, list) else [item]
         return cls(
             model_obj, loaded, gradient_mode=gradient_mode, check_model_name=check_model_name
         )
@@ -339,6 +343,7 @@ class Lens:
                     or site in plan.encode_sites
                     or site in plan.record_pre
                     or (edit is not None and (edit.features is not None or edit.error is not None))
+                    or _skip_path_live(dictionary, plan)
                 )
                 if not needs_encode:
                     hooks.append((dictionary.hook_out, _light_hook(site, plan, result)))
@@ -440,20 +445,28 @@ class Lens:
                 result.pre_acts[site] = pre
             else:
                 f = dictionary.encode(x_in)
-            x_hat = dictionary.decode(f)
+            decoded = dictionary.decode(f)
+            skip = dictionary.skip(x_in) if dictionary.has_skip else None
+            x_hat = decoded if skip is None else decoded + skip
             err = act - x_hat
             f_new = edit.features(f) if edit is not None and edit.features is not None else f
             err_new = edit.error(err) if edit is not None and edit.error is not None else err
             if not plan.error_term:
                 out = dictionary.decode(f_new)
+                out = out if skip is None else out + skip
             elif mode == "straight_through":
                 out = act
                 if f_new is not f:
-                    out = out + (dictionary.decode(f_new) - x_hat)
+                    out = out + (dictionary.decode(f_new) - decoded)
                 if err_new is not err:
                     out = out + (err_new - err)
+                if skip is not None and _skip_path_live(dictionary, plan):
+                    out = out + _skip_change(dictionary, plan, skip)
             else:
-                out = (x_hat if f_new is f else dictionary.decode(f_new)) + err_new.detach()
+                new_hat = x_hat if f_new is f else dictionary.decode(f_new)
+                if f_new is not f and skip is not None:
+                    new_hat = new_hat + skip
+                out = new_hat + err_new.detach()
             if edit is not None and edit.add is not None:
                 out = out + edit.add
             if want_leaf:
@@ -465,6 +478,29 @@ class Lens:
             return out
 
         return hook
+
+
+def _skip_path_live(dictionary: Dictionary, plan: RunPlan) -> bool:
+    """Whether a skip transcoder's skip term must be put back on the path: its output hook is
+    held by a `Freeze` with `mlp="stop"`, which would otherwise cut the linear skip path too.
+    The skip is part of the replacement, not of the MLP (circuit-tracer keeps it live likewise)."""
+    freeze = plan.freeze
+    return (
+        dictionary.has_skip
+        and freeze is not None
+        and freeze.mlp == "stop"
+        and dictionary.hook_out in freeze.cache
+    )
+
+
+def _skip_change(dictionary: Dictionary, plan: RunPlan, skip: Tensor) -> Tensor:
+    """What the skip term adds to a held output: `skip(x_in) - skip(x_in_clean)`, which is zero
+    in value on the clean input (and zero-valued with the skip's gradient when the clean input
+    is not cached, i.e. `Freeze(replace=False)` on the clean run)."""
+    assert plan.freeze is not None
+    clean_in = plan.freeze.cache.get(dictionary.hook_in) if plan.freeze.replace else None
+    base = skip.detach() if clean_in is None else dictionary.skip(clean_in).to(skip.dtype)
+    return skip - base
 
 
 def _light_hook(site: str, plan: RunPlan, result: RunResult) -> Callable[..., Tensor]:

@@ -2,7 +2,8 @@
 
 The on-disk format is SAE-Lens's own: a folder with `cfg.json` and `sae_weights.safetensors`
 (what `SAE.save_model(folder)` writes). Standard, top-k, JumpReLU and gated SAEs and transcoders
-all use it; the architecture is read from `cfg.json`.
+all use it; the architecture is read from `cfg.json`. A folder with a `config.yaml` is a
+circuit-tracer transcoder set instead (`feature_lens.loading.transcoder_set`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from feature_lens.errors import LoadingError
 from feature_lens.loading.hub import ensure_hub_available
+from feature_lens.loading.transcoder_set import is_transcoder_set, load_transcoder_set
 
 SAE_CONFIG_FILE = "cfg.json"
 SAE_WEIGHTS_FILE = "sae_weights.safetensors"
@@ -32,7 +34,9 @@ def load_sae(
 
     Args:
         source: an `sae_lens.SAE` (returned as is, moved to `device`/`dtype`); a folder in SAE-Lens
-            format; or an SAE-Lens release name, with `sae_id`.
+            format; a circuit-tracer transcoder-set folder (`config.yaml` + `layer_L.safetensors`:
+            returns a list, one SAE-Lens transcoder per layer; see `loading.transcoder_set`); or an
+            SAE-Lens release name, with `sae_id`.
         sae_id: the SAE's id within the release (only with a release name).
     """
     from sae_lens import SAE
@@ -41,6 +45,8 @@ def load_sae(
         return source.to(device=device, dtype=dtype) if dtype else source.to(device)
     path = Path(str(source)).expanduser()
     if sae_id is None:
+        if is_transcoder_set(path):
+            return load_transcoder_set(path, device=device, dtype=dtype)
         if path.exists():
             return _load_folder(path, device=device, dtype=dtype)
         raise LoadingError(
