@@ -349,7 +349,7 @@ class Lens:
                     hooks.append((dictionary.hook_out, _light_hook(site, plan, result)))
                     continue
                 if dictionary.hook_in != dictionary.hook_out:
-                    hooks.append((dictionary.hook_in, _capture(inputs, site)))
+                    hooks.append((dictionary.hook_in, _record(inputs, site)))
                 hooks.append(
                     (
                         dictionary.hook_out,
@@ -515,14 +515,6 @@ def _light_hook(site: str, plan: RunPlan, result: RunResult) -> Callable[..., Te
             result.leaves[site] = leaf
             out = out + leaf
         return out
-
-    return hook
-
-
-def _capture(store: dict[str, Tensor], key: str) -> Callable[..., Tensor]:
-    def hook(act: Tensor, hook: Any) -> Tensor:
-        store[key] = act
-        return act
 
     return hook
 
