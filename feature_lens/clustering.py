@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ import torch
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph, Node, NodeTable
 from feature_lens.graph.node import cluster
-from feature_lens.graph.table import NO_VALUE, float_list, int_list
+from feature_lens.graph.table import NO_VALUE
+from feature_lens.typed import float_list, int_list
 
 
 @dataclass
@@ -104,7 +106,8 @@ def _agglomerative(vectors: np.ndarray, n_clusters: int) -> np.ndarray:
     model = AgglomerativeClustering(n_clusters=n_clusters, metric="cosine", linkage="average")
     # Zero rows have no direction; cosine distance needs a non-zero vector.
     safe = np.where(norms > 0, unit, 1e-12)
-    return model.fit_predict(safe)
+    fitted: Any = model
+    return np.asarray(fitted.fit_predict(safe), dtype=np.int64)
 
 
 def cluster_profiles(profiles: Profiles, n_clusters: int) -> dict[str, int]:
@@ -119,7 +122,7 @@ def decoder_clusters(lens: object, nodes: Sequence[Node], n_clusters: int) -> di
     from feature_lens.lens import Lens
 
     assert isinstance(lens, Lens)
-    vectors = []
+    vectors: list[np.ndarray[Any, np.dtype[np.float64]]] = []
     for node in nodes:
         if node.kind != "feature" or node.index is None:
             raise InputError(f"{node.id} is not a feature node")
@@ -137,12 +140,18 @@ def decoder_clusters(lens: object, nodes: Sequence[Node], n_clusters: int) -> di
 
 def adjusted_rand_index(predicted: Mapping[str, int], truth: Mapping[str, int]) -> float:
     """ARI between two labellings over the ids they share (1: identical partitions, ~0: chance)."""
-    from sklearn.metrics import adjusted_rand_score
+    from sklearn import metrics
+
+    sklearn_metrics: Any = metrics  # sklearn's stubs leave argument types unknown
 
     shared = sorted(set(predicted) & set(truth))
     if not shared:
         raise InputError("the two labellings share no node ids")
-    return float(adjusted_rand_score([truth[i] for i in shared], [predicted[i] for i in shared]))
+    return float(
+        sklearn_metrics.adjusted_rand_score(
+            [truth[i] for i in shared], [predicted[i] for i in shared]
+        )
+    )
 
 
 def annotate(graph: AttributionGraph, clusters: Mapping[str, int]) -> AttributionGraph:

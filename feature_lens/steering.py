@@ -36,8 +36,8 @@ class SteeringResult:
     logit_change: Tensor
     promoted: list[tuple[str, float]]
     suppressed: list[tuple[str, float]]
-    feature_change: dict[str, Tensor] = field(default_factory=dict)
-    generations: list[str] = field(default_factory=list)
+    feature_change: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
+    generations: list[str] = field(default_factory=list[str])
 
 
 def steer(

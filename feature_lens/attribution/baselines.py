@@ -64,7 +64,8 @@ def baseline_values(
     if kind == "zero":
         # Shapes come from the dictionaries and the model: no forward pass is needed.
         dtype, device = lens.model.cfg.dtype, lens.device
-        features, errors = {}, {}
+        features: dict[str, torch.Tensor] = {}
+        errors: dict[str, torch.Tensor] = {}
         for site, dictionary in lens.dictionaries.items():
             own = dictionary.W_dec.dtype
             features[site] = torch.zeros(1, 1, dictionary.d_sae, dtype=own, device=device)

@@ -84,7 +84,7 @@ def exact_edges(
 
 def _target_values(features: dict[str, torch.Tensor], targets: Sequence[Node]) -> torch.Tensor:
     """`[batch, targets]`: each target feature's activation (summed over positions if pos None)."""
-    columns = []
+    columns: list[torch.Tensor] = []
     for d in targets:
         acts = features[d.site][..., d.index]
         columns.append(acts.sum(-1) if d.pos is None else acts[:, d.pos])

@@ -43,6 +43,7 @@ from feature_lens.attribution.state import (
 )
 from feature_lens.attribution.targets import FeatureTargets, clean_gates, feature_targets
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
+from feature_lens.typed import bool_rows, float_rows
 
 
 def gradient_node_effects(
@@ -280,8 +281,8 @@ def edges_from_matrix(
     matrix: Tensor, upstream: Sequence[Node], targets: Sequence[Node], mask: Tensor
 ) -> dict[tuple[Node, Node], float]:
     """The `{(u, d): weight}` view of an edge matrix, for the pairs `mask` allows."""
-    values = matrix.tolist()
-    allowed = mask.tolist()
+    values = float_rows(matrix)
+    allowed = bool_rows(mask)
     return {
         (u, d): values[i][j]
         for i, u in enumerate(upstream)

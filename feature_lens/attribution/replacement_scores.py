@@ -27,6 +27,7 @@ from torch import Tensor
 
 from feature_lens.errors import InputError
 from feature_lens.lens.run import RunResult
+from feature_lens.typed import int_list, solve
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class SalientLogits:
 
     def metrics(self) -> list[DemeanedLogit]:
         """One `DemeanedLogit` per target, in the same order."""
-        return [DemeanedLogit(int(t)) for t in self.tokens.tolist()]
+        return [DemeanedLogit(t) for t in int_list(self.tokens)]
 
 
 def salient_logits(
@@ -88,7 +89,7 @@ def node_influence(adjacency: Tensor, weights: Tensor) -> Tensor:
     normalised = _normalised(adjacency.double())
     eye = torch.eye(len(normalised), dtype=normalised.dtype, device=normalised.device)
     # w (1 - N)^-1 is the solution x of x (1 - N) = w, i.e. (1 - N)^T x^T = w^T.
-    total = torch.linalg.solve((eye - normalised).T, weights.double())
+    total = solve((eye - normalised).T, weights.double())
     return total - weights.double()
 
 

@@ -25,6 +25,7 @@ from feature_lens.attribution.baselines import (
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.prompts import PromptSet
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
+from feature_lens.typed import float_list, int_list, int_rows, unique_values, vector_norm
 
 Positions = Literal["keep", "sum"]
 
@@ -37,14 +38,14 @@ class PromptState:
     answers: Tensor | None
     clean: NodeValues
     base: NodeValues
-    gates: dict[str, Tensor] = field(default_factory=dict)
+    gates: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
     """Per site, the clean run's post/pre activation ratio `[pos, d_sae]` (filled on demand by
     `gate_values`; direct attribution freezes activation functions at these)."""
-    cache: dict[str, Tensor] = field(default_factory=dict)
+    cache: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
     """Clean activations by hook name (`[pos, d]`, one forward, filled on demand by `clean_stream`):
     the residual stream before every block and every dictionary's input, from which block-local
     passes start and targets' gates are computed."""
-    freezes: dict[str, Freeze] = field(default_factory=dict)
+    freezes: dict[str, Freeze] = field(default_factory=dict[str, Freeze])
     """Direct attribution's `Freeze` per MLP mode, filled on demand (see `direct.clean_freeze`)."""
 
     def delta(self, node: Node) -> Tensor:
@@ -68,9 +69,9 @@ class PromptState:
             assert node.index is not None
             acts = self.clean.features[node.site][0, :, node.index]
         elif node.kind == "error":
-            acts = self.clean.errors[node.site][0].norm(dim=-1)
+            acts = vector_norm(self.clean.errors[node.site][0])
         else:
-            acts = self.clean.embeddings[0].norm(dim=-1)
+            acts = vector_norm(self.clean.embeddings[0])
         return float(acts.sum() if node.pos is None else acts[node.pos])
 
 
@@ -147,18 +148,14 @@ def candidate_nodes(lens: Lens, state: PromptState, positions: Positions) -> lis
                 for i in torch.nonzero(diff.abs().sum(0) > 0)[:, 0]
             ]
         else:
-            nodes += [
-                Node("feature", site, int(p), int(i)) for p, i in torch.nonzero(diff != 0).tolist()
-            ]
+            nodes += [Node("feature", site, p, i) for p, i in int_rows(torch.nonzero(diff != 0))]
         err_diff = (state.clean.errors[site][0] - state.base.errors[site][0]).abs().sum(-1)
         if positions == "sum":
             nodes += [Node("error", site)] if err_diff.sum() > 0 else []
         else:
-            nodes += [
-                Node("error", site, int(p)) for p in torch.nonzero(err_diff > 0)[:, 0].tolist()
-            ]
+            nodes += [Node("error", site, p) for p in int_list(torch.nonzero(err_diff > 0)[:, 0])]
     emb_diff = (state.clean.embeddings[0] - state.base.embeddings[0]).abs().sum(-1)
-    nodes += [Node("token", EMBED_SITE, int(p)) for p in torch.nonzero(emb_diff > 0)[:, 0].tolist()]
+    nodes += [Node("token", EMBED_SITE, p) for p in int_list(torch.nonzero(emb_diff > 0)[:, 0])]
     return nodes
 
 
@@ -241,7 +238,7 @@ def gradient_score_matrix(
                 if len(summed):
                     per_pos = (grad @ weight[summed].T) * delta[:, summed].to(grad.dtype)
                     scores[:, summed] = per_pos.sum(1)
-                for pos in torch.unique(positions[positions >= 0]).tolist():
+                for pos in int_list(unique_values(positions[positions >= 0])):
                     at = torch.nonzero(positions == pos)[:, 0]
                     scores[:, at] = (grad[:, pos] @ weight[at].T) * delta[pos, at].to(grad.dtype)
             else:
@@ -266,4 +263,4 @@ def node_gradient_scores(
     scores = gradient_score_matrix(
         lens, state, {s: g[row : row + 1] for s, g in grads.items()}, node_list
     )[0]
-    return dict(zip(node_list, scores.tolist(), strict=True))
+    return dict(zip(node_list, float_list(scores), strict=True))

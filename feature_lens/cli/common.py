@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,13 @@ PROCESSING_FLAGS: tuple[tuple[str, str], ...] = (
     ("refactor_factored_attn_matrices", "balance W_Q/W_K and W_O/W_V (default: off)"),
 )
 
+
+def _flag(match: re.Match[str]) -> str:
+    return "--" + match.group(1).replace("_", "-")
+
+
 #: Python argument names in library messages -> the CLI's spelling of the same thing.
-_CLI_SPELLING = (
+_CLI_SPELLING: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"check_model_name=False"), "--no-check-model-name"),
     (re.compile(r"model_name=('[^']*')"), r"--model-name \1"),
     (
@@ -31,7 +37,7 @@ _CLI_SPELLING = (
             r"\b(fold_ln|center_writing_weights|center_unembed|fold_value_biases|"
             r"refactor_factored_attn_matrices)\b"
         ),
-        lambda m: "--" + m.group(1).replace("_", "-"),
+        _flag,
     ),
     (re.compile(r"\bbatch_size\b"), "--batch-size"),
 )
@@ -147,7 +153,8 @@ def check_lens_options(args: argparse.Namespace) -> None:
                 "sae_weights.safetensors), a circuit-tracer transcoder set (config.yaml + "
                 "layer_L.safetensors) or RELEASE:SAE_ID"
             )
-    for spec in args.direction or []:
+    directions: list[str] = args.direction or []
+    for spec in directions:
         hook, sep, file_name = spec.partition(":")
         if not sep or not hook or not file_name:
             raise InputError(f"--direction wants HOOK:FILE, got {spec!r}")

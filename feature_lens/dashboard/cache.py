@@ -72,7 +72,8 @@ def cached_tensors(
     if cache_dir is None:
         return compute()
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, save_file
+
+    from feature_lens.typed import load_file, save_file
 
     folder = Path(cache_dir).expanduser()
     path = folder / f"{key}.safetensors"

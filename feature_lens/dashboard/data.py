@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -25,6 +26,7 @@ from feature_lens.graph.node import Node
 from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import Lens, RunPlan
 from feature_lens.lens.dictionary import hook_layer
+from feature_lens.typed import int_list
 
 
 def feature_index(feature: Node) -> int:
@@ -203,11 +205,11 @@ def cached_feature_activations(
     so that a second build over the same corpus runs no forward pass. None: no cache."""
     from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
 
-    request = {
+    request: dict[str, Any] = {
         "pass": "activations",
         "features": [feature_label(f) for f in features],
         "moments": moments.sites if moments else [],
-        "lengths": dataset.lengths.tolist(),
+        "lengths": int_list(dataset.lengths),
     }
 
     def compute() -> dict[str, Tensor]:
@@ -237,7 +239,7 @@ def cached_densities(
     """`densities`, stored in `cache_dir` like `cached_feature_activations` (None: no cache)."""
     from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
 
-    request = {"pass": "densities", "lengths": dataset.lengths.tolist()}
+    request: dict[str, Any] = {"pass": "densities", "lengths": int_list(dataset.lengths)}
     key = corpus_pass_key(lens, dataset.tokens, request)
     return cached_tensors(
         cache_dir, key, lambda: densities(lens, dataset, batch_size=batch_size, progress=progress)

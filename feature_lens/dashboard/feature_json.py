@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from torch import Tensor
 
 from feature_lens.dashboard.data import FeatureData, feature_index
+from feature_lens.typed import float_list
 
 
 class FeatureExample(BaseModel):
@@ -73,9 +74,9 @@ def to_feature_json(data: FeatureData, positive: Float[Tensor, " n"]) -> Feature
     ]
     if positive.numel():
         levels = torch.linspace(0.01, 1.0, 100, dtype=torch.float64)
-        quantiles = torch.quantile(positive.to(torch.float64), levels).tolist()
+        quantiles = float_list(torch.quantile(positive.to(torch.float64), levels))
     else:
-        quantiles = []
+        quantiles: list[float] = []
     return FeatureJson(
         transcoder_id=data.feature.site,
         index=feature_index(data.feature),

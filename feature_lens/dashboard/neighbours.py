@@ -237,7 +237,7 @@ def downstream_scores(
 
 
 def _mean(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    keys = rows[0].keys() if rows else []
+    keys: list[str] = list(rows[0]) if rows else []
     return {k: torch.stack([r[k] for r in rows]).mean(0) for k in keys}
 
 

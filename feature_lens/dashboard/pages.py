@@ -353,7 +353,7 @@ def index_page(
     head = "".join(
         f"<th>{h}</th>" for h in ("feature", "site", "label", "density", "max act", "top logits")
     )
-    rows = []
+    rows: list[str] = []
     for d in ordered:
         f = d.feature
         label = f"{d.top_logits[0][0]!r}" if d.top_logits else ""

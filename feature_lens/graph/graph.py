@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 import torch
 from jaxtyping import Float64, Int64
@@ -26,7 +26,8 @@ from torch import Tensor
 
 from feature_lens.errors import InputError
 from feature_lens.graph.schema import Method
-from feature_lens.graph.table import NodeRecord, NodeTable, float_list, int_list
+from feature_lens.graph.table import NodeRecord, NodeTable
+from feature_lens.typed import float_list, int_list, sparse_coo, unique_inverse
 
 
 class NodesView(Mapping[str, NodeRecord]):
@@ -146,10 +147,7 @@ class AttributionGraph:
         n = len(self.table)
         if self.edge_weight.numel() == 0:
             return self
-        keys, inverse = cast(
-            "tuple[Tensor, Tensor]",
-            torch.unique(self.edge_index[0] * n + self.edge_index[1], return_inverse=True),
-        )
+        keys, inverse = unique_inverse(self.edge_index[0] * n + self.edge_index[1])
         weights = torch.zeros(keys.numel(), dtype=torch.float64).index_add_(
             0, inverse, self.edge_weight.to(torch.float64)
         )
@@ -208,9 +206,7 @@ class AttributionGraph:
     def adjacency(self) -> Tensor:
         """Sparse COO `[n_nodes, n_nodes]` tensor, `[target row, source row]`."""
         n = len(self.table)
-        return torch.sparse_coo_tensor(
-            self.edge_index, self.edge_weight, (n, n), is_coalesced=True, check_invariants=False
-        )
+        return sparse_coo(self.edge_index, self.edge_weight, (n, n))
 
     def dense_adjacency(self) -> Float64[Tensor, "n n"]:
         """The adjacency as a dense `[target row, source row]` matrix."""
@@ -253,8 +249,9 @@ class AttributionGraph:
 
     def to_networkx(self) -> Any:
         """A `networkx.DiGraph` with node attributes from `NodeRecord` and edge attribute `weight`."""
-        import networkx as nx
+        import networkx
 
+        nx: Any = networkx  # networkx's stubs leave node types unknown
         graph = nx.DiGraph()
         ids = self.ids
         graph.add_nodes_from(

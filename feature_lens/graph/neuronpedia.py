@@ -40,6 +40,7 @@ from feature_lens.errors import InputError
 from feature_lens.graph.graph import AttributionGraph
 from feature_lens.graph.table import NodeRecord
 from feature_lens.outputs import write_file
+from feature_lens.typed import float_list
 
 GRAPH_METADATA = "graph-metadata.json"
 
@@ -61,7 +62,7 @@ class NeuronpediaQParams(BaseModel):
     """Viewer state (pinned nodes, supernodes); empty on export."""
 
     pinnedIds: list[str] = Field(default_factory=list)  # noqa: N815 (the format's field names)
-    supernodes: list[list[str]] = Field(default_factory=list)
+    supernodes: list[list[str]] = Field(default_factory=list[list[str]])
     linkType: str = "both"  # noqa: N815
     clickedId: str = ""  # noqa: N815
     sg_pos: str = ""
@@ -129,7 +130,7 @@ def cumulative_influence(graph: AttributionGraph) -> list[float]:
         # clamped: rounding can push the last share to 1 + 1e-16, which the slider at 1 would drop
         out[order] = (torch.cumsum(scores[order], 0) / total).clamp_max(1.0)
     out[graph.metric_row] = 0.0
-    return out.tolist()
+    return float_list(out)
 
 
 def to_neuronpedia(

@@ -28,8 +28,9 @@ from feature_lens.errors import FeatureLensError, LoadingError
 from feature_lens.graph.graph import AttributionGraph
 from feature_lens.graph.node import Node
 from feature_lens.graph.schema import GraphFile, GraphRecordV1, NodeColumns, TensorFile
-from feature_lens.graph.table import NO_VALUE, NodeTable, int_list
+from feature_lens.graph.table import NO_VALUE, NodeTable
 from feature_lens.outputs import check_file_target, write_file
+from feature_lens.typed import int_list
 
 T = TypeVar("T")
 

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from feature_lens.errors import InputError
 from feature_lens.graph.node import NODE_KINDS, Node, NodeKind
+from feature_lens.typed import int_list
 
 _KIND_CODE = {kind: code for code, kind in enumerate(NODE_KINDS)}
 NO_VALUE = -1
@@ -83,16 +84,6 @@ class NodeRecord:
             "label": self.label,
             "cluster": self.cluster,
         }
-
-
-def int_list(values: Tensor) -> list[int]:
-    """A 1-D integer tensor as a list of ints (typed: `Tensor.tolist` is not)."""
-    return [int(v) for v in values.tolist()]  # type: ignore[reportUnknownVariableType]
-
-
-def float_list(values: Tensor) -> list[float]:
-    """A 1-D float tensor as a list of floats."""
-    return [float(v) for v in values.tolist()]  # type: ignore[reportUnknownVariableType]
 
 
 def _long(values: Iterable[int], n: int) -> Int64[Tensor, " n"]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch import Tensor
 
 from feature_lens.errors import InputError, LoadingError
 from feature_lens.lens.dictionary import Dictionary, hook_layer
+from feature_lens.typed import vector_norm
 
 
 class Directions(Dictionary):
@@ -67,7 +68,7 @@ class Directions(Dictionary):
                 f"direction(s) {bad} of {hook!r} hold non-finite values (NaN or inf); "
                 "every vector must be finite"
             )
-        norms = matrix.norm(dim=-1, keepdim=True)
+        norms = vector_norm(matrix, dim=-1, keepdim=True)
         if not torch.all(norms > 0):
             bad = [int(j) for j in torch.nonzero(norms.flatten() == 0).flatten()[:5]]
             raise InputError(
@@ -166,12 +167,12 @@ class Directions(Dictionary):
     ) -> Directions:
         """The difference of mean activations at `hook` between two prompt sets (at `position`,
         or averaged over every position when None): the usual steering vector, in one call."""
-        means = []
+        means: list[Tensor] = []
         for prompts in (positive, negative):
             tokens = lens.to_tokens(prompts) if not isinstance(prompts, Tensor) else prompts
             if tokens.shape[0] == 0:
                 raise InputError("each prompt set needs at least one prompt")
-            _, cache = lens.model.run_with_cache(tokens, names_filter=lambda n: n == hook)
+            _, cache = lens.model.run_with_cache(tokens, names_filter=hook)
             if hook not in cache:
                 raise InputError(f"the model has no hook {hook!r}")
             acts = cache[hook]
@@ -255,13 +256,17 @@ def _read_npy(path: Path, head: bytes) -> Tensor:
             f"{str(path)!r} is a damaged .npy file ({type(error).__name__}); write it again with "
             "numpy.save"
         ) from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+    loaded: object = array
+    if not isinstance(loaded, np.ndarray):
         raise LoadingError(f"{str(path)!r} does not hold a numeric array; save float vectors")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    numeric = cast("np.ndarray[Any, np.dtype[Any]]", loaded)
+    if numeric.dtype.kind not in "fiu":
+        raise LoadingError(f"{str(path)!r} does not hold a numeric array; save float vectors")
+    return torch.as_tensor(np.ascontiguousarray(numeric))
 
 
 def _read_safetensors(path: Path) -> Tensor:
-    from safetensors.torch import load_file
+    from feature_lens.typed import load_file
 
     try:
         tensors = load_file(path)

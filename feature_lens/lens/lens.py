@@ -13,7 +13,7 @@ import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -41,6 +41,10 @@ class LensRun:
     logits: Float[Tensor, "batch pos d_vocab"]
     features: dict[str, Tensor]
     errors: dict[str, Tensor]
+
+
+def _every_hook(_name: str) -> bool:
+    return True
 
 
 def _normalise_model_name(name: str) -> str:
@@ -126,15 +130,21 @@ class Lens:
         """
         from feature_lens.loading import load_model, load_sae
 
+        source = cast(Any, model)
+        by_name = source is None or isinstance(source, str | os.PathLike)
         model_obj = (
-            model
-            if model is not None and not isinstance(model, str | os.PathLike)
-            else load_model(
-                model, device=device, dtype=dtype, processing=processing, model_name=model_name
+            load_model(
+                cast("str | os.PathLike[str] | None", source),
+                device=device,
+                dtype=dtype,
+                processing=processing,
+                model_name=model_name,
             )
+            if by_name
+            else cast(Any, model)
         )
         if saes is None or saes == "zoo":
-            if model is None or str(model) == "zoo":
+            if source is None or (by_name and os.fspath(source) == "zoo"):
                 from feature_lens.zoo import zoo_dictionary_dirs
 
                 sources: list[Any] = list(zoo_dictionary_dirs().values())
@@ -147,7 +157,7 @@ class Lens:
         loaded: list[Any] = []
         for s in sources:
             item = (
-                load_sae(*s, device=device, dtype=dtype)
+                load_sae(*cast("tuple[str, str]", s), device=device, dtype=dtype)
                 if isinstance(s, tuple)
                 else load_sae(s, device=device, dtype=dtype)
             )
@@ -176,7 +186,7 @@ class Lens:
 
         tokens = torch.zeros(1, 2, dtype=torch.long, device=self.model.cfg.device)
         with torch.no_grad():
-            self.model.run_with_hooks(tokens, fwd_hooks=[(lambda _name: True, record)])
+            self.model.run_with_hooks(tokens, fwd_hooks=[(_every_hook, record)])
         for name in self.model.hook_dict:
             order.setdefault(name, len(order))
         return order
@@ -190,7 +200,7 @@ class Lens:
 
         tokens = torch.zeros(1, 2, dtype=torch.long, device=self.model.cfg.device)
         with torch.no_grad():
-            self.model.run_with_hooks(tokens, fwd_hooks=[(lambda _name: True, record)])
+            self.model.run_with_hooks(tokens, fwd_hooks=[(_every_hook, record)])
         return widths
 
     def _check(self, dictionary: Dictionary, check_model_name: bool) -> None:

@@ -85,7 +85,7 @@ class RunPlan:
     splice: bool = True
     error_term: bool = True
     gradient_mode: GradientMode | None = None
-    edits: dict[str, SiteEdit] = field(default_factory=dict)
+    edits: dict[str, SiteEdit] = field(default_factory=dict[str, SiteEdit])
     leaf_sites: Collection[str] = ()
     keep_graph: bool = False
     record_pre: Collection[str] = ()
@@ -115,13 +115,13 @@ class RunResult:
     """
 
     logits: Float[Tensor, "batch pos d_vocab"]
-    features: dict[str, Tensor] = field(default_factory=dict)
-    errors: dict[str, Tensor] = field(default_factory=dict)
-    leaves: dict[str, Tensor] = field(default_factory=dict)
-    pre_acts: dict[str, Tensor] = field(default_factory=dict)
+    features: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
+    errors: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
+    leaves: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
+    pre_acts: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
     embeddings: Tensor | None = None
-    hooks: dict[str, Tensor] = field(default_factory=dict)
-    inputs: dict[str, Tensor] = field(default_factory=dict)
+    hooks: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
+    inputs: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
 
 
 def frozen_gate(post: Tensor, pre: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from feature_lens.errors import InputError
 
@@ -91,12 +91,12 @@ def _text_of(value: Any, text_field: str, where: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and text_field in value:
-        text = value[text_field]
+        text: Any = cast("dict[str, Any]", value)[text_field]
         if isinstance(text, str):
             return text
         raise InputError(f"{where}: field {text_field!r} is {type(text).__name__}, not text")
     if isinstance(value, dict):
-        keys = ", ".join(map(repr, list(value)[:8]))
+        keys = ", ".join(map(repr, list(cast("dict[str, Any]", value))[:8]))
         raise InputError(
             f"{where}: no {text_field!r} field (fields: {keys}); name the text field with "
             "--text-field"
@@ -133,7 +133,7 @@ def _read_json(path: Path, raw: str, text_field: str, limit: int | None) -> list
         raise InputError(f"{str(path)!r} is nested too deeply to be a list of prompts") from None
     if not isinstance(data, list):
         raise InputError(f"{str(path)!r} must hold a JSON list of strings")
-    items: list[Any] = data[:limit]
+    items = cast("list[Any]", data)[:limit]
     return [
         Document(_text_of(item, text_field, f"item {i} of {path.name}"), f"item {i} of {path.name}")
         for i, item in enumerate(items)
@@ -141,8 +141,9 @@ def _read_json(path: Path, raw: str, text_field: str, limit: int | None) -> list
 
 
 def _read_parquet(path: Path, text_field: str, limit: int | None) -> list[Document]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet
 
+    pq: Any = pyarrow.parquet  # pyarrow's stubs leave most types unknown
     try:
         schema = pq.read_schema(path)
     except Exception as error:  # pyarrow raises ArrowInvalid and OSError subclasses
@@ -179,8 +180,9 @@ def _read_datasets_folder(
             f"{str(path)!r} is a folder but not a Hugging Face datasets folder (no "
             "dataset_info.json or dataset_dict.json, as `save_to_disk` writes)"
         )
-    import datasets
+    import datasets as datasets_module
 
+    datasets: Any = datasets_module  # its stubs leave argument types unknown
     try:
         loaded: Any = datasets.load_from_disk(str(path))
     except Exception as error:  # datasets raises FileNotFoundError and its own types

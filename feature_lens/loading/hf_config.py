@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -70,7 +70,8 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(config, dict):
         raise LoadingError(f"{str(config_file)!r} must hold a JSON object, not a model config")
-    architectures = config.get("architectures")
+    config = cast("dict[str, Any]", config)
+    architectures: Any = config.get("architectures")
     if (
         not isinstance(architectures, list)
         or not architectures
@@ -81,7 +82,7 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
             f"empty); expected e.g. ['GPT2LMHeadModel'] as `save_pretrained` writes."
         )
     for field in _INTEGER_FIELDS:
-        value = config.get(field)
+        value: Any = config.get(field)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value <= 0
         ):
@@ -172,7 +173,7 @@ def transformer_lens_config(
 
 
 def _rope_theta(config: dict[str, Any]) -> float:
-    parameters = config.get("rope_parameters") or {}
+    parameters: dict[str, Any] = config.get("rope_parameters") or {}
     return float(config.get("rope_theta", parameters.get("rope_theta", 10000.0)))
 
 

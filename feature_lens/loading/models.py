@@ -140,7 +140,8 @@ def _load_hub_name(
     kwargs: dict[str, Any] = {**flags, "device": device, "dtype": dtype}
     if cache_only:
         kwargs["local_files_only"] = True
-    return HookedTransformer.from_pretrained(official, **kwargs)
+    transformer_class: Any = HookedTransformer  # from_pretrained's **kwargs are untyped
+    return transformer_class.from_pretrained(official, **kwargs)
 
 
 def _load_local_folder(
@@ -208,8 +209,9 @@ def _check_weight_files(path: Path) -> None:
 def _load_hf_weights(path: Path, dtype: torch.dtype) -> Any:
     from transformers import AutoModelForCausalLM
 
+    model_class: Any = AutoModelForCausalLM  # transformers' stubs leave this untyped
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        return model_class.from_pretrained(
             path, local_files_only=True, dtype=dtype, use_safetensors=True
         ).eval()
     except Exception as error:  # transformers raises many types for a bad folder
@@ -225,8 +227,9 @@ def load_tokenizer(path: Path) -> Any:
         return None
     from transformers import AutoTokenizer
 
+    tokenizer_class: Any = AutoTokenizer
     try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return tokenizer_class.from_pretrained(path, local_files_only=True)
     except Exception as error:  # tokenizers raises its own exception types for corrupt files
         raise LoadingError(
             f"could not read the tokenizer in {str(path)!r} ({type(error).__name__}: "

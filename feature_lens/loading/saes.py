@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -42,7 +42,8 @@ def load_sae(
     from sae_lens import SAE
 
     if isinstance(source, SAE):
-        return source.to(device=device, dtype=dtype) if dtype else source.to(device)
+        sae_in = cast(Any, source)
+        return sae_in.to(device=device, dtype=dtype) if dtype else sae_in.to(device)
     path = Path(str(source)).expanduser()
     if sae_id is None:
         if is_transcoder_set(path):
@@ -78,7 +79,7 @@ def _load_folder(path: Path, *, device: str | torch.device, dtype: torch.dtype |
             "'d_in' and 'd_sae'."
         )
     try:
-        sae = SAE.load_from_disk(path, device=str(device))
+        sae = cast(Any, SAE.load_from_disk(path, device=str(device)))
     except Exception as error:
         raise LoadingError(
             f"could not load the SAE in {str(path)!r}: {type(error).__name__}: {error}. "
@@ -112,5 +113,5 @@ def _load_release(
             ", copy the folder here and call load_sae(folder)."
         ),
     )
-    sae = SAE.from_pretrained(release, sae_id, device=str(device))
+    sae = cast(Any, SAE.from_pretrained(release, sae_id, device=str(device)))
     return sae.to(dtype=dtype) if dtype is not None else sae

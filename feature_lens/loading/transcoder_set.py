@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -54,7 +54,8 @@ def read_config(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(config, dict):
         raise LoadingError(f"{str(config_file)!r} is not a circuit-tracer config (not a mapping)")
-    kind = config.get("model_kind")
+    config = cast("dict[str, Any]", config)
+    kind: Any = config.get("model_kind")
     if kind == "cross_layer_transcoder":
         raise LoadingError(
             f"{str(path)!r} holds a cross-layer transcoder (model_kind: cross_layer_transcoder); "
@@ -77,10 +78,10 @@ def read_config(path: Path) -> dict[str, Any]:
 def layer_files(path: Path, config: dict[str, Any]) -> list[Path]:
     """The layer files in layer order: the config's `transcoders` list when it names local files
     in the folder, else `layer_0.safetensors`, `layer_1.safetensors`, ... (no gaps)."""
-    listed = config.get("transcoders")
+    listed: Any = config.get("transcoders")
     if isinstance(listed, list) and listed:
         files: list[Path] = []
-        for entry in listed:
+        for entry in cast("list[Any]", listed):
             name = Path(str(entry).removeprefix("hf://").rsplit("@", 1)[0]).name
             files.append(path / name)
     else:
@@ -203,7 +204,8 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
     """One layer file's tensors, checked: the four required ones, nothing unknown, consistent
     shapes, JumpReLU thresholds >= 0."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+
+    from feature_lens.typed import load_file
 
     try:
         weights = load_file(str(file), device="cpu")

@@ -50,7 +50,7 @@ class GraphMeta(BaseModel):
     seconds: float = 0.0
     n_nodes: int = 0
     n_edges: int = 0
-    outputs: list[TokenProb] = Field(default_factory=list)
+    outputs: list[TokenProb] = Field(default_factory=list[TokenProb])
 
 
 class Supernode(BaseModel):
@@ -66,7 +66,7 @@ class Annotations(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     pinned: list[str] = Field(default_factory=list, max_length=2000)
-    supernodes: list[Supernode] = Field(default_factory=list, max_length=200)
+    supernodes: list[Supernode] = Field(default_factory=list[Supernode], max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=5000)
 
     def check(self, ids: set[str], features: set[str]) -> None:

@@ -30,6 +30,7 @@ from torch import Tensor
 from feature_lens.graph import AttributionGraph, NodeRecord
 from feature_lens.graph.node import NODE_KINDS
 from feature_lens.graph.table import NO_VALUE
+from feature_lens.typed import float_list, int_list
 
 
 def site_label(site: str, layer: int) -> str:
@@ -70,7 +71,7 @@ def _cumulative(scores: Tensor) -> list[float]:
     before = torch.cumsum(scores[order], 0) - scores[order]
     out = torch.empty_like(scores)
     out[order] = before / total
-    return out.tolist()
+    return float_list(out)
 
 
 def influence_ranks(graph: AttributionGraph) -> dict[str, float]:
@@ -88,12 +89,12 @@ def graph_view(graph: AttributionGraph, labels: Mapping[str, str] | None = None)
     tokens = prompt_tokens(graph)
     table = graph.table
     n = len(table)
-    kinds = [NODE_KINDS[k] for k in table.kind.tolist()]
-    sites = [table.sites[c] for c in table.site.tolist()]
-    positions = table.pos.tolist()
-    indices = table.index.tolist()
-    layers = table.layer.tolist()
-    orders = table.order.tolist()
+    kinds = [NODE_KINDS[k] for k in int_list(table.kind)]
+    sites = [table.sites[c] for c in int_list(table.site)]
+    positions = int_list(table.pos)
+    indices = int_list(table.index)
+    layers = int_list(table.layer)
+    orders = int_list(table.order)
     metric_row = graph.metric_row
 
     row_of: dict[int, int] = {}
@@ -116,7 +117,7 @@ def graph_view(graph: AttributionGraph, labels: Mapping[str, str] | None = None)
         influence[targets] * weights.abs() / totals[targets].clamp_min(1e-300),
         0.0,
     )
-    influence_list = influence.tolist()
+    influence_list = float_list(influence)
     records = graph.nodes
     nodes: list[dict[str, Any]] = []
     for i, node_id in enumerate(graph.ids):
@@ -154,10 +155,10 @@ def graph_view(graph: AttributionGraph, labels: Mapping[str, str] | None = None)
         "rows": rows,
         "nodes": nodes,
         "edges": {
-            "s": sources.tolist(),
-            "t": targets.tolist(),
-            "w": weights.tolist(),
-            "influence": edge_scores.tolist(),
+            "s": int_list(sources),
+            "t": int_list(targets),
+            "w": float_list(weights),
+            "influence": float_list(edge_scores),
             "rank": _cumulative(edge_scores),
         },
     }
@@ -196,7 +197,7 @@ def feature_nodes(graph: AttributionGraph) -> list[tuple[str, int]]:
     feature = NODE_KINDS.index("feature")
     seen: dict[tuple[str, int], None] = {}
     for kind, site, index in zip(
-        table.kind.tolist(), table.site.tolist(), table.index.tolist(), strict=True
+        int_list(table.kind), int_list(table.site), int_list(table.index), strict=True
     ):
         if kind == feature and index != NO_VALUE:
             seen[(table.sites[site], int(index))] = None

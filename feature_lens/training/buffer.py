@@ -99,9 +99,13 @@ class ActivationBuffer:
     def _activations(self, tokens: Int[Tensor, "batch seq"]) -> dict[str, Tensor]:
         """Activations `[batch * (seq - skip_first), d]` of one token batch at every hook."""
         names = set(self.hook_names)
+
+        def wanted(name: str) -> bool:
+            return name in names
+
         _, cache = self.model.run_with_cache(
             tokens.to(self.model.cfg.device),
-            names_filter=lambda name: name in names,
+            names_filter=wanted,
             stop_at_layer=self._stop_at_layer,
         )
         self.tokens_seen += tokens.numel()

@@ -11,11 +11,13 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from feature_lens.typed import manual_seed
 
 Architecture = Literal["standard", "topk", "jumprelu", "gated"]
 ARCHITECTURES: tuple[Architecture, ...] = ("standard", "topk", "jumprelu", "gated")
@@ -107,7 +109,7 @@ def train_sae(
         extra["l0_coefficient"] = l1_coefficient
     elif architecture == "topk":
         extra["k"] = k
-    torch.manual_seed(seed)
+    manual_seed(seed)
     sae = _training_sae(architecture, common, extra)
     sae.cfg.metadata.hook_name = hook_name
     if model_name is not None:
@@ -120,11 +122,11 @@ def train_sae(
         device=device_str,
     )
     data = _minibatches(activations.to(device_str), batch_size, seed)
-    trainer = sae_lens.SAETrainer(trainer_cfg, sae, data)
-    trained = trainer.fit() if progress else _fit_quietly(trainer)
+    trainer = cast(Any, sae_lens.SAETrainer(trainer_cfg, sae, data))
+    trained: Any = trainer.fit() if progress else _fit_quietly(trainer)
     with tempfile.TemporaryDirectory() as tmp:
         trained.save_inference_model(tmp)
-        return sae_lens.SAE.load_from_disk(Path(tmp), device=device_str)
+        return cast(Any, sae_lens.SAE.load_from_disk(Path(tmp), device=device_str))
 
 
 def _fit_quietly(trainer: Any) -> Any:
@@ -132,7 +134,11 @@ def _fit_quietly(trainer: Any) -> Any:
     import sae_lens.training.sae_trainer as trainer_module
 
     real_tqdm = trainer_module.tqdm
-    trainer_module.tqdm = lambda *args, **kwargs: real_tqdm(*args, **{**kwargs, "disable": True})
+
+    def quiet_tqdm(*args: Any, **kwargs: Any) -> Any:
+        return real_tqdm(*args, **{**kwargs, "disable": True})
+
+    trainer_module.tqdm = quiet_tqdm
     try:
         return trainer.fit()
     finally:

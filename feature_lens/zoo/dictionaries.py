@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -122,7 +122,7 @@ def save_pruned(sae: Any, keep: Tensor, folder: Path) -> Any:
     `threshold`) is sliced; the input-side parameters are unchanged, so each kept latent computes
     exactly what it did before.
     """
-    from safetensors.torch import save_file
+    from feature_lens.typed import save_file
 
     d_sae = int(sae.cfg.d_sae)
     index = keep.nonzero().squeeze(1).cpu()
@@ -147,4 +147,4 @@ def load_dictionary(folder: Path, *, device: str | torch.device = "cpu") -> Any:
     """The SAE-Lens SAE saved in `folder` (`sae_lens.SAE.load_from_disk`)."""
     from sae_lens import SAE
 
-    return SAE.load_from_disk(str(folder), device=str(device))
+    return cast(Any, SAE.load_from_disk(str(folder), device=str(device)))

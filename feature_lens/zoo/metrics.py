@@ -98,7 +98,7 @@ def dictionary_score(model: Any, sae: Any, tokens: Int[Tensor, "batch seq"]) -> 
     """Score an SAE-Lens SAE attached (by its `metadata.hook_name`) to `model` on `tokens`."""
     hook = str(sae.cfg.metadata.hook_name)
     tokens = tokens.to(model.cfg.device)
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name == hook)
+    _, cache = model.run_with_cache(tokens, names_filter=hook)
     x = cache[hook][:, 1:].reshape(-1, cache[hook].shape[-1])
     acts = sae.encode(x)
     recon = sae.decode(acts)

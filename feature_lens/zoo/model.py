@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from feature_lens.errors import LoadingError
+from feature_lens.typed import manual_seed
 from feature_lens.zoo.grammar import vocabulary
 
 ZOO_MODEL_NAME = "feature-lens-zoo"
@@ -83,7 +84,7 @@ def build_model(
 
     from transformer_lens import HookedTransformer
 
-    torch.manual_seed(seed)
+    manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return HookedTransformer(
@@ -93,7 +94,7 @@ def build_model(
 
 def save_model(model: Any, config: ZooModelConfig, folder: Path) -> None:
     """Write `model.json` and `model.safetensors` (parameters only, float32) into `folder`."""
-    from safetensors.torch import save_file
+    from feature_lens.typed import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MODEL_CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -119,8 +120,7 @@ def load_model(
     folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> Any:
     """The zoo `HookedTransformer` saved in `folder`, with its tokenizer attached."""
-    from safetensors.torch import load_file
-
+    from feature_lens.typed import load_file
     from feature_lens.zoo.tokenizer import load_tokenizer
 
     config = read_model_config(folder)

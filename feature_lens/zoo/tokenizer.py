@@ -34,11 +34,13 @@ def save_tokenizer(folder: Path) -> None:
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=core, bos_token=BOS, eos_token=BOS, unk_token=UNK, pad_token=PAD
     )
-    wrapped.save_pretrained(str(folder))
+    saved: Any = wrapped  # save_pretrained's **kwargs are untyped
+    saved.save_pretrained(str(folder))
 
 
 def load_tokenizer(folder: Path) -> Any:
     """The tokenizer saved in `folder`, through `AutoTokenizer` (a `PreTrainedTokenizerFast`)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(folder))
+    tokenizer_class: Any = AutoTokenizer
+    return tokenizer_class.from_pretrained(str(folder))

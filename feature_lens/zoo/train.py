@@ -88,13 +88,13 @@ def train_model(
 
     model.train()
     checkpoint(0)
-    optimizer = torch.optim.AdamW(
+    optimizer: Any = torch.optim.AdamW(
         model.parameters(), lr=training.lr, weight_decay=training.weight_decay, betas=(0.9, 0.98)
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, training))
+    scheduler: Any = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, training))
     batches = corpus_batches(training.batch_size, seed=seed, split="train", n_ctx=config.n_ctx)
     losses: list[float] = []
-    bar = tqdm(range(training.steps), desc="model", disable=not progress, unit="step")
+    bar: Any = tqdm(range(training.steps), desc="model", disable=not progress, unit="step")
     for step in bar:
         tokens = next(batches).to(device)
         loss = model(tokens, return_type="loss")
