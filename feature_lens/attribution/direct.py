@@ -38,6 +38,7 @@ from feature_lens.attribution.gradients import (
     edges_from_matrix,
     gradient_edge_matrix,
     gradient_node_effects,
+    gradient_row_edges,
 )
 from feature_lens.attribution.metrics import Metric
 from feature_lens.attribution.nodes import Node
@@ -58,8 +59,10 @@ def clean_freeze(
     names = freeze_cache_names(lens.model, mlp)
     # Skip transcoders: their clean input, so a held output can move by the skip term's change.
     names += [d.hook_in for d in lens.dictionaries.values() if d.has_skip]
+    # The splices are identities, so the model's own forward gives the same values without
+    # encoding any dictionary.
     with torch.no_grad():
-        result = lens.forward(tokens, RunPlan(record_hooks=names))
+        result = lens.forward(tokens, RunPlan(splice=False, record_hooks=names))
     return Freeze(cache=dict(result.hooks), mlp=mlp, replace=replace)
 
 
@@ -189,6 +192,22 @@ def direct_edge_matrix(
                         dtype
                     )
     return out * edge_mask(lens, upstream, targets).to(out.device)
+
+
+def direct_row_edges(
+    lens: Lens,
+    state: PromptState,
+    upstream: Sequence[Node],
+    targets: Sequence[Node],
+    *,
+    mlp: MlpMode = "stop",
+) -> Tensor:
+    """Per-row direct edges `[len(upstream), len(targets)]`: column r the direct edges into
+    `targets[r]` on the state's prompt r (`gradient_row_edges` in the frozen model of the whole
+    batch; every pair by the backward pass, which is exact, so no closed-form route is needed).
+    Equal to `direct_edge_matrix` on each row's own batch-1 state."""
+    freeze = state_freeze(lens, state, mlp)
+    return gradient_row_edges(lens, state, upstream, targets, freeze=freeze)
 
 
 def direct_edges(

@@ -202,12 +202,32 @@ def _block_local_targets(
     """One batch-1 forward of the first `length` positions from the cached stream to the end of
     the targets' block: the targets' values `[T]` and the leaves `{site: [1, length, d]}` of the
     sources' sites."""
+    with torch.enable_grad():
+        inputs, leaves = _block_local_run(lens, state, sources, [spec.site], freeze, length)
+        values = spec.values(inputs[spec.site][0])
+    return values, leaves
+
+
+def _block_local_run(
+    lens: Lens,
+    state: PromptState,
+    sources: Sequence[Node],
+    target_sites: Sequence[str],
+    freeze: Freeze | None,
+    length: int,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """One forward of the state's prompts (every row), first `length` positions, from the cached
+    clean stream before the first block the sources' sites (and, in detached mode, the splices
+    between them and the targets) need, to the end of the last target site's block: the target
+    sites' inputs `{site: [batch, length, d_in]}` and the leaves `{site: [batch, length, d]}` of
+    the sources' sites, in the autograd graph."""
     straight = freeze is not None or lens.gradient_mode == "straight_through"
     leaf_sites = sorted({_site(u) for u in sources}, key=lens.site_order)
     spliced = list(leaf_sites)
     if not straight:
         # Detached splices between the sources and the target carry gradients: they must run.
-        first, last = lens.site_order(leaf_sites[0]), lens.site_order(spec.site)
+        first = lens.site_order(leaf_sites[0])
+        last = max(lens.site_order(site) for site in target_sites)
         spliced += [s for s in lens.sites if first <= lens.site_order(s) <= last]
     start = lens.start_layer(spliced)
     stream = clean_stream(lens, state) if start is not None else {}
@@ -216,17 +236,68 @@ def _block_local_targets(
         freeze=freeze,
         gradient_mode="straight_through" if freeze is not None else None,
         encode_sites=() if straight else None,
-        capture_inputs=[spec.site],
-        stop_at_layer=lens.stop_layer([spec.site]),
+        capture_inputs=list(target_sites),
+        stop_at_layer=lens.stop_layer(target_sites),
         start_at_layer=start,
         start_resid=(
-            None if start is None else stream[f"blocks.{start}.hook_resid_pre"][None, :length]
+            None if start is None else stream[f"blocks.{start}.hook_resid_pre"][:, :length]
         ),
     )
+    result = lens.forward(state.tokens[:, :length], plan)
+    leaves = {site: result.leaves[site] for site in leaf_sites if site in result.leaves}
+    return result.inputs, leaves
+
+
+def gradient_row_edges(
+    lens: Lens,
+    state: PromptState,
+    upstream: Sequence[Node],
+    targets: Sequence[Node],
+    *,
+    freeze: Freeze | None = None,
+) -> Tensor:
+    """Per-row edges: `[len(upstream), len(targets)]`, column r the edges into `targets[r]` read on
+    the state's prompt r (`len(targets) == state.batch`; targets: feature nodes, any sites), each
+    u scored with prompt r's `a_u - b_u`; zero where u fires at or after the target.
+
+    The same numbers as `gradient_edge_matrix` on each row's own batch-1 state (with `freeze`:
+    direct attribution, exact), from one block-local forward of the whole batch and one backward:
+    the rows of a batch do not interact, so the gradient of the sum of the rows' targets is, in
+    row r, the gradient of target r alone. Many (prompt, target) pairs of one length then cost one
+    pass, where the per-prompt kernel needs one per prompt (the dashboards' neighbour panels).
+    """
+    if len(targets) != state.batch:
+        raise ValueError(f"one target per row: {len(targets)} targets for {state.batch} prompts")
+    dtype = state.clean.embeddings.dtype
+    out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
+    if not upstream or not targets:
+        return out
+    mask = edge_mask(lens, upstream, targets).to(out.device)
+    kept = torch.nonzero(mask.any(1))[:, 0]
+    sources = [upstream[i] for i in kept.tolist()]
+    if not sources:
+        return out
+    n_pos = int(state.tokens.shape[1])
+    # Causal models: the rows' last target positions bound what must run (see gradient_edge_matrix).
+    crop = freeze is None or not freeze.replace
+    length = max(_last_position(d, n_pos) for d in targets) + 1 if crop else n_pos
+    by_site: dict[str, list[int]] = {}
+    for r, d in enumerate(targets):
+        by_site.setdefault(d.site, []).append(r)
     with torch.enable_grad():
-        result = lens.forward(state.tokens[:, :length], plan)
-        values = spec.values(result.inputs[spec.site][0])
-    return values, {site: result.leaves[site] for site in leaf_sites if site in result.leaves}
+        inputs, leaves = _block_local_run(lens, state, sources, list(by_site), freeze, length)
+        total = torch.zeros((), dtype=dtype, device=out.device)
+        for site, rows in by_site.items():
+            spec = feature_targets(lens, state, site, [targets[r] for r in rows], rows)
+            total = total + spec.row_values(inputs[site][rows]).sum().to(dtype)
+    grad_map = _site_gradients(total, leaves, list(leaves))
+    grad_map = {
+        site: torch.nn.functional.pad(g, (0, 0, 0, n_pos - g.shape[1]))
+        for site, g in grad_map.items()
+    }
+    scores = gradient_score_matrix(lens, state, grad_map, sources)  # [rows, sources]
+    out[kept] = scores.T.to(dtype)
+    return out * mask
 
 
 def _batched_site_gradients(

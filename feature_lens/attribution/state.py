@@ -31,21 +31,55 @@ Positions = Literal["keep", "sum"]
 
 @dataclass
 class PromptState:
-    """One prompt: tokens `[1, pos]`, answers `[1, k]`, clean values and baselines."""
+    """Prompts of one length: tokens `[batch, pos]`, answers `[batch, k]`, clean values
+    `[batch, pos, ...]` and baselines (broadcastable to them).
+
+    Most kernels take one prompt (`batch` 1: `prompt_states` makes those). A state of several
+    prompts serves the per-row kernels (`gradient_row_edges`, `direct_row_edges`), where row r has
+    a target of its own, so many (prompt, target) pairs share one forward and one backward;
+    `row(r)` is the batch-1 state of one of its prompts.
+    """
 
     tokens: Tensor
     answers: Tensor | None
     clean: NodeValues
     base: NodeValues
     gates: dict[str, Tensor] = field(default_factory=dict)
-    """Per site, the clean run's post/pre activation ratio `[pos, d_sae]` (filled on demand by
-    `gate_values`; direct attribution freezes activation functions at these)."""
+    """Per site, the clean run's post/pre activation ratio `[batch, pos, d_sae]` (filled on demand
+    by `gate_values`; direct attribution freezes activation functions at these)."""
     cache: dict[str, Tensor] = field(default_factory=dict)
-    """Clean activations by hook name (`[pos, d]`, one forward, filled on demand by `clean_stream`):
-    the residual stream before every block and every dictionary's input, from which block-local
-    passes start and targets' gates are computed."""
+    """Clean activations by hook name (`[batch, pos, d]`, one forward, filled on demand by
+    `clean_stream`): the residual stream before every block and every dictionary's input, from
+    which block-local passes start and targets' gates are computed."""
     freezes: dict[str, Freeze] = field(default_factory=dict)
     """Direct attribution's `Freeze` per MLP mode, filled on demand (see `direct.clean_freeze`)."""
+
+    @property
+    def batch(self) -> int:
+        """How many prompts the state holds."""
+        return int(self.tokens.shape[0])
+
+    def row(self, r: int) -> PromptState:
+        """The batch-1 state of prompt `r` (views of this state's tensors and caches)."""
+        if self.batch == 1:
+            return self
+
+        def pick(t: Tensor) -> Tensor:
+            return t[r : r + 1] if t.shape[0] > 1 else t
+
+        base = self.base
+        return PromptState(
+            self.tokens[r : r + 1],
+            None if self.answers is None else self.answers[r : r + 1],
+            self.clean.row(r),
+            NodeValues(
+                {s: pick(v) for s, v in base.features.items()},
+                {s: pick(v) for s, v in base.errors.items()},
+                pick(base.embeddings),
+            ),
+            {s: v[r : r + 1] for s, v in self.gates.items()},
+            {name: v[r : r + 1] for name, v in self.cache.items()},
+        )
 
     def delta(self, node: Node) -> Tensor:
         """a - b for the node: `[pos]` for features, `[pos, d]` for errors and tokens (all
@@ -115,21 +149,27 @@ class StreamedStates:
 
 
 def clean_stream(lens: Lens, state: PromptState) -> dict[str, Tensor]:
-    """Clean activations `[pos, d]` of the model (no splice: the splices are identities) at
-    `blocks.L.hook_resid_pre` for every block and at every dictionary's `hook_in`, from one forward
-    per prompt state, cached on it."""
-    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(int(lens.model.cfg.n_layers))]
-    names += [lens.dictionary(site).hook_in for site in lens.sites]
-    missing = sorted({name for name in names if name not in state.cache})
+    """Clean activations `[batch, pos, d]` of the model (no splice: the splices are identities)
+    at `blocks.L.hook_resid_pre` for every block and at every dictionary's `hook_in`, from one
+    forward per prompt state, cached on it."""
+    names = stream_hooks(lens)
+    missing = [name for name in names if name not in state.cache]
     if missing:
         with torch.no_grad():
             result = lens.forward(state.tokens, RunPlan(splice=False, record_hooks=missing))
-        state.cache.update({name: result.hooks[name][0] for name in missing})
+        state.cache.update({name: result.hooks[name] for name in missing})
     return state.cache
 
 
+def stream_hooks(lens: Lens) -> list[str]:
+    """The hook names `clean_stream` caches (sorted): every block's `hook_resid_pre` and every
+    dictionary's `hook_in`."""
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(int(lens.model.cfg.n_layers))]
+    return sorted({*names, *(lens.dictionary(site).hook_in for site in lens.sites)})
+
+
 def clean_inputs(lens: Lens, state: PromptState) -> dict[str, Tensor]:
-    """Each site's clean dictionary input `[pos, d_in]` (see `clean_stream`)."""
+    """Each site's clean dictionary input `[batch, pos, d_in]` (see `clean_stream`)."""
     cache = clean_stream(lens, state)
     return {site: cache[lens.dictionary(site).hook_in] for site in lens.sites}
 
@@ -212,7 +252,8 @@ def gradient_score_matrix(
     (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`; an
     all-positions node sums its per-position scores. Per site and position, one matrix product
     for the nodes there (only their decoder rows are gathered), so the cost scales with the
-    nodes, not with positions x nodes or d_sae."""
+    nodes, not with positions x nodes or d_sae. A state of one prompt scores every row on it; a
+    state of `rows` prompts scores row r on prompt r (`a - b` of that prompt)."""
     rows = next(iter(grads.values())).shape[0]
     out = torch.zeros(
         rows, len(nodes), dtype=state.clean.embeddings.dtype, device=state.tokens.device
@@ -233,22 +274,24 @@ def gradient_score_matrix(
             )
             if kind == "feature":
                 index = torch.tensor([n.index for n in members], device=grad.device)
-                clean = state.clean.features[site][0][:, index]
-                delta = clean - state.base.features[site][0][:, index].expand_as(clean)  # [pos, n]
+                clean = state.clean.features[site][:, :, index]
+                delta = clean - state.base.features[site][:, :, index].expand_as(
+                    clean
+                )  # [b, pos, n]
                 weight = lens.dictionary(site).W_dec[index].to(grad.dtype)  # [n, d]
                 scores = torch.zeros(rows, len(members), dtype=grad.dtype, device=grad.device)
                 summed = torch.nonzero(positions < 0)[:, 0]
                 if len(summed):
-                    per_pos = (grad @ weight[summed].T) * delta[:, summed].to(grad.dtype)
+                    per_pos = (grad @ weight[summed].T) * delta[:, :, summed].to(grad.dtype)
                     scores[:, summed] = per_pos.sum(1)
                 for pos in torch.unique(positions[positions >= 0]).tolist():
                     at = torch.nonzero(positions == pos)[:, 0]
-                    scores[:, at] = (grad[:, pos] @ weight[at].T) * delta[pos, at].to(grad.dtype)
+                    scores[:, at] = (grad[:, pos] @ weight[at].T) * delta[:, pos, at].to(grad.dtype)
             else:
                 if kind == "error":
-                    clean_v, base_v = state.clean.errors[site][0], state.base.errors[site][0]
+                    clean_v, base_v = state.clean.errors[site], state.base.errors[site]
                 else:
-                    clean_v, base_v = state.clean.embeddings[0], state.base.embeddings[0]
+                    clean_v, base_v = state.clean.embeddings, state.base.embeddings
                 per_pos = (grad * (clean_v - base_v.expand_as(clean_v)).to(grad.dtype)).sum(-1)
                 picked = per_pos[:, positions.clamp_min(0)]  # [rows, n]
                 scores = torch.where(positions >= 0, picked, per_pos.sum(1, keepdim=True))
