@@ -9,6 +9,7 @@ that can be read, patched, and differentiated. How gradients cross a splice is t
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -87,21 +88,22 @@ class Lens:
         self.model = model
         self.gradient_mode: GradientMode = gradient_mode
         self.check_model_name = check_model_name
-        self._order = self._forward_order()
-        self._widths = self._hook_widths()
+        self._order, self._widths = _hook_layout(model)
+        self.dictionaries: dict[str, Dictionary] = self._attached(dictionaries)
+
+    def _attached(self, dictionaries: Iterable[Any]) -> dict[str, Dictionary]:
+        """`dictionaries` checked against the model, by site, in forward order."""
         attached: dict[str, Dictionary] = {}
         for item in dictionaries:
             dictionary = item if isinstance(item, Dictionary) else Dictionary(item)
-            self._check(dictionary, check_model_name)
+            self._check(dictionary, self.check_model_name)
             if dictionary.site in attached:
                 raise IncompatibleDictionaryError(
                     f"two dictionaries are named {dictionary.site!r}; attach one per hook, or "
                     "give each a distinct name"
                 )
             attached[dictionary.site] = dictionary
-        self.dictionaries: dict[str, Dictionary] = dict(
-            sorted(attached.items(), key=lambda kv: self._order[kv[1].hook_out])
-        )
+        return dict(sorted(attached.items(), key=lambda kv: self._order[kv[1].hook_out]))
 
     # ----------------------------------------------------------------- construction helpers
     @classmethod
@@ -158,40 +160,11 @@ class Lens:
         )
 
     def attach(self, *dictionaries: Any) -> Lens:
-        """A new Lens over the same model with `dictionaries` added (e.g. `Directions`)."""
-        return Lens(
-            self.model,
-            [*self.dictionaries.values(), *dictionaries],
-            gradient_mode=self.gradient_mode,
-            check_model_name=self.check_model_name,
-        )
-
-    def _forward_order(self) -> dict[str, int]:
-        """Hook name -> position in the order hooks fire during a forward pass."""
-        order: dict[str, int] = {}
-
-        def record(act: Tensor, hook: Any) -> Tensor:
-            order.setdefault(hook.name, len(order))
-            return act
-
-        tokens = torch.zeros(1, 2, dtype=torch.long, device=self.model.cfg.device)
-        with torch.no_grad():
-            self.model.run_with_hooks(tokens, fwd_hooks=[(lambda _name: True, record)])
-        for name in self.model.hook_dict:
-            order.setdefault(name, len(order))
-        return order
-
-    def _hook_widths(self) -> dict[str, tuple[int, ...]]:
-        widths: dict[str, tuple[int, ...]] = {}
-
-        def record(act: Tensor, hook: Any) -> Tensor:
-            widths.setdefault(hook.name, tuple(act.shape[2:]))
-            return act
-
-        tokens = torch.zeros(1, 2, dtype=torch.long, device=self.model.cfg.device)
-        with torch.no_grad():
-            self.model.run_with_hooks(tokens, fwd_hooks=[(lambda _name: True, record)])
-        return widths
+        """A new Lens over the same model with `dictionaries` added (e.g. `Directions`); the
+        model's hook layout is reused, so no forward pass runs."""
+        lens = copy.copy(self)
+        lens.dictionaries = self._attached([*self.dictionaries.values(), *dictionaries])
+        return lens
 
     def _check(self, dictionary: Dictionary, check_model_name: bool) -> None:
         for role, hook in (("reads", dictionary.hook_in), ("writes", dictionary.hook_out)):
@@ -478,6 +451,26 @@ class Lens:
             return out
 
         return hook
+
+
+def _hook_layout(model: Any) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
+    """From one dry run of two tokens: hook name -> position in the order hooks fire during a
+    forward pass (hooks that did not fire follow, in registration order), and hook name -> the
+    activation's shape after `[batch, pos]` (what `_check` compares dictionary widths with)."""
+    order: dict[str, int] = {}
+    widths: dict[str, tuple[int, ...]] = {}
+
+    def record(act: Tensor, hook: Any) -> Tensor:
+        order.setdefault(hook.name, len(order))
+        widths.setdefault(hook.name, tuple(act.shape[2:]))
+        return act
+
+    tokens = torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device)
+    with torch.no_grad():
+        model.run_with_hooks(tokens, fwd_hooks=[(lambda _name: True, record)])
+    for name in model.hook_dict:
+        order.setdefault(name, len(order))
+    return order, widths
 
 
 def _skip_path_live(dictionary: Dictionary, plan: RunPlan) -> bool:
