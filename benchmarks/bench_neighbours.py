@@ -32,7 +32,7 @@ from torch import Tensor
 from feature_lens import Lens
 from feature_lens.attribution.direct import clean_freeze
 from feature_lens.dashboard import prepare_dataset
-from feature_lens.dashboard.data import Dataset, feature_activations, stop_layer
+from feature_lens.dashboard.data import Dataset, feature_activations
 from feature_lens.dashboard.neighbours import (
     _links,  # pyright: ignore[reportPrivateUsage]
     _mean,  # pyright: ignore[reportPrivateUsage]
@@ -58,7 +58,7 @@ def old_upstream(
     tokens = dataset.tokens[[p for _, p in rows]].to(lens.device)
     mask = dataset.mask[[p for _, p in rows]].to(lens.device)
     target_sites = sorted({f.site for f, _ in rows})
-    stop = stop_layer(lens, target_sites)
+    stop = lens.stop_layer(target_sites)
     sites = [s for s in lens.sites if stop is None or lens.site_layer(s) < stop] + [EMBED_SITE]
     freeze = clean_freeze(lens, tokens) if method == "direct" else None
     gates: dict[str, Tensor] = {}

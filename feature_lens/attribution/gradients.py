@@ -41,7 +41,7 @@ from feature_lens.attribution.state import (
     gradient_score_matrix,
     node_gradient_scores,
 )
-from feature_lens.attribution.targets import FeatureTargets, clean_gates, feature_targets
+from feature_lens.attribution.targets import FeatureTargets, feature_targets
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
 
 
@@ -400,9 +400,3 @@ def _site_gradients(
         s: torch.zeros_like(leaves[s]) if g is None else g
         for s, g in zip(present, grads, strict=True)
     }
-
-
-def gate_values(lens: Lens, state: PromptState, sites: Sequence[str]) -> dict[str, Tensor]:
-    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function
-    (see `targets.clean_gates`; cached on the state)."""
-    return {site: clean_gates(lens, state, site) for site in sites}

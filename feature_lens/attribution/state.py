@@ -46,7 +46,7 @@ class PromptState:
     base: NodeValues
     gates: dict[str, Tensor] = field(default_factory=dict)
     """Per site, the clean run's post/pre activation ratio `[batch, pos, d_sae]` (filled on demand
-    by `gate_values`; direct attribution freezes activation functions at these)."""
+    by `targets.clean_gates`; targets and direct attribution freeze activation functions at these)."""
     cache: dict[str, Tensor] = field(default_factory=dict)
     """Clean activations by hook name (`[batch, pos, d]`, one forward, filled on demand by
     `clean_stream`): the residual stream before every block and every dictionary's input, from

@@ -21,7 +21,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.errors import IncompatibleDictionaryError, InputError
-from feature_lens.lens.dictionary import Dictionary, hook_layer
+from feature_lens.lens.dictionary import Dictionary, hook_layer, stop_layer_for
 from feature_lens.lens.run import (
     EMBED_SITE,
     Freeze,
@@ -358,13 +358,9 @@ class Lens:
         """How many blocks must run to read or write every site in `sites` (TransformerLens's
         `stop_at_layer`), or None when the whole model must: passes whose targets are features
         stop after the last block that holds one of them. The one place this rule lives."""
-        last = -1
-        for site in sites:
-            if site == EMBED_SITE:
-                continue
-            dictionary = self.dictionary(site)
-            last = max(last, hook_layer(dictionary.hook_in), hook_layer(dictionary.hook_out))
-        return last + 1 if 0 <= last < int(self.model.cfg.n_layers) else None
+        dictionaries = [self.dictionary(site) for site in sites if site != EMBED_SITE]
+        hooks = [hook for d in dictionaries for hook in (d.hook_in, d.hook_out)]
+        return stop_layer_for(hooks, int(self.model.cfg.n_layers))
 
     def start_layer(self, sites: Iterable[str]) -> int | None:
         """The first block whose hooks every site in `sites` lies in or after (reads and writes),
