@@ -104,7 +104,7 @@ def direct_edge_matrix(
     out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
     if not upstream or not targets:
         return out
-    upstream_sites = sorted({_site_of(u) for u in upstream})
+    upstream_sites = sorted({u.writes_to for u in upstream})
     target_sites = sorted({d.site for d in targets})
     # Decided once per (source site, target site): closed form, backward, or no edge at all.
     route = {(us, ds): _route(lens, us, ds) for us in upstream_sites for ds in target_sites}
@@ -129,7 +129,7 @@ def direct_edge_matrix(
         with torch.no_grad():
             for site in closed_sites:
                 columns = [j for j, d in enumerate(targets) if d.site == site]
-                rows = [i for i, u in enumerate(upstream) if route[(_site_of(u), site)] == "closed"]
+                rows = [i for i, u in enumerate(upstream) if route[(u.writes_to, site)] == "closed"]
                 if not columns or not rows:
                     continue
                 site_targets = [targets[j] for j in columns]
@@ -140,7 +140,7 @@ def direct_edge_matrix(
                 )
                 by_source: dict[tuple[str, str], list[int]] = {}
                 for i in rows:
-                    by_source.setdefault((upstream[i].kind, _site_of(upstream[i])), []).append(i)
+                    by_source.setdefault((upstream[i].kind, upstream[i].writes_to), []).append(i)
                 for (kind, source_site), members in by_source.items():
                     group = [upstream[i] for i in members]
                     if (
@@ -244,7 +244,7 @@ def source_writes(lens: Lens, state: PromptState, nodes: Sequence[Node]) -> Tens
     out: Tensor | None = None
     groups: dict[tuple[str, str], list[int]] = {}
     for j, node in enumerate(nodes):
-        groups.setdefault((node.kind, _site_of(node)), []).append(j)
+        groups.setdefault((node.kind, node.writes_to), []).append(j)
     for (kind, site), members in groups.items():
         group = [nodes[j] for j in members]
         if kind == "feature":
@@ -285,10 +285,6 @@ def _feature_delta(state: PromptState, site: str, index: Tensor, group: Sequence
     return delta * ((at[None, :] == positions[:, None]) | (positions[:, None] < 0)).to(delta.dtype)
 
 
-def _site_of(node: Node) -> str:
-    return EMBED_SITE if node.kind == "token" else node.site
-
-
 _STREAM = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|attn_out|resid_post|mlp_out)$")
 _OFFSET = {"resid_pre": 0, "resid_mid": 1, "attn_out": 1, "resid_post": 2, "mlp_out": 2}
 
@@ -322,4 +318,4 @@ def _route(lens: Lens, source_site: str, target_site: str) -> str:
 
 def closed_form_pair(lens: Lens, u: Node, d: Node) -> bool:
     """Whether the direct edge u -> d is computed in closed form (see `_route`)."""
-    return _route(lens, _site_of(u), d.site) == "closed"
+    return _route(lens, u.writes_to, d.site) == "closed"

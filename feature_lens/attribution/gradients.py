@@ -81,7 +81,7 @@ def integrated_gradient_node_effects(
     tokens = state.tokens.expand(steps, -1)
     answers = None if state.answers is None else state.answers.expand(steps, -1)
     mean_grads: dict[str, Tensor] = {}
-    for site in {EMBED_SITE if n.kind == "token" else n.site for n in nodes}:
+    for site in {n.writes_to for n in nodes}:
         plan = RunPlan(
             leaf_sites=[site],
             keep_graph=needs_features(metric),
@@ -150,14 +150,14 @@ def gradient_edge_matrix(
     crop = freeze is None or not freeze.replace
     for site, columns in by_site.items():
         order = lens.site_order(site)
-        rows_up = [i for i, u in enumerate(upstream) if lens.site_order(_site(u)) < order]
+        rows_up = [i for i, u in enumerate(upstream) if lens.site_order(u.writes_to) < order]
         if not rows_up:
             continue
         sources = [upstream[i] for i in rows_up]
         up_index = torch.tensor(rows_up, device=out.device)
         last = {j: _last_position(targets[j], n_pos) for j in columns}
         columns = sorted(columns, key=lambda j: last[j])
-        n_leaves = len({_site(u) for u in sources})
+        n_leaves = len({u.writes_to for u in sources})
         n_rows = min(batch_size or 512, edge_rows(lens, state, n_leaves, memory_budget))
         for start in range(0, len(columns), n_rows):
             chunk = columns[start : start + n_rows]
@@ -222,7 +222,7 @@ def _block_local_run(
     sites' inputs `{site: [batch, length, d_in]}` and the leaves `{site: [batch, length, d]}` of
     the sources' sites, in the autograd graph."""
     straight = freeze is not None or lens.gradient_mode == "straight_through"
-    leaf_sites = sorted({_site(u) for u in sources}, key=lens.site_order)
+    leaf_sites = sorted({u.writes_to for u in sources}, key=lens.site_order)
     spliced = list(leaf_sites)
     if not straight:
         # Detached splices between the sources and the target carry gradients: they must run.
@@ -333,16 +333,12 @@ def _last_position(node: Node, n_pos: int) -> int:
     return n_pos - 1 if node.pos is None else node.pos % n_pos
 
 
-def _site(node: Node) -> str:
-    return EMBED_SITE if node.kind == "token" else node.site
-
-
 def edge_mask(lens: Lens, upstream: Sequence[Node], targets: Sequence[Node]) -> Tensor:
     """`[len(upstream), len(targets)]` booleans: u's site fires before d's (an edge can exist)."""
     sites = {EMBED_SITE, *(d.site for d in targets)}
-    sites |= {EMBED_SITE if u.kind == "token" else u.site for u in upstream}
+    sites |= {u.writes_to for u in upstream}
     order = {site: lens.site_order(site) for site in sites}
-    up = torch.tensor([order[EMBED_SITE if u.kind == "token" else u.site] for u in upstream])
+    up = torch.tensor([order[u.writes_to] for u in upstream])
     down = torch.tensor([order[d.site] for d in targets])
     return up[:, None] < down[None, :]
 

@@ -220,7 +220,7 @@ def patch_add(lens: Lens, state: PromptState, node: Node) -> tuple[str, Tensor]:
         mask = torch.zeros(n_pos, 1, dtype=add.dtype, device=add.device)
         mask[node.pos] = 1
         add = add * mask
-    return (EMBED_SITE if node.kind == "token" else node.site), add
+    return node.writes_to, add
 
 
 def batched_patch_edits(
@@ -260,7 +260,7 @@ def gradient_score_matrix(
     )
     groups: dict[tuple[str, str], list[int]] = {}
     for j, node in enumerate(nodes):
-        site = EMBED_SITE if node.kind == "token" else node.site
+        site = node.writes_to
         groups.setdefault((node.kind, site), []).append(j)
     with torch.no_grad():
         for (kind, site), columns in groups.items():
