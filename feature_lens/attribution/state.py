@@ -273,20 +273,7 @@ def gradient_score_matrix(
                 [-1 if n.pos is None else n.pos for n in members], device=grad.device
             )
             if kind == "feature":
-                index = torch.tensor([n.index for n in members], device=grad.device)
-                clean = state.clean.features[site][:, :, index]
-                delta = clean - state.base.features[site][:, :, index].expand_as(
-                    clean
-                )  # [b, pos, n]
-                weight = lens.dictionary(site).W_dec[index].to(grad.dtype)  # [n, d]
-                scores = torch.zeros(rows, len(members), dtype=grad.dtype, device=grad.device)
-                summed = torch.nonzero(positions < 0)[:, 0]
-                if len(summed):
-                    per_pos = (grad @ weight[summed].T) * delta[:, :, summed].to(grad.dtype)
-                    scores[:, summed] = per_pos.sum(1)
-                for pos in torch.unique(positions[positions >= 0]).tolist():
-                    at = torch.nonzero(positions == pos)[:, 0]
-                    scores[:, at] = (grad[:, pos] @ weight[at].T) * delta[:, pos, at].to(grad.dtype)
+                scores = _feature_scores(lens, state, site, grad, members, positions)
             else:
                 if kind == "error":
                     clean_v, base_v = state.clean.errors[site], state.base.errors[site]
@@ -310,3 +297,38 @@ def node_gradient_scores(
         lens, state, {s: g[row : row + 1] for s, g in grads.items()}, node_list
     )[0]
     return dict(zip(node_list, scores.tolist(), strict=True))
+
+
+def _feature_scores(
+    lens: Lens,
+    state: PromptState,
+    site: str,
+    grad: Tensor,
+    members: Sequence[Node],
+    positions: Tensor,
+) -> Tensor:
+    """`gradient_score_matrix` for feature nodes of one site, `[rows, len(members)]`
+    (`positions`: each node's position, -1 for all positions)."""
+    dictionary = lens.dictionary(site)
+    index = torch.tensor([n.index for n in members], device=grad.device)
+    clean, base = state.clean.features[site], state.base.features[site]
+    rows = grad.shape[0]
+    scores = torch.zeros(rows, len(members), dtype=grad.dtype, device=grad.device)
+    summed = torch.nonzero(positions < 0)[:, 0]
+    if 2 * len(summed) >= dictionary.d_sae:
+        # Most of the dictionary: one dense product costs less than gathering their columns.
+        delta = (clean - base.expand_as(clean)).to(grad.dtype)  # [b, pos, d_sae]
+        dense = ((grad @ dictionary.W_dec.T.to(grad.dtype)) * delta).sum(1)  # [rows, d_sae]
+        scores[:, summed] = dense[:, index[summed]]
+    elif len(summed):
+        picked = index[summed]
+        delta = clean[:, :, picked] - base[:, :, picked].expand(clean.shape[0], clean.shape[1], -1)
+        weight = dictionary.W_dec[picked].to(grad.dtype)  # [n, d]
+        scores[:, summed] = ((grad @ weight.T) * delta.to(grad.dtype)).sum(1)
+    for pos in torch.unique(positions[positions >= 0]).tolist():
+        at = torch.nonzero(positions == pos)[:, 0]
+        picked = index[at]
+        at_pos = clean[:, pos, picked] - base[:, pos if base.shape[1] > 1 else 0, picked]  # [b, n]
+        weight = dictionary.W_dec[picked].to(grad.dtype)
+        scores[:, at] = (grad[:, pos] @ weight.T) * at_pos.to(grad.dtype)
+    return scores

@@ -38,7 +38,7 @@ from feature_lens.attribution.state import PromptState, batched_patch_edits, str
 from feature_lens.dashboard.data import Dataset
 from feature_lens.graph.node import Node, error
 from feature_lens.graph.node import feature as feature_node
-from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
+from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit, frozen_gate
 
 UpstreamMethod = Literal["attribution", "direct"]
 ALL_TOKENS = Node("token", EMBED_SITE)
@@ -128,6 +128,7 @@ class PromptStates:
         state = PromptState(self.batch.tokens[index, :n], None, values, self.batch.base)
         if stream:
             state.cache.update({name: v[index, :n] for name, v in self.batch.cache.items()})
+            state.gates.update({site: v[index, :n] for site, v in self.batch.gates.items()})
         return state
 
     def one(self, prompt: int) -> PromptState:
@@ -135,19 +136,26 @@ class PromptStates:
         return self.rows([prompt], stream=False)
 
 
-def prompt_states_of(lens: Lens, dataset: Dataset, prompts: Sequence[int]) -> PromptStates:
-    """States of `prompts` from one spliced forward pass over them (values and logits) and one
-    unspliced pass recording the clean stream the engine's edge passes start from
-    (`attribution.state.clean_stream`), instead of one of each per prompt."""
+def prompt_states_of(
+    lens: Lens, dataset: Dataset, prompts: Sequence[int], targets: Sequence[str] = ()
+) -> PromptStates:
+    """States of `prompts` from one forward pass over them: node values, logits, and the clean
+    stream the engine's edge passes start from (`attribution.state.clean_stream`, recorded in the
+    same pass: the splices are identities) and the targets' clean gates (`targets.clean_gates`,
+    of the `targets` sites, from the pass's own pre-activations), instead of a pass of each per
+    prompt."""
     prompts = sorted(set(prompts))
     tokens = dataset.tokens[prompts].to(lens.device)
     with torch.no_grad():
-        result = lens.forward(tokens, RunPlan())
-        stream = lens.forward(tokens, RunPlan(splice=False, record_hooks=stream_hooks(lens)))
+        plan = RunPlan(record_hooks=stream_hooks(lens), record_pre=targets)
+        result = lens.forward(tokens, plan)
     assert result.embeddings is not None
     clean = NodeValues(result.features, result.errors, result.embeddings)
     batch = PromptState(tokens, None, clean, baseline_values(lens, PromptSet(tokens), "zero"))
-    batch.cache.update(stream.hooks)
+    batch.cache.update(result.hooks)
+    batch.gates.update(
+        {site: frozen_gate(result.features[site], result.pre_acts[site]) for site in targets}
+    )
     lengths = {p: int(dataset.lengths[p]) for p in prompts}
     logit_sums = {p: result.logits[row, : lengths[p]].sum(0) for row, p in enumerate(prompts)}
     return PromptStates(batch, {p: row for row, p in enumerate(prompts)}, lengths, logit_sums)
@@ -170,7 +178,9 @@ def upstream_scores(
         return []
     last = max(lens.site_order(f.site) for f, _ in rows)
     sites = [s for s in lens.sites if lens.site_order(s) < last]
-    states = states or prompt_states_of(lens, dataset, [p for _, p in rows])
+    states = states or prompt_states_of(
+        lens, dataset, [p for _, p in rows], sorted({f.site for f, _ in rows})
+    )
     out: list[dict[str, Tensor]] = [{} for _ in rows]
     groups: dict[int, list[int]] = {}
     for r, (_, prompt) in enumerate(rows):
@@ -225,9 +235,10 @@ def downstream_scores(
     width = max(int(dataset.lengths[p]) for _, p in rows)
     tokens = dataset.tokens[[p for _, p in rows], :width].to(lens.device)
     mask = dataset.mask[[p for _, p in rows], :width].to(lens.device)
+    single = {p: states.one(p) for p in {p for _, p in rows}}
     adds: dict[str, Tensor] = {}
     for r, (f, prompt) in enumerate(rows):
-        state = states.one(prompt)
+        state = single[prompt]
         for site, edit in batched_patch_edits(lens, state, [f]).items():
             assert edit.add is not None
             if site not in adds:
@@ -240,7 +251,7 @@ def downstream_scores(
     logits = (patched.logits * m).sum(1)
     out: list[dict[str, Tensor]] = []
     for r, (f, prompt) in enumerate(rows):
-        state = states.one(prompt)
+        state = single[prompt]
         order = lens.site_order(f.site)
         row = {
             s: (state.clean.features[s][0].sum(0) - (patched.features[s][r] * m[r]).sum(0)).cpu()
@@ -279,7 +290,8 @@ def neighbours(
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="neighbours", disable=not progress, unit="batch"):
         batch = [rows[i] for i in chunk]
-        states = prompt_states_of(lens, dataset, [p for _, p in batch])
+        sites = sorted({f.site for f, _ in batch})
+        states = prompt_states_of(lens, dataset, [p for _, p in batch], sites)
         scores = zip(
             upstream_scores(lens, dataset, batch, method, states),
             downstream_scores(lens, dataset, batch, states),
