@@ -194,7 +194,7 @@ def upstream_scores(
         for site in sites:
             fired = state.clean.features[site].sum((0, 1)) != 0
             active[site] = torch.nonzero(fired)[:, 0].cpu()
-            upstream += [Node("feature", site, None, int(i)) for i in active[site]]
+            upstream += [Node("feature", site, None, i) for i in active[site].tolist()]
             upstream.append(error(site))
         upstream.append(ALL_TOKENS)
         targets = [rows[r][0] for r in members]
@@ -203,17 +203,19 @@ def upstream_scores(
         else:
             matrix = gradient_row_edges(lens, state, upstream, targets)
         matrix = matrix.detach().cpu()
+        # Per site, every feature's column (zero where inactive) and the error term's, all rows.
+        start, full = 0, dict[str, Tensor]()
+        for site in sites:
+            n = len(active[site])
+            full[site] = matrix.new_zeros(lens.dictionary(site).d_sae + 1, len(members))
+            full[site][active[site]] = matrix[start : start + n]
+            full[site][-1] = matrix[start + n]
+            start += n + 1
         for j, r in enumerate(members):
             order = lens.site_order(rows[r][0].site)
-            start = 0
             for site in sites:
-                n = len(active[site])
                 if lens.site_order(site) < order:
-                    scores = matrix.new_zeros(lens.dictionary(site).d_sae + 1)
-                    scores[active[site]] = matrix[start : start + n, j]
-                    scores[-1] = matrix[start + n, j]
-                    out[r][site] = scores
-                start += n + 1
+                    out[r][site] = full[site][:, j]
             out[r][EMBED_SITE] = matrix[-1:, j]
     return out
 
