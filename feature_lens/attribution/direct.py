@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.attribution.gradients import (
@@ -50,7 +51,7 @@ MlpMode = Literal["stop", "linear"]
 
 
 def clean_freeze(
-    lens: Lens, tokens: torch.Tensor, *, mlp: MlpMode = "stop", replace: bool = False
+    lens: Lens, tokens: Int[Tensor, "batch pos"], *, mlp: MlpMode = "stop", replace: bool = False
 ) -> Freeze:
     """The `Freeze` of direct attribution, with the clean run's LayerNorm scales, attention
     patterns and MLP values for `tokens`."""
@@ -90,7 +91,7 @@ def direct_edge_matrix(
     mlp: MlpMode = "stop",
     batch_size: int | None = None,
     memory_budget: int | None = None,
-) -> Tensor:
+) -> Float[Tensor, "upstream targets"]:
     """Direct edges as a matrix `[len(upstream), len(targets)]` (targets: feature nodes; zero
     where u fires at or after d).
 
@@ -201,7 +202,7 @@ def direct_row_edges(
     targets: Sequence[Node],
     *,
     mlp: MlpMode = "stop",
-) -> Tensor:
+) -> Float[Tensor, "upstream targets"]:
     """Per-row direct edges `[len(upstream), len(targets)]`: column r the direct edges into
     `targets[r]` on the state's prompt r (`gradient_row_edges` in the frozen model of the whole
     batch; every pair by the backward pass, which is exact, so no closed-form route is needed).
@@ -235,7 +236,9 @@ def direct_edges(
     return edges_from_matrix(matrix, upstream, targets, edge_mask(lens, upstream, targets))
 
 
-def source_writes(lens: Lens, state: PromptState, nodes: Sequence[Node]) -> Tensor:
+def source_writes(
+    lens: Lens, state: PromptState, nodes: Sequence[Node]
+) -> Float[Tensor, "nodes pos d_out"]:
     """What moving each node from its baseline to its clean value adds to its site's output,
     `[len(nodes), pos, d_out]` (all nodes must write the same width): `(a - b) W_dec[i]` for
     features, `err - err_b` for error terms, `emb - emb_b` for tokens; at the node's position, or
@@ -275,7 +278,9 @@ def source_writes(lens: Lens, state: PromptState, nodes: Sequence[Node]) -> Tens
     return out
 
 
-def _feature_delta(state: PromptState, site: str, index: Tensor, group: Sequence[Node]) -> Tensor:
+def _feature_delta(
+    state: PromptState, site: str, index: Int[Tensor, " U"], group: Sequence[Node]
+) -> Float[Tensor, "U pos"]:
     """`[len(group), pos]`: a_u - b_u at each position, zero outside a per-position node's own."""
     n_pos = state.tokens.shape[1]
     clean = state.clean.features[site][0][:, index]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from jaxtyping import Float
 
 from feature_lens.attribution.metrics import Metric, evaluate, metric_sites
 from feature_lens.attribution.nodes import Node
@@ -82,7 +83,9 @@ def exact_edges(
     return edges
 
 
-def _target_values(features: dict[str, torch.Tensor], targets: Sequence[Node]) -> torch.Tensor:
+def _target_values(
+    features: dict[str, torch.Tensor], targets: Sequence[Node]
+) -> Float[torch.Tensor, "batch targets"]:
     """`[batch, targets]`: each target feature's activation (summed over positions if pos None)."""
     columns = []
     for d in targets:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from feature_lens.attribution.metrics import Metric, evaluate, metric_sites, needs_features
@@ -97,7 +98,7 @@ def integrated_gradient_node_effects(
     return node_gradient_scores(lens, state, mean_grads, nodes)
 
 
-def _interpolate(state: PromptState, site: str, alphas: Tensor) -> SiteEdit:
+def _interpolate(state: PromptState, site: str, alphas: Float[Tensor, " steps"]) -> SiteEdit:
     """Edit putting the site's nodes at b + alpha (a - b), alpha varying along the batch."""
     alpha = alphas[:, None, None]
     if site == EMBED_SITE:
@@ -119,7 +120,7 @@ def gradient_edge_matrix(
     batch_size: int | None = None,
     freeze: Freeze | None = None,
     memory_budget: int | None = None,
-) -> Tensor:
+) -> Float[Tensor, "upstream targets"]:
     """First-order edges as a matrix `[len(upstream), len(targets)]` (targets: feature nodes):
     d a_d / d a_u . (a_u - b_u) through all paths, by batched backward passes; zero where u fires
     at or after d (see `edge_mask`).
@@ -198,7 +199,7 @@ def _block_local_targets(
     spec: FeatureTargets,
     freeze: Freeze | None,
     length: int,
-) -> tuple[Tensor, dict[str, Tensor]]:
+) -> tuple[Float[Tensor, " T"], dict[str, Tensor]]:
     """One batch-1 forward of the first `length` positions from the cached stream to the end of
     the targets' block: the targets' values `[T]` and the leaves `{site: [1, length, d]}` of the
     sources' sites."""
@@ -255,7 +256,7 @@ def gradient_row_edges(
     targets: Sequence[Node],
     *,
     freeze: Freeze | None = None,
-) -> Tensor:
+) -> Float[Tensor, "upstream targets"]:
     """Per-row edges: `[len(upstream), len(targets)]`, column r the edges into `targets[r]` read on
     the state's prompt r (`len(targets) == state.batch`; targets: feature nodes, any sites), each
     u scored with prompt r's `a_u - b_u`; zero where u fires at or after the target.
@@ -301,7 +302,10 @@ def gradient_row_edges(
 
 
 def _batched_site_gradients(
-    values: Tensor, leaves: dict[str, Tensor], one_hot: Tensor, n_pos: int
+    values: Float[Tensor, " T"],
+    leaves: dict[str, Tensor],
+    one_hot: Float[Tensor, "rows T"],
+    n_pos: int,
 ) -> dict[str, Tensor]:
     """Row r: the gradient of `one_hot[r] . values` w.r.t. each leaf, `{site: [rows, n_pos, d]}`
     (zero-padded after the leaves' positions; zeros where the values do not depend on a leaf),
@@ -333,7 +337,9 @@ def _last_position(node: Node, n_pos: int) -> int:
     return n_pos - 1 if node.pos is None else node.pos % n_pos
 
 
-def edge_mask(lens: Lens, upstream: Sequence[Node], targets: Sequence[Node]) -> Tensor:
+def edge_mask(
+    lens: Lens, upstream: Sequence[Node], targets: Sequence[Node]
+) -> Bool[Tensor, "upstream targets"]:
     """`[len(upstream), len(targets)]` booleans: u's site fires before d's (an edge can exist)."""
     sites = {EMBED_SITE, *(d.site for d in targets)}
     sites |= {u.writes_to for u in upstream}
@@ -344,7 +350,10 @@ def edge_mask(lens: Lens, upstream: Sequence[Node], targets: Sequence[Node]) -> 
 
 
 def edges_from_matrix(
-    matrix: Tensor, upstream: Sequence[Node], targets: Sequence[Node], mask: Tensor
+    matrix: Float[Tensor, "upstream targets"],
+    upstream: Sequence[Node],
+    targets: Sequence[Node],
+    mask: Bool[Tensor, "upstream targets"],
 ) -> dict[tuple[Node, Node], float]:
     """The `{(u, d): weight}` view of an edge matrix, for the pairs `mask` allows."""
     values = matrix.tolist()
@@ -383,7 +392,7 @@ def gradient_edges(
 
 
 def _site_gradients(
-    value: Tensor, leaves: dict[str, Tensor], sites: Sequence[str]
+    value: Float[Tensor, ""], leaves: dict[str, Tensor], sites: Sequence[str]
 ) -> dict[str, Tensor]:
     """Gradient of `value` w.r.t. each site's leaf; zeros for sites it does not depend on. Sites
     with no leaf (after a run's `stop_at_layer`) are left out: they cannot affect `value`."""

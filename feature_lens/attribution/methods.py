@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from feature_lens.attribution.direct import (
@@ -74,7 +75,7 @@ class AttributionMethod(Protocol):
         upstream: Sequence[Node],
         targets: Sequence[Node],
         settings: MethodSettings,
-    ) -> Tensor:
+    ) -> Float[Tensor, "upstream targets"]:
         """Edge weights `[len(upstream), len(targets)]` (targets: feature nodes)."""
         ...
 
@@ -116,7 +117,7 @@ class Exact:
         upstream: Sequence[Node],
         targets: Sequence[Node],
         settings: MethodSettings,
-    ) -> Tensor:
+    ) -> Float[Tensor, "upstream targets"]:
         pairs = exact_edges(lens, state, upstream, targets, batch_size=settings.batch_size)
         out = torch.zeros(len(upstream), len(targets), dtype=torch.float64)
         row = {u: i for i, u in enumerate(upstream)}
@@ -153,7 +154,7 @@ class AttributionPatching:
         upstream: Sequence[Node],
         targets: Sequence[Node],
         settings: MethodSettings,
-    ) -> Tensor:
+    ) -> Float[Tensor, "upstream targets"]:
         return gradient_edge_matrix(
             lens,
             state,
@@ -219,7 +220,7 @@ class Direct:
         upstream: Sequence[Node],
         targets: Sequence[Node],
         settings: MethodSettings,
-    ) -> Tensor:
+    ) -> Float[Tensor, "upstream targets"]:
         return direct_edge_matrix(
             lens,
             state,

@@ -8,6 +8,7 @@ the per-row kernels (`gradient_row_edges`, `direct_row_edges`).
 
 from __future__ import annotations
 
+from jaxtyping import Int
 from torch import Tensor
 
 from feature_lens.attribution.baselines import BaselineKind, baseline_values, node_values
@@ -29,7 +30,7 @@ def prompt_states(
     prompts: PromptSet,
     baseline: BaselineKind | None = None,
     *,
-    mean_tokens: Tensor | None = None,
+    mean_tokens: Int[Tensor, "m pos"] | None = None,
 ) -> list[PromptState]:
     """One `PromptState` per prompt, with `baseline` values (default: `default_baseline`)."""
     kind = baseline or default_baseline(prompts)
@@ -55,7 +56,7 @@ def prompt_batch(
     prompts: PromptSet,
     baseline: BaselineKind | None = None,
     *,
-    mean_tokens: Tensor | None = None,
+    mean_tokens: Int[Tensor, "m pos"] | None = None,
 ) -> PromptState:
     """One `PromptState` holding every prompt of `prompts` as a row (tokens `[n, pos]`); its
     `row(i)` equals `prompt_states(...)[i]`."""

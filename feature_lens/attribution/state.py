@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.attribution.baselines import (
@@ -40,8 +41,8 @@ class PromptState:
     `row(r)` is the batch-1 state of one of its prompts.
     """
 
-    tokens: Tensor
-    answers: Tensor | None
+    tokens: Int[Tensor, "batch pos"]
+    answers: Int[Tensor, "batch k"] | None
     clean: NodeValues
     base: NodeValues
     gates: dict[str, Tensor] = field(default_factory=dict)
@@ -121,7 +122,7 @@ class StreamedStates:
         prompts: PromptSet,
         baseline: BaselineKind,
         *,
-        mean_tokens: Tensor | None = None,
+        mean_tokens: Int[Tensor, "m pos"] | None = None,
     ) -> None:
         self.lens, self.prompts = lens, prompts
         self.shared: NodeValues | None = None
@@ -202,7 +203,7 @@ def candidate_nodes(lens: Lens, state: PromptState, positions: Positions) -> lis
     return nodes
 
 
-def patch_add(lens: Lens, state: PromptState, node: Node) -> tuple[str, Tensor]:
+def patch_add(lens: Lens, state: PromptState, node: Node) -> tuple[str, Float[Tensor, "pos d_out"]]:
     """(site, `[pos, d_out]` tensor) to add to that site's output to set `node` to its baseline.
 
     Moving feature i by `d` moves the output by `d * W_dec[i]` because decoders are affine; error
@@ -247,7 +248,7 @@ def chunks(items: Sequence[Node], size: int) -> Iterator[Sequence[Node]]:
 
 def gradient_score_matrix(
     lens: Lens, state: PromptState, grads: dict[str, Tensor], nodes: Sequence[Node]
-) -> Tensor:
+) -> Float[Tensor, "rows nodes"]:
     """First-order scores grad . (a - b), `[rows, len(nodes)]`, from gradients w.r.t. site outputs
     (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`; an
     all-positions node sums its per-position scores. Per site and position, one matrix product
@@ -303,10 +304,10 @@ def _feature_scores(
     lens: Lens,
     state: PromptState,
     site: str,
-    grad: Tensor,
+    grad: Float[Tensor, "rows pos d_out"],
     members: Sequence[Node],
-    positions: Tensor,
-) -> Tensor:
+    positions: Int[Tensor, " nodes"],
+) -> Float[Tensor, "rows nodes"]:
     """`gradient_score_matrix` for feature nodes of one site, `[rows, len(members)]`
     (`positions`: each node's position, -1 for all positions)."""
     dictionary = lens.dictionary(site)
