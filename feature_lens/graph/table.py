@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-from jaxtyping import Float64, Int64
+from jaxtyping import Bool, Float, Float64, Int, Int64
 from torch import Tensor
 
 from feature_lens.errors import InputError
@@ -85,12 +85,12 @@ class NodeRecord:
         }
 
 
-def int_list(values: Tensor) -> list[int]:
+def int_list(values: Int[Tensor, " n"]) -> list[int]:
     """A 1-D integer tensor as a list of ints (typed: `Tensor.tolist` is not)."""
     return [int(v) for v in values.tolist()]  # type: ignore[reportUnknownVariableType]
 
 
-def float_list(values: Tensor) -> list[float]:
+def float_list(values: Float[Tensor, " n"]) -> list[float]:
     """A 1-D float tensor as a list of floats."""
     return [float(v) for v in values.tolist()]  # type: ignore[reportUnknownVariableType]
 
@@ -136,10 +136,10 @@ class NodeTable:
         cls,
         nodes: Sequence[Node],
         *,
-        layer: Sequence[int] | Tensor,
-        order: Sequence[int] | Tensor,
-        activation: Sequence[float] | Tensor | None = None,
-        effect: Sequence[float] | Tensor | None = None,
+        layer: Sequence[int] | Int[Tensor, " n"],
+        order: Sequence[int] | Int[Tensor, " n"],
+        activation: Sequence[float] | Float[Tensor, " n"] | None = None,
+        effect: Sequence[float] | Float[Tensor, " n"] | None = None,
         label: Sequence[str] | None = None,
         cluster: Sequence[int | None] | None = None,
     ) -> NodeTable:
@@ -148,7 +148,7 @@ class NodeTable:
         sites = tuple(dict.fromkeys(node.site for node in nodes))
         code = {site: i for i, site in enumerate(sites)}
 
-        def floats(values: Sequence[float] | Tensor | None) -> Tensor:
+        def floats(values: Sequence[float] | Float[Tensor, " n"] | None) -> Float64[Tensor, " n"]:
             if values is None:
                 return torch.zeros(n, dtype=torch.float64)
             return torch.as_tensor(values, dtype=torch.float64).detach().cpu().reshape(n)
@@ -202,7 +202,7 @@ class NodeTable:
         """Row number of each id."""
         return {node_id: row for row, node_id in enumerate(self.ids)}
 
-    def is_kind(self, kind: NodeKind) -> Tensor:
+    def is_kind(self, kind: NodeKind) -> Bool[Tensor, " n"]:
         """Boolean mask of the rows of one kind."""
         return self.kind == _KIND_CODE[kind]
 
