@@ -266,6 +266,8 @@ def gradient_row_edges(
     the rows of a batch do not interact, so the gradient of the sum of the rows' targets is, in
     row r, the gradient of target r alone. Many (prompt, target) pairs of one length then cost one
     pass, where the per-prompt kernel needs one per prompt (the dashboards' neighbour panels).
+    Memory grows with the batch (one row of activations and gradients per prompt, as in
+    `edge_rows`): bound it by the number of prompts in the state.
     """
     if len(targets) != state.batch:
         raise ValueError(f"one target per row: {len(targets)} targets for {state.batch} prompts")
