@@ -21,6 +21,7 @@ from feature_lens.attribution import (
     PromptSet,
     PromptState,
     candidate_nodes,
+    direct_edge_matrix,
     direct_row_edges,
     feature,
     gradient_edge_matrix,
@@ -292,6 +293,12 @@ def test_direct_row_edges_equal_the_full_frozen_model_on_each_rows_prompt(
         assert expected.abs().max() > 1e-3
     with pytest.raises(ValueError, match="one target per row"):
         direct_row_edges(lens, batch, upstream, targets[:2])
+    # MLPs linearised at each prompt's own gates: the per-prompt kernel on each row's prompt.
+    got = direct_row_edges(lens, batch, upstream, targets, mlp="linear")
+    for r, target in enumerate(targets):
+        expected = direct_edge_matrix(lens, batch.row(r), upstream, [target], mlp="linear")
+        torch.testing.assert_close(got[:, r : r + 1], expected, rtol=0, atol=1e-10)
+        assert expected.abs().max() > 1e-3
 
 
 def test_prompt_batch_rows_are_the_prompt_states(deep: tuple[Any, Lens]) -> None:
