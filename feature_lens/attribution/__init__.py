@@ -22,7 +22,7 @@ from feature_lens.attribution.direct import (
     direct_row_edges,
     source_writes,
 )
-from feature_lens.attribution.exact import exact_edges, exact_node_effects
+from feature_lens.attribution.exact import exact_edge_matrix, exact_edges, exact_node_effects
 from feature_lens.attribution.faithfulness import Faithfulness, circuit_nodes, faithfulness
 from feature_lens.attribution.gradients import (
     edge_mask,
@@ -82,6 +82,7 @@ __all__ = [
     "edge_mask",
     "error",
     "evaluate",
+    "exact_edge_matrix",
     "exact_edges",
     "exact_node_effects",
     "faithfulness",

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -22,7 +21,7 @@ from feature_lens.attribution.direct import (
     direct_edge_matrix,
     direct_node_effects,
 )
-from feature_lens.attribution.exact import exact_edges, exact_node_effects
+from feature_lens.attribution.exact import exact_edge_matrix, exact_node_effects
 from feature_lens.attribution.gradients import (
     gradient_edge_matrix,
     gradient_node_effects,
@@ -118,13 +117,7 @@ class Exact:
         targets: Sequence[Node],
         settings: MethodSettings,
     ) -> Float[Tensor, "upstream targets"]:
-        pairs = exact_edges(lens, state, upstream, targets, batch_size=settings.batch_size)
-        out = torch.zeros(len(upstream), len(targets), dtype=torch.float64)
-        row = {u: i for i, u in enumerate(upstream)}
-        column = {d: j for j, d in enumerate(targets)}
-        for (u, d), weight in pairs.items():
-            out[row[u], column[d]] = weight
-        return out
+        return exact_edge_matrix(lens, state, upstream, targets, batch_size=settings.batch_size)
 
 
 class AttributionPatching:
