@@ -33,6 +33,34 @@ def test_sites_are_in_forward_order(lens: Lens) -> None:
     assert [lens.site_layer(s) for s in lens.sites] == [0, 0, 0, 1, 1, 1]
 
 
+def test_construction_runs_one_forward_and_attach_none(
+    model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook order and activation widths come from one dry run; `attach` reuses them."""
+    calls: list[int] = []
+    forward = model.forward
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    dictionaries = full_dictionaries(model)
+    monkeypatch.setattr(model, "forward", counted)
+    lens = Lens(model, dictionaries)
+    assert len(calls) == 1
+    smaller = Lens(model, dictionaries[:2])
+    assert len(calls) == 2
+    grown = smaller.attach(*dictionaries[2:])
+    assert len(calls) == 2
+    assert grown.sites == lens.sites
+    assert smaller.sites == lens.sites[:2]
+    assert [grown.site_order(s) for s in grown.sites] == [lens.site_order(s) for s in lens.sites]
+    monkeypatch.undo()
+    torch.testing.assert_close(
+        grown.run(PROMPT).logits, model(lens.to_tokens(PROMPT)), rtol=0, atol=1e-5
+    )
+
+
 @pytest.mark.parametrize("mode", ["straight_through", "detached"])
 def test_splice_keeps_logits(model: Any, mode: str) -> None:
     lens = Lens(model, full_dictionaries(model), gradient_mode=mode)  # type: ignore[arg-type]

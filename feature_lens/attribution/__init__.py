@@ -2,7 +2,7 @@
 and direct attribution, over nodes (features, error terms, tokens) and edges across layers.
 
 The user API is `attribute`, `PromptSet`, the metrics, `faithfulness` and the node constructors;
-`prompt_states` and the registry (`register_method`, `get_method`) are the public middle layer.
+`prompt_states` (`prompt_batch`) and the registry (`register_method`, `get_method`) are the public middle layer.
 The per-method kernels (`exact_*`, `gradient_*`, `direct_*`) are exported for tests and
 benchmarks that check them against independent computations; they may change between versions.
 """
@@ -19,15 +19,17 @@ from feature_lens.attribution.direct import (
     direct_edge_matrix,
     direct_edges,
     direct_node_effects,
+    direct_row_edges,
     source_writes,
 )
-from feature_lens.attribution.exact import exact_edges, exact_node_effects
+from feature_lens.attribution.exact import exact_edge_matrix, exact_edges, exact_node_effects
 from feature_lens.attribution.faithfulness import Faithfulness, circuit_nodes, faithfulness
 from feature_lens.attribution.gradients import (
     edge_mask,
     gradient_edge_matrix,
     gradient_edges,
     gradient_node_effects,
+    gradient_row_edges,
     integrated_gradient_node_effects,
 )
 from feature_lens.attribution.methods import (
@@ -46,7 +48,7 @@ from feature_lens.attribution.metrics import (
     evaluate,
 )
 from feature_lens.attribution.nodes import METRIC_NODE, Node, error, feature, token
-from feature_lens.attribution.prepare import default_baseline, prompt_states
+from feature_lens.attribution.prepare import default_baseline, prompt_batch, prompt_states
 from feature_lens.attribution.prompts import PromptSet
 from feature_lens.attribution.state import PromptState, candidate_nodes
 
@@ -76,9 +78,11 @@ __all__ = [
     "direct_edge_matrix",
     "direct_edges",
     "direct_node_effects",
+    "direct_row_edges",
     "edge_mask",
     "error",
     "evaluate",
+    "exact_edge_matrix",
     "exact_edges",
     "exact_node_effects",
     "faithfulness",
@@ -87,9 +91,11 @@ __all__ = [
     "gradient_edge_matrix",
     "gradient_edges",
     "gradient_node_effects",
+    "gradient_row_edges",
     "integrated_gradient_node_effects",
     "metric_values",
     "node_values",
+    "prompt_batch",
     "prompt_states",
     "register_method",
     "source_writes",

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -58,7 +59,7 @@ def attribute(
     method: str = "attribution",
     baseline: BaselineKind | None = None,
     positions: Positions = "keep",
-    mean_tokens: Tensor | None = None,
+    mean_tokens: Int[Tensor, "m pos"] | None = None,
     max_nodes: int = 64,
     node_threshold: float = 0.0,
     edges: bool = True,
@@ -172,7 +173,7 @@ def _second_pass(
     settings: MethodSettings,
     desc: str,
     progress: bool,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Float[Tensor, "kept targets"], Float[Tensor, " kept"]]:
     """One pass over the prompts (one state alive at a time): the summed edge matrix
     `[len(kept), len(targets)]` (targets index `kept`) and the kept nodes' summed activations."""
     total = torch.zeros(len(kept), len(targets), dtype=torch.float64)
@@ -239,7 +240,11 @@ def metric_values(
 
 
 def _mean_metric(
-    lens: Lens, metric: Metric, tokens: Tensor, answers: Tensor | None, chunk: int = 64
+    lens: Lens,
+    metric: Metric,
+    tokens: Int[Tensor, "n pos"],
+    answers: Int[Tensor, "n k"] | None,
+    chunk: int = 64,
 ) -> float:
     """Mean of the metric over prompts, `chunk` prompts per forward (memory flat in n)."""
     values = [
@@ -267,7 +272,7 @@ def _all_at_baseline(lens: Lens, state: PromptState) -> RunPlan:
     return RunPlan(edits=edits)
 
 
-def _str_tokens(lens: Lens, row: Tensor) -> list[str]:
+def _str_tokens(lens: Lens, row: Int[Tensor, " pos"]) -> list[str]:
     if lens.model.tokenizer is None:
         return [str(int(t)) for t in row]
     return [str(t) for t in lens.model.to_str_tokens(row)]

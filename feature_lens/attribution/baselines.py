@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.attribution.prompts import PromptSet
@@ -27,7 +28,7 @@ class NodeValues:
 
     features: dict[str, Tensor]  # site -> [n, pos, d_sae]
     errors: dict[str, Tensor]  # site -> [n, pos, d_out]
-    embeddings: Tensor  # [n, pos, d_model]
+    embeddings: Float[Tensor, "n pos d_model"]
 
     def row(self, i: int) -> NodeValues:
         """Values of prompt i, keeping a batch dimension of 1."""
@@ -38,7 +39,7 @@ class NodeValues:
         )
 
 
-def node_values(lens: Lens, tokens: Tensor) -> NodeValues:
+def node_values(lens: Lens, tokens: Int[Tensor, "n pos"]) -> NodeValues:
     """Node values on `tokens` (no gradients)."""
     with torch.no_grad():
         result = lens.forward(tokens, RunPlan())
@@ -51,7 +52,7 @@ def baseline_values(
     prompts: PromptSet,
     kind: BaselineKind,
     *,
-    mean_tokens: Tensor | None = None,
+    mean_tokens: Int[Tensor, "m pos"] | None = None,
 ) -> NodeValues:
     """Baseline values broadcastable to the clean values of `prompts` (`[n or 1, pos or 1, d]`)."""
     if kind == "corrupted":
@@ -79,7 +80,7 @@ def baseline_values(
             raise InputError("baseline 'mean' needs a dataset of tokens to average over")
         values = node_values(lens, mean_tokens)
 
-        def mean(t: Tensor) -> Tensor:
+        def mean(t: Float[Tensor, "n pos d"]) -> Float[Tensor, "1 1 d"]:
             return t.reshape(-1, t.shape[-1]).mean(0).reshape(1, 1, -1)
 
         return NodeValues(

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.attribution.gradients import (
@@ -38,6 +39,7 @@ from feature_lens.attribution.gradients import (
     edges_from_matrix,
     gradient_edge_matrix,
     gradient_node_effects,
+    gradient_row_edges,
 )
 from feature_lens.attribution.metrics import Metric
 from feature_lens.attribution.nodes import Node
@@ -49,7 +51,7 @@ MlpMode = Literal["stop", "linear"]
 
 
 def clean_freeze(
-    lens: Lens, tokens: torch.Tensor, *, mlp: MlpMode = "stop", replace: bool = False
+    lens: Lens, tokens: Int[Tensor, "batch pos"], *, mlp: MlpMode = "stop", replace: bool = False
 ) -> Freeze:
     """The `Freeze` of direct attribution, with the clean run's LayerNorm scales, attention
     patterns and MLP values for `tokens`."""
@@ -58,8 +60,10 @@ def clean_freeze(
     names = freeze_cache_names(lens.model, mlp)
     # Skip transcoders: their clean input, so a held output can move by the skip term's change.
     names += [d.hook_in for d in lens.dictionaries.values() if d.has_skip]
+    # The splices are identities, so the model's own forward gives the same values without
+    # encoding any dictionary.
     with torch.no_grad():
-        result = lens.forward(tokens, RunPlan(record_hooks=names))
+        result = lens.forward(tokens, RunPlan(splice=False, record_hooks=names))
     return Freeze(cache=dict(result.hooks), mlp=mlp, replace=replace)
 
 
@@ -87,7 +91,7 @@ def direct_edge_matrix(
     mlp: MlpMode = "stop",
     batch_size: int | None = None,
     memory_budget: int | None = None,
-) -> Tensor:
+) -> Float[Tensor, "upstream targets"]:
     """Direct edges as a matrix `[len(upstream), len(targets)]` (targets: feature nodes; zero
     where u fires at or after d).
 
@@ -101,7 +105,7 @@ def direct_edge_matrix(
     out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
     if not upstream or not targets:
         return out
-    upstream_sites = sorted({_site_of(u) for u in upstream})
+    upstream_sites = sorted({u.writes_to for u in upstream})
     target_sites = sorted({d.site for d in targets})
     # Decided once per (source site, target site): closed form, backward, or no edge at all.
     route = {(us, ds): _route(lens, us, ds) for us in upstream_sites for ds in target_sites}
@@ -126,7 +130,7 @@ def direct_edge_matrix(
         with torch.no_grad():
             for site in closed_sites:
                 columns = [j for j, d in enumerate(targets) if d.site == site]
-                rows = [i for i, u in enumerate(upstream) if route[(_site_of(u), site)] == "closed"]
+                rows = [i for i, u in enumerate(upstream) if route[(u.writes_to, site)] == "closed"]
                 if not columns or not rows:
                     continue
                 site_targets = [targets[j] for j in columns]
@@ -137,7 +141,7 @@ def direct_edge_matrix(
                 )
                 by_source: dict[tuple[str, str], list[int]] = {}
                 for i in rows:
-                    by_source.setdefault((upstream[i].kind, _site_of(upstream[i])), []).append(i)
+                    by_source.setdefault((upstream[i].kind, upstream[i].writes_to), []).append(i)
                 for (kind, source_site), members in by_source.items():
                     group = [upstream[i] for i in members]
                     if (
@@ -191,6 +195,22 @@ def direct_edge_matrix(
     return out * edge_mask(lens, upstream, targets).to(out.device)
 
 
+def direct_row_edges(
+    lens: Lens,
+    state: PromptState,
+    upstream: Sequence[Node],
+    targets: Sequence[Node],
+    *,
+    mlp: MlpMode = "stop",
+) -> Float[Tensor, "upstream targets"]:
+    """Per-row direct edges `[len(upstream), len(targets)]`: column r the direct edges into
+    `targets[r]` on the state's prompt r (`gradient_row_edges` in the frozen model of the whole
+    batch; every pair by the backward pass, which is exact, so no closed-form route is needed).
+    Equal to `direct_edge_matrix` on each row's own batch-1 state."""
+    freeze = state_freeze(lens, state, mlp)
+    return gradient_row_edges(lens, state, upstream, targets, freeze=freeze)
+
+
 def direct_edges(
     lens: Lens,
     state: PromptState,
@@ -216,7 +236,9 @@ def direct_edges(
     return edges_from_matrix(matrix, upstream, targets, edge_mask(lens, upstream, targets))
 
 
-def source_writes(lens: Lens, state: PromptState, nodes: Sequence[Node]) -> Tensor:
+def source_writes(
+    lens: Lens, state: PromptState, nodes: Sequence[Node]
+) -> Float[Tensor, "nodes pos d_out"]:
     """What moving each node from its baseline to its clean value adds to its site's output,
     `[len(nodes), pos, d_out]` (all nodes must write the same width): `(a - b) W_dec[i]` for
     features, `err - err_b` for error terms, `emb - emb_b` for tokens; at the node's position, or
@@ -225,7 +247,7 @@ def source_writes(lens: Lens, state: PromptState, nodes: Sequence[Node]) -> Tens
     out: Tensor | None = None
     groups: dict[tuple[str, str], list[int]] = {}
     for j, node in enumerate(nodes):
-        groups.setdefault((node.kind, _site_of(node)), []).append(j)
+        groups.setdefault((node.kind, node.writes_to), []).append(j)
     for (kind, site), members in groups.items():
         group = [nodes[j] for j in members]
         if kind == "feature":
@@ -256,7 +278,9 @@ def source_writes(lens: Lens, state: PromptState, nodes: Sequence[Node]) -> Tens
     return out
 
 
-def _feature_delta(state: PromptState, site: str, index: Tensor, group: Sequence[Node]) -> Tensor:
+def _feature_delta(
+    state: PromptState, site: str, index: Int[Tensor, " U"], group: Sequence[Node]
+) -> Float[Tensor, "U pos"]:
     """`[len(group), pos]`: a_u - b_u at each position, zero outside a per-position node's own."""
     n_pos = state.tokens.shape[1]
     clean = state.clean.features[site][0][:, index]
@@ -264,10 +288,6 @@ def _feature_delta(state: PromptState, site: str, index: Tensor, group: Sequence
     positions = torch.tensor([-1 if n.pos is None else n.pos for n in group], device=delta.device)
     at = torch.arange(n_pos, device=delta.device)
     return delta * ((at[None, :] == positions[:, None]) | (positions[:, None] < 0)).to(delta.dtype)
-
-
-def _site_of(node: Node) -> str:
-    return EMBED_SITE if node.kind == "token" else node.site
 
 
 _STREAM = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|attn_out|resid_post|mlp_out)$")
@@ -303,4 +323,4 @@ def _route(lens: Lens, source_site: str, target_site: str) -> str:
 
 def closed_form_pair(lens: Lens, u: Node, d: Node) -> bool:
     """Whether the direct edge u -> d is computed in closed form (see `_route`)."""
-    return _route(lens, _site_of(u), d.site) == "closed"
+    return _route(lens, u.writes_to, d.site) == "closed"

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from jaxtyping import Float
 
+from feature_lens.attribution.gradients import edge_mask, edges_from_matrix
 from feature_lens.attribution.metrics import Metric, evaluate, metric_sites
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.state import PromptState, batched_patch_edits, chunks
@@ -43,6 +45,39 @@ def exact_node_effects(
     return effects
 
 
+def exact_edge_matrix(
+    lens: Lens,
+    state: PromptState,
+    upstream: Sequence[Node],
+    targets: Sequence[Node],
+    *,
+    batch_size: int = 64,
+) -> Float[torch.Tensor, "upstream targets"]:
+    """a_d(clean) - a_d(u patched), `[len(upstream), len(targets)]` (targets: feature nodes), for
+    u at an earlier site than d; zero elsewhere (see `edge_mask`). One patched forward per chunk
+    of `batch_size` upstream nodes (a row each), stopping after the last target's block."""
+    dtype = state.clean.embeddings.dtype
+    out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
+    if not upstream or not targets:
+        return out
+    with torch.no_grad():
+        target_sites = sorted({d.site for d in targets})
+        stop = lens.stop_layer(target_sites)
+        plan = RunPlan(encode_sites=target_sites, stop_at_layer=stop)
+        clean = _target_values(lens.forward(state.tokens, plan).features, targets)
+        for start in range(0, len(upstream), batch_size):
+            chunk = upstream[start : start + batch_size]
+            tokens = state.tokens.expand(len(chunk), -1)
+            plan = RunPlan(
+                edits=batched_patch_edits(lens, state, chunk),
+                encode_sites=target_sites,
+                stop_at_layer=stop,
+            )
+            patched = _target_values(lens.forward(tokens, plan).features, targets)
+            out[start : start + len(chunk)] = (clean - patched).to(dtype)  # [rows, targets]
+    return out * edge_mask(lens, upstream, targets).to(out.device)
+
+
 def exact_edges(
     lens: Lens,
     state: PromptState,
@@ -51,38 +86,17 @@ def exact_edges(
     *,
     batch_size: int = 64,
 ) -> dict[tuple[Node, Node], float]:
-    """a_d(clean) - a_d(u patched) for upstream nodes u at earlier sites than feature nodes d."""
+    """`exact_edge_matrix` as `{(u, d): weight}` for every u at an earlier site than feature
+    node d (a convenience view for tests and small graphs)."""
+    upstream = list(upstream)
     targets = [d for d in downstream if d.kind == "feature"]
-    if not targets:
-        return {}
-    edges: dict[tuple[Node, Node], float] = {}
-    with torch.no_grad():
-        target_sites = {d.site for d in targets}
-        last = max(lens.site_layer(site) for site in target_sites)
-        stop = last + 1 if 0 <= last < int(lens.model.cfg.n_layers) else None
-        clean = _target_values(
-            lens.forward(
-                state.tokens, RunPlan(encode_sites=target_sites, stop_at_layer=stop)
-            ).features,
-            targets,
-        )
-        for chunk in chunks(upstream, batch_size):
-            tokens = state.tokens.expand(len(chunk), -1)
-            plan = RunPlan(
-                edits=batched_patch_edits(lens, state, chunk),
-                encode_sites=target_sites,
-                stop_at_layer=stop,
-            )
-            result = lens.forward(tokens, plan)
-            patched = _target_values(result.features, targets)  # [rows, targets]
-            for r, u in enumerate(chunk):
-                for t, d in enumerate(targets):
-                    if lens.site_order(u.site) < lens.site_order(d.site):
-                        edges[(u, d)] = float(clean[0, t] - patched[r, t])
-    return edges
+    matrix = exact_edge_matrix(lens, state, upstream, targets, batch_size=batch_size)
+    return edges_from_matrix(matrix, upstream, targets, edge_mask(lens, upstream, targets))
 
 
-def _target_values(features: dict[str, torch.Tensor], targets: Sequence[Node]) -> torch.Tensor:
+def _target_values(
+    features: dict[str, torch.Tensor], targets: Sequence[Node]
+) -> Float[torch.Tensor, "batch targets"]:
     """`[batch, targets]`: each target feature's activation (summed over positions if pos None)."""
     columns: list[torch.Tensor] = []
     for d in targets:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.attribution.baselines import NodeValues, baseline_values
@@ -63,7 +64,7 @@ def faithfulness(
     circuit: AttributionGraph | Iterable[Node],
     *,
     ablation: Ablation | None = None,
-    mean_tokens: Tensor | None = None,
+    mean_tokens: Int[Tensor, "m pos"] | None = None,
 ) -> Faithfulness:
     """Evaluate a circuit (a graph, or its nodes) by ablating everything outside it.
 
@@ -97,7 +98,7 @@ def faithfulness(
 
 def _run_ablated(
     lens: Lens, prompts: PromptSet, metric: Metric, base: NodeValues, keep: list[Node]
-) -> Tensor:
+) -> Float[Tensor, ""]:
     n_pos = prompts.n_pos
     edits: dict[str, SiteEdit] = {}
     primary: dict[str, str] = {}  # hook -> the first dictionary spliced there

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from feature_lens.attribution.metrics import Metric, evaluate, metric_sites, needs_features
@@ -41,9 +42,9 @@ from feature_lens.attribution.state import (
     gradient_score_matrix,
     node_gradient_scores,
 )
-from feature_lens.attribution.targets import FeatureTargets, clean_gates, feature_targets
+from feature_lens.attribution.targets import FeatureTargets, feature_targets
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
-from feature_lens.typed import bool_rows, float_rows
+from feature_lens.typed import bool_rows, float_rows, int_list
 
 
 def gradient_node_effects(
@@ -82,7 +83,7 @@ def integrated_gradient_node_effects(
     tokens = state.tokens.expand(steps, -1)
     answers = None if state.answers is None else state.answers.expand(steps, -1)
     mean_grads: dict[str, Tensor] = {}
-    for site in {EMBED_SITE if n.kind == "token" else n.site for n in nodes}:
+    for site in {n.writes_to for n in nodes}:
         plan = RunPlan(
             leaf_sites=[site],
             keep_graph=needs_features(metric),
@@ -98,7 +99,7 @@ def integrated_gradient_node_effects(
     return node_gradient_scores(lens, state, mean_grads, nodes)
 
 
-def _interpolate(state: PromptState, site: str, alphas: Tensor) -> SiteEdit:
+def _interpolate(state: PromptState, site: str, alphas: Float[Tensor, " steps"]) -> SiteEdit:
     """Edit putting the site's nodes at b + alpha (a - b), alpha varying along the batch."""
     alpha = alphas[:, None, None]
     if site == EMBED_SITE:
@@ -120,7 +121,7 @@ def gradient_edge_matrix(
     batch_size: int | None = None,
     freeze: Freeze | None = None,
     memory_budget: int | None = None,
-) -> Tensor:
+) -> Float[Tensor, "upstream targets"]:
     """First-order edges as a matrix `[len(upstream), len(targets)]` (targets: feature nodes):
     d a_d / d a_u . (a_u - b_u) through all paths, by batched backward passes; zero where u fires
     at or after d (see `edge_mask`).
@@ -151,14 +152,14 @@ def gradient_edge_matrix(
     crop = freeze is None or not freeze.replace
     for site, columns in by_site.items():
         order = lens.site_order(site)
-        rows_up = [i for i, u in enumerate(upstream) if lens.site_order(_site(u)) < order]
+        rows_up = [i for i, u in enumerate(upstream) if lens.site_order(u.writes_to) < order]
         if not rows_up:
             continue
         sources = [upstream[i] for i in rows_up]
         up_index = torch.tensor(rows_up, device=out.device)
         last = {j: _last_position(targets[j], n_pos) for j in columns}
         columns = sorted(columns, key=lambda j: last[j])
-        n_leaves = len({_site(u) for u in sources})
+        n_leaves = len({u.writes_to for u in sources})
         n_rows = min(batch_size or 512, edge_rows(lens, state, n_leaves, memory_budget))
         for start in range(0, len(columns), n_rows):
             chunk = columns[start : start + n_rows]
@@ -199,16 +200,36 @@ def _block_local_targets(
     spec: FeatureTargets,
     freeze: Freeze | None,
     length: int,
-) -> tuple[Tensor, dict[str, Tensor]]:
+) -> tuple[Float[Tensor, " T"], dict[str, Tensor]]:
     """One batch-1 forward of the first `length` positions from the cached stream to the end of
     the targets' block: the targets' values `[T]` and the leaves `{site: [1, length, d]}` of the
     sources' sites."""
+    with torch.enable_grad():
+        inputs, leaves = _block_local_run(lens, state, sources, [spec.site], freeze, length)
+        values = spec.values(inputs[spec.site][0])
+    return values, leaves
+
+
+def _block_local_run(
+    lens: Lens,
+    state: PromptState,
+    sources: Sequence[Node],
+    target_sites: Sequence[str],
+    freeze: Freeze | None,
+    length: int,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """One forward of the state's prompts (every row), first `length` positions, from the cached
+    clean stream before the first block the sources' sites (and, in detached mode, the splices
+    between them and the targets) need, to the end of the last target site's block: the target
+    sites' inputs `{site: [batch, length, d_in]}` and the leaves `{site: [batch, length, d]}` of
+    the sources' sites, in the autograd graph."""
     straight = freeze is not None or lens.gradient_mode == "straight_through"
-    leaf_sites = sorted({_site(u) for u in sources}, key=lens.site_order)
+    leaf_sites = sorted({u.writes_to for u in sources}, key=lens.site_order)
     spliced = list(leaf_sites)
     if not straight:
         # Detached splices between the sources and the target carry gradients: they must run.
-        first, last = lens.site_order(leaf_sites[0]), lens.site_order(spec.site)
+        first = lens.site_order(leaf_sites[0])
+        last = max(lens.site_order(site) for site in target_sites)
         spliced += [s for s in lens.sites if first <= lens.site_order(s) <= last]
     start = lens.start_layer(spliced)
     stream = clean_stream(lens, state) if start is not None else {}
@@ -217,21 +238,77 @@ def _block_local_targets(
         freeze=freeze,
         gradient_mode="straight_through" if freeze is not None else None,
         encode_sites=() if straight else None,
-        capture_inputs=[spec.site],
-        stop_at_layer=lens.stop_layer([spec.site]),
+        capture_inputs=list(target_sites),
+        stop_at_layer=lens.stop_layer(target_sites),
         start_at_layer=start,
         start_resid=(
-            None if start is None else stream[f"blocks.{start}.hook_resid_pre"][None, :length]
+            None if start is None else stream[f"blocks.{start}.hook_resid_pre"][:, :length]
         ),
     )
+    result = lens.forward(state.tokens[:, :length], plan)
+    leaves = {site: result.leaves[site] for site in leaf_sites if site in result.leaves}
+    return result.inputs, leaves
+
+
+def gradient_row_edges(
+    lens: Lens,
+    state: PromptState,
+    upstream: Sequence[Node],
+    targets: Sequence[Node],
+    *,
+    freeze: Freeze | None = None,
+) -> Float[Tensor, "upstream targets"]:
+    """Per-row edges: `[len(upstream), len(targets)]`, column r the edges into `targets[r]` read on
+    the state's prompt r (`len(targets) == state.batch`; targets: feature nodes, any sites), each
+    u scored with prompt r's `a_u - b_u`; zero where u fires at or after the target.
+
+    The same numbers as `gradient_edge_matrix` on each row's own batch-1 state (with `freeze`:
+    direct attribution, exact), from one block-local forward of the whole batch and one backward:
+    the rows of a batch do not interact, so the gradient of the sum of the rows' targets is, in
+    row r, the gradient of target r alone. Many (prompt, target) pairs of one length then cost one
+    pass, where the per-prompt kernel needs one per prompt (the dashboards' neighbour panels).
+    Memory grows with the batch (one row of activations and gradients per prompt, as in
+    `edge_rows`): bound it by the number of prompts in the state.
+    """
+    if len(targets) != state.batch:
+        raise ValueError(f"one target per row: {len(targets)} targets for {state.batch} prompts")
+    dtype = state.clean.embeddings.dtype
+    out = torch.zeros(len(upstream), len(targets), dtype=dtype, device=state.tokens.device)
+    if not upstream or not targets:
+        return out
+    mask = edge_mask(lens, upstream, targets).to(out.device)
+    kept = torch.nonzero(mask.any(1))[:, 0]
+    sources = [upstream[i] for i in int_list(kept)]
+    if not sources:
+        return out
+    n_pos = int(state.tokens.shape[1])
+    # Causal models: the rows' last target positions bound what must run (see gradient_edge_matrix).
+    crop = freeze is None or not freeze.replace
+    length = max(_last_position(d, n_pos) for d in targets) + 1 if crop else n_pos
+    by_site: dict[str, list[int]] = {}
+    for r, d in enumerate(targets):
+        by_site.setdefault(d.site, []).append(r)
     with torch.enable_grad():
-        result = lens.forward(state.tokens[:, :length], plan)
-        values = spec.values(result.inputs[spec.site][0])
-    return values, {site: result.leaves[site] for site in leaf_sites if site in result.leaves}
+        inputs, leaves = _block_local_run(lens, state, sources, list(by_site), freeze, length)
+        total = torch.zeros((), dtype=dtype, device=out.device)
+        for site, rows in by_site.items():
+            spec = feature_targets(lens, state, site, [targets[r] for r in rows], rows)
+            total = total + spec.row_values(inputs[site][rows]).sum().to(dtype)
+    grad_map = _site_gradients(total, leaves, list(leaves))
+    grad_map = {
+        site: torch.nn.functional.pad(g, (0, 0, 0, n_pos - g.shape[1]))
+        for site, g in grad_map.items()
+    }
+    scores = gradient_score_matrix(lens, state, grad_map, sources)  # [rows, sources]
+    out[kept] = scores.T.to(dtype)
+    return out * mask
 
 
 def _batched_site_gradients(
-    values: Tensor, leaves: dict[str, Tensor], one_hot: Tensor, n_pos: int
+    values: Float[Tensor, " T"],
+    leaves: dict[str, Tensor],
+    one_hot: Float[Tensor, "rows T"],
+    n_pos: int,
 ) -> dict[str, Tensor]:
     """Row r: the gradient of `one_hot[r] . values` w.r.t. each leaf, `{site: [rows, n_pos, d]}`
     (zero-padded after the leaves' positions; zeros where the values do not depend on a leaf),
@@ -263,22 +340,23 @@ def _last_position(node: Node, n_pos: int) -> int:
     return n_pos - 1 if node.pos is None else node.pos % n_pos
 
 
-def _site(node: Node) -> str:
-    return EMBED_SITE if node.kind == "token" else node.site
-
-
-def edge_mask(lens: Lens, upstream: Sequence[Node], targets: Sequence[Node]) -> Tensor:
+def edge_mask(
+    lens: Lens, upstream: Sequence[Node], targets: Sequence[Node]
+) -> Bool[Tensor, "upstream targets"]:
     """`[len(upstream), len(targets)]` booleans: u's site fires before d's (an edge can exist)."""
     sites = {EMBED_SITE, *(d.site for d in targets)}
-    sites |= {EMBED_SITE if u.kind == "token" else u.site for u in upstream}
+    sites |= {u.writes_to for u in upstream}
     order = {site: lens.site_order(site) for site in sites}
-    up = torch.tensor([order[EMBED_SITE if u.kind == "token" else u.site] for u in upstream])
+    up = torch.tensor([order[u.writes_to] for u in upstream])
     down = torch.tensor([order[d.site] for d in targets])
     return up[:, None] < down[None, :]
 
 
 def edges_from_matrix(
-    matrix: Tensor, upstream: Sequence[Node], targets: Sequence[Node], mask: Tensor
+    matrix: Float[Tensor, "upstream targets"],
+    upstream: Sequence[Node],
+    targets: Sequence[Node],
+    mask: Bool[Tensor, "upstream targets"],
 ) -> dict[tuple[Node, Node], float]:
     """The `{(u, d): weight}` view of an edge matrix, for the pairs `mask` allows."""
     values = float_rows(matrix)
@@ -317,7 +395,7 @@ def gradient_edges(
 
 
 def _site_gradients(
-    value: Tensor, leaves: dict[str, Tensor], sites: Sequence[str]
+    value: Float[Tensor, ""], leaves: dict[str, Tensor], sites: Sequence[str]
 ) -> dict[str, Tensor]:
     """Gradient of `value` w.r.t. each site's leaf; zeros for sites it does not depend on. Sites
     with no leaf (after a run's `stop_at_layer`) are left out: they cannot affect `value`."""
@@ -330,9 +408,3 @@ def _site_gradients(
         s: torch.zeros_like(leaves[s]) if g is None else g
         for s, g in zip(present, grads, strict=True)
     }
-
-
-def gate_values(lens: Lens, state: PromptState, sites: Sequence[str]) -> dict[str, Tensor]:
-    """post / pre on the clean run, per site (`[pos, d_sae]`): the frozen activation function
-    (see `targets.clean_gates`; cached on the state)."""
-    return {site: clean_gates(lens, state, site) for site in sites}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from feature_lens.attribution.direct import (
@@ -21,7 +21,7 @@ from feature_lens.attribution.direct import (
     direct_edge_matrix,
     direct_node_effects,
 )
-from feature_lens.attribution.exact import exact_edges, exact_node_effects
+from feature_lens.attribution.exact import exact_edge_matrix, exact_node_effects
 from feature_lens.attribution.gradients import (
     gradient_edge_matrix,
     gradient_node_effects,
@@ -74,7 +74,7 @@ class AttributionMethod(Protocol):
         upstream: Sequence[Node],
         targets: Sequence[Node],
         settings: MethodSettings,
-    ) -> Tensor:
+    ) -> Float[Tensor, "upstream targets"]:
         """Edge weights `[len(upstream), len(targets)]` (targets: feature nodes)."""
         ...
 
@@ -116,14 +116,8 @@ class Exact:
         upstream: Sequence[Node],
         targets: Sequence[Node],
         settings: MethodSettings,
-    ) -> Tensor:
-        pairs = exact_edges(lens, state, upstream, targets, batch_size=settings.batch_size)
-        out = torch.zeros(len(upstream), len(targets), dtype=torch.float64)
-        row = {u: i for i, u in enumerate(upstream)}
-        column = {d: j for j, d in enumerate(targets)}
-        for (u, d), weight in pairs.items():
-            out[row[u], column[d]] = weight
-        return out
+    ) -> Float[Tensor, "upstream targets"]:
+        return exact_edge_matrix(lens, state, upstream, targets, batch_size=settings.batch_size)
 
 
 class AttributionPatching:
@@ -153,7 +147,7 @@ class AttributionPatching:
         upstream: Sequence[Node],
         targets: Sequence[Node],
         settings: MethodSettings,
-    ) -> Tensor:
+    ) -> Float[Tensor, "upstream targets"]:
         return gradient_edge_matrix(
             lens,
             state,
@@ -219,7 +213,7 @@ class Direct:
         upstream: Sequence[Node],
         targets: Sequence[Node],
         settings: MethodSettings,
-    ) -> Tensor:
+    ) -> Float[Tensor, "upstream targets"]:
         return direct_edge_matrix(
             lens,
             state,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.attribution.nodes import Node
@@ -24,10 +25,14 @@ class Metric(Protocol):
 
     name: str
 
-    def __call__(self, result: RunResult, answers: Tensor | None) -> Tensor: ...
+    def __call__(
+        self, result: RunResult, answers: Int[Tensor, "batch k"] | None
+    ) -> Float[Tensor, " batch"]: ...
 
 
-def _answer(answers: Tensor | None, fixed: int | None, column: int, what: str) -> Tensor | int:
+def _answer(
+    answers: Int[Tensor, "batch k"] | None, fixed: int | None, column: int, what: str
+) -> Int[Tensor, " batch"] | int:
     if fixed is not None:
         return fixed
     if answers is None or answers.shape[1] <= column:
@@ -38,7 +43,9 @@ def _answer(answers: Tensor | None, fixed: int | None, column: int, what: str) -
     return answers[:, column]
 
 
-def _gather(logits: Tensor, token: Tensor | int) -> Tensor:
+def _gather(
+    logits: Float[Tensor, "batch d_vocab"], token: Int[Tensor, " batch"] | int
+) -> Float[Tensor, " batch"]:
     if isinstance(token, int):
         return logits[:, token]
     return logits.gather(1, token.unsqueeze(1)).squeeze(1)
@@ -54,7 +61,9 @@ class LogitDiff:
     pos: int = -1
     name: str = "logit_diff"
 
-    def __call__(self, result: RunResult, answers: Tensor | None) -> Tensor:
+    def __call__(
+        self, result: RunResult, answers: Int[Tensor, "batch k"] | None
+    ) -> Float[Tensor, " batch"]:
         logits = result.logits[:, self.pos]
         correct = _answer(answers, self.correct, 0, "correct")
         wrong = _answer(answers, self.wrong, 1, "wrong")
@@ -69,7 +78,9 @@ class LogProb:
     pos: int = -1
     name: str = "log_prob"
 
-    def __call__(self, result: RunResult, answers: Tensor | None) -> Tensor:
+    def __call__(
+        self, result: RunResult, answers: Int[Tensor, "batch k"] | None
+    ) -> Float[Tensor, " batch"]:
         log_probs = torch.log_softmax(result.logits[:, self.pos], dim=-1)
         return _gather(log_probs, _answer(answers, self.token, 0, "target"))
 
@@ -85,7 +96,9 @@ class NodeActivation:
         if self.node.kind != "feature":
             raise InputError(f"NodeActivation needs a feature node, got {self.node.id}")
 
-    def __call__(self, result: RunResult, answers: Tensor | None) -> Tensor:
+    def __call__(
+        self, result: RunResult, answers: Int[Tensor, "batch k"] | None
+    ) -> Float[Tensor, " batch"]:
         if self.node.site not in result.features:
             raise InputError(f"no features recorded at {self.node.site!r}")
         acts = result.features[self.node.site][..., self.node.index]
@@ -99,11 +112,15 @@ class CallableMetric:
     fn: Callable[[Tensor, Tensor | None], Tensor]
     name: str = "custom"
 
-    def __call__(self, result: RunResult, answers: Tensor | None) -> Tensor:
+    def __call__(
+        self, result: RunResult, answers: Int[Tensor, "batch k"] | None
+    ) -> Float[Tensor, " batch"]:
         return self.fn(result.logits, answers)
 
 
-def evaluate(metric: Metric, result: RunResult, answers: Tensor | None) -> Tensor:
+def evaluate(
+    metric: Metric, result: RunResult, answers: Int[Tensor, "batch k"] | None
+) -> Float[Tensor, " batch"]:
     """Call `metric` and check it returned one finite number per row."""
     batch = result.logits.shape[0]
     value = metric(result, answers)

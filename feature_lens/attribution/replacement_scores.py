@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.errors import InputError
@@ -38,7 +39,9 @@ class DemeanedLogit:
     token: int
     name: str = "demeaned_logit"
 
-    def __call__(self, result: RunResult, answers: Tensor | None) -> Tensor:
+    def __call__(
+        self, result: RunResult, answers: Int[Tensor, "batch k"] | None
+    ) -> Float[Tensor, " batch"]:
         last = result.logits[:, -1]
         return last[:, self.token] - last.mean(-1)
 
@@ -48,9 +51,9 @@ class SalientLogits:
     """Target tokens `[k]`, their probabilities `[k]`, and their demeaned unembeddings
     `[k, d_model]` (the vectors circuit-tracer injects at the final norm's output)."""
 
-    tokens: Tensor
-    probabilities: Tensor
-    vectors: Tensor
+    tokens: Int[Tensor, " n"]
+    probabilities: Float[Tensor, " n"]
+    vectors: Float[Tensor, "n d_model"]
 
     def metrics(self) -> list[DemeanedLogit]:
         """One `DemeanedLogit` per target, in the same order."""
@@ -58,7 +61,11 @@ class SalientLogits:
 
 
 def salient_logits(
-    logits: Tensor, unembed: Tensor, *, desired_prob: float = 0.95, max_n: int = 10
+    logits: Float[Tensor, "*pos d_vocab"],
+    unembed: Float[Tensor, "d_model d_vocab"],
+    *,
+    desired_prob: float = 0.95,
+    max_n: int = 10,
 ) -> SalientLogits:
     """The most probable next tokens at the last position up to cumulative probability
     `desired_prob` (at most `max_n`). `logits`: `[pos, d_vocab]` or `[d_vocab]` (one prompt);
@@ -77,13 +84,15 @@ def salient_logits(
     return SalientLogits(tokens, top_p[:count].to(last.dtype), vectors)
 
 
-def _normalised(adjacency: Tensor) -> Tensor:
+def _normalised(adjacency: Float[Tensor, "n n"]) -> Float[Tensor, "n n"]:
     magnitude = adjacency.abs()
     totals = magnitude.sum(1, keepdim=True)
     return torch.where(totals > 0, magnitude / torch.where(totals > 0, totals, 1), 0)
 
 
-def node_influence(adjacency: Tensor, weights: Tensor) -> Tensor:
+def node_influence(
+    adjacency: Float[Tensor, "n n"], weights: Float[Tensor, " n"]
+) -> Float[Tensor, " n"]:
     """`w ((1 - N)^-1 - 1)`: every node's total influence on the weighted targets through all
     paths, with `N` the row-normalised `|adjacency|` (rows target, columns source)."""
     normalised = _normalised(adjacency.double())
@@ -94,7 +103,7 @@ def node_influence(adjacency: Tensor, weights: Tensor) -> Tensor:
 
 
 def graph_scores(
-    adjacency: Tensor, kinds: Sequence[str], logit_weights: Tensor
+    adjacency: Float[Tensor, "n n"], kinds: Sequence[str], logit_weights: Float[Tensor, " n"]
 ) -> tuple[float, float]:
     """(replacement score, completeness score) of a graph: `adjacency [n, n]` (row target, column
     source), `kinds[n]` ("feature", "error", "token" or "logit") and `logit_weights [n]` (each

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.attribution.baselines import (
@@ -32,21 +33,55 @@ Positions = Literal["keep", "sum"]
 
 @dataclass
 class PromptState:
-    """One prompt: tokens `[1, pos]`, answers `[1, k]`, clean values and baselines."""
+    """Prompts of one length: tokens `[batch, pos]`, answers `[batch, k]`, clean values
+    `[batch, pos, ...]` and baselines (broadcastable to them).
 
-    tokens: Tensor
-    answers: Tensor | None
+    Most kernels take one prompt (`batch` 1: `prompt_states` makes those). A state of several
+    prompts serves the per-row kernels (`gradient_row_edges`, `direct_row_edges`), where row r has
+    a target of its own, so many (prompt, target) pairs share one forward and one backward;
+    `row(r)` is the batch-1 state of one of its prompts.
+    """
+
+    tokens: Int[Tensor, "batch pos"]
+    answers: Int[Tensor, "batch k"] | None
     clean: NodeValues
     base: NodeValues
     gates: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
-    """Per site, the clean run's post/pre activation ratio `[pos, d_sae]` (filled on demand by
-    `gate_values`; direct attribution freezes activation functions at these)."""
+    """Per site, the clean run's post/pre activation ratio `[batch, pos, d_sae]` (filled on demand
+    by `targets.clean_gates`; targets and direct attribution freeze activation functions at these)."""
     cache: dict[str, Tensor] = field(default_factory=dict[str, Tensor])
-    """Clean activations by hook name (`[pos, d]`, one forward, filled on demand by `clean_stream`):
-    the residual stream before every block and every dictionary's input, from which block-local
-    passes start and targets' gates are computed."""
+    """Clean activations by hook name (`[batch, pos, d]`, one forward, filled on demand by
+    `clean_stream`): the residual stream before every block and every dictionary's input, from
+    which block-local passes start and targets' gates are computed."""
     freezes: dict[str, Freeze] = field(default_factory=dict[str, Freeze])
     """Direct attribution's `Freeze` per MLP mode, filled on demand (see `direct.clean_freeze`)."""
+
+    @property
+    def batch(self) -> int:
+        """How many prompts the state holds."""
+        return int(self.tokens.shape[0])
+
+    def row(self, r: int) -> PromptState:
+        """The batch-1 state of prompt `r` (views of this state's tensors and caches)."""
+        if self.batch == 1:
+            return self
+
+        def pick(t: Tensor) -> Tensor:
+            return t[r : r + 1] if t.shape[0] > 1 else t
+
+        base = self.base
+        return PromptState(
+            self.tokens[r : r + 1],
+            None if self.answers is None else self.answers[r : r + 1],
+            self.clean.row(r),
+            NodeValues(
+                {s: pick(v) for s, v in base.features.items()},
+                {s: pick(v) for s, v in base.errors.items()},
+                pick(base.embeddings),
+            ),
+            {s: v[r : r + 1] for s, v in self.gates.items()},
+            {name: v[r : r + 1] for name, v in self.cache.items()},
+        )
 
     def delta(self, node: Node) -> Tensor:
         """a - b for the node: `[pos]` for features, `[pos, d]` for errors and tokens (all
@@ -88,7 +123,7 @@ class StreamedStates:
         prompts: PromptSet,
         baseline: BaselineKind,
         *,
-        mean_tokens: Tensor | None = None,
+        mean_tokens: Int[Tensor, "m pos"] | None = None,
     ) -> None:
         self.lens, self.prompts = lens, prompts
         self.shared: NodeValues | None = None
@@ -116,21 +151,27 @@ class StreamedStates:
 
 
 def clean_stream(lens: Lens, state: PromptState) -> dict[str, Tensor]:
-    """Clean activations `[pos, d]` of the model (no splice: the splices are identities) at
-    `blocks.L.hook_resid_pre` for every block and at every dictionary's `hook_in`, from one forward
-    per prompt state, cached on it."""
-    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(int(lens.model.cfg.n_layers))]
-    names += [lens.dictionary(site).hook_in for site in lens.sites]
-    missing = sorted({name for name in names if name not in state.cache})
+    """Clean activations `[batch, pos, d]` of the model (no splice: the splices are identities)
+    at `blocks.L.hook_resid_pre` for every block and at every dictionary's `hook_in`, from one
+    forward per prompt state, cached on it."""
+    names = stream_hooks(lens)
+    missing = [name for name in names if name not in state.cache]
     if missing:
         with torch.no_grad():
             result = lens.forward(state.tokens, RunPlan(splice=False, record_hooks=missing))
-        state.cache.update({name: result.hooks[name][0] for name in missing})
+        state.cache.update({name: result.hooks[name] for name in missing})
     return state.cache
 
 
+def stream_hooks(lens: Lens) -> list[str]:
+    """The hook names `clean_stream` caches (sorted): every block's `hook_resid_pre` and every
+    dictionary's `hook_in`."""
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(int(lens.model.cfg.n_layers))]
+    return sorted({*names, *(lens.dictionary(site).hook_in for site in lens.sites)})
+
+
 def clean_inputs(lens: Lens, state: PromptState) -> dict[str, Tensor]:
-    """Each site's clean dictionary input `[pos, d_in]` (see `clean_stream`)."""
+    """Each site's clean dictionary input `[batch, pos, d_in]` (see `clean_stream`)."""
     cache = clean_stream(lens, state)
     return {site: cache[lens.dictionary(site).hook_in] for site in lens.sites}
 
@@ -159,7 +200,7 @@ def candidate_nodes(lens: Lens, state: PromptState, positions: Positions) -> lis
     return nodes
 
 
-def patch_add(lens: Lens, state: PromptState, node: Node) -> tuple[str, Tensor]:
+def patch_add(lens: Lens, state: PromptState, node: Node) -> tuple[str, Float[Tensor, "pos d_out"]]:
     """(site, `[pos, d_out]` tensor) to add to that site's output to set `node` to its baseline.
 
     Moving feature i by `d` moves the output by `d * W_dec[i]` because decoders are affine; error
@@ -177,7 +218,7 @@ def patch_add(lens: Lens, state: PromptState, node: Node) -> tuple[str, Tensor]:
         mask = torch.zeros(n_pos, 1, dtype=add.dtype, device=add.device)
         mask[node.pos] = 1
         add = add * mask
-    return (EMBED_SITE if node.kind == "token" else node.site), add
+    return node.writes_to, add
 
 
 def batched_patch_edits(
@@ -204,19 +245,20 @@ def chunks(items: Sequence[Node], size: int) -> Iterator[Sequence[Node]]:
 
 def gradient_score_matrix(
     lens: Lens, state: PromptState, grads: dict[str, Tensor], nodes: Sequence[Node]
-) -> Tensor:
+) -> Float[Tensor, "rows nodes"]:
     """First-order scores grad . (a - b), `[rows, len(nodes)]`, from gradients w.r.t. site outputs
     (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`; an
     all-positions node sums its per-position scores. Per site and position, one matrix product
     for the nodes there (only their decoder rows are gathered), so the cost scales with the
-    nodes, not with positions x nodes or d_sae."""
+    nodes, not with positions x nodes or d_sae. A state of one prompt scores every row on it; a
+    state of `rows` prompts scores row r on prompt r (`a - b` of that prompt)."""
     rows = next(iter(grads.values())).shape[0]
     out = torch.zeros(
         rows, len(nodes), dtype=state.clean.embeddings.dtype, device=state.tokens.device
     )
     groups: dict[tuple[str, str], list[int]] = {}
     for j, node in enumerate(nodes):
-        site = EMBED_SITE if node.kind == "token" else node.site
+        site = node.writes_to
         groups.setdefault((node.kind, site), []).append(j)
     with torch.no_grad():
         for (kind, site), columns in groups.items():
@@ -229,23 +271,12 @@ def gradient_score_matrix(
                 [-1 if n.pos is None else n.pos for n in members], device=grad.device
             )
             if kind == "feature":
-                index = torch.tensor([n.index for n in members], device=grad.device)
-                clean = state.clean.features[site][0][:, index]
-                delta = clean - state.base.features[site][0][:, index].expand_as(clean)  # [pos, n]
-                weight = lens.dictionary(site).W_dec[index].to(grad.dtype)  # [n, d]
-                scores = torch.zeros(rows, len(members), dtype=grad.dtype, device=grad.device)
-                summed = torch.nonzero(positions < 0)[:, 0]
-                if len(summed):
-                    per_pos = (grad @ weight[summed].T) * delta[:, summed].to(grad.dtype)
-                    scores[:, summed] = per_pos.sum(1)
-                for pos in int_list(unique_values(positions[positions >= 0])):
-                    at = torch.nonzero(positions == pos)[:, 0]
-                    scores[:, at] = (grad[:, pos] @ weight[at].T) * delta[pos, at].to(grad.dtype)
+                scores = _feature_scores(lens, state, site, grad, members, positions)
             else:
                 if kind == "error":
-                    clean_v, base_v = state.clean.errors[site][0], state.base.errors[site][0]
+                    clean_v, base_v = state.clean.errors[site], state.base.errors[site]
                 else:
-                    clean_v, base_v = state.clean.embeddings[0], state.base.embeddings[0]
+                    clean_v, base_v = state.clean.embeddings, state.base.embeddings
                 per_pos = (grad * (clean_v - base_v.expand_as(clean_v)).to(grad.dtype)).sum(-1)
                 picked = per_pos[:, positions.clamp_min(0)]  # [rows, n]
                 scores = torch.where(positions >= 0, picked, per_pos.sum(1, keepdim=True))
@@ -264,3 +295,38 @@ def node_gradient_scores(
         lens, state, {s: g[row : row + 1] for s, g in grads.items()}, node_list
     )[0]
     return dict(zip(node_list, float_list(scores), strict=True))
+
+
+def _feature_scores(
+    lens: Lens,
+    state: PromptState,
+    site: str,
+    grad: Float[Tensor, "rows pos d_out"],
+    members: Sequence[Node],
+    positions: Int[Tensor, " nodes"],
+) -> Float[Tensor, "rows nodes"]:
+    """`gradient_score_matrix` for feature nodes of one site, `[rows, len(members)]`
+    (`positions`: each node's position, -1 for all positions)."""
+    dictionary = lens.dictionary(site)
+    index = torch.tensor([n.index for n in members], device=grad.device)
+    clean, base = state.clean.features[site], state.base.features[site]
+    rows = grad.shape[0]
+    scores = torch.zeros(rows, len(members), dtype=grad.dtype, device=grad.device)
+    summed = torch.nonzero(positions < 0)[:, 0]
+    if 2 * len(summed) >= dictionary.d_sae:
+        # Most of the dictionary: one dense product costs less than gathering their columns.
+        delta = (clean - base.expand_as(clean)).to(grad.dtype)  # [b, pos, d_sae]
+        dense = ((grad @ dictionary.W_dec.T.to(grad.dtype)) * delta).sum(1)  # [rows, d_sae]
+        scores[:, summed] = dense[:, index[summed]]
+    elif len(summed):
+        picked = index[summed]
+        delta = clean[:, :, picked] - base[:, :, picked].expand(clean.shape[0], clean.shape[1], -1)
+        weight = dictionary.W_dec[picked].to(grad.dtype)  # [n, d]
+        scores[:, summed] = ((grad @ weight.T) * delta.to(grad.dtype)).sum(1)
+    for pos in int_list(unique_values(positions[positions >= 0])):
+        at = torch.nonzero(positions == pos)[:, 0]
+        picked = index[at]
+        at_pos = clean[:, pos, picked] - base[:, pos if base.shape[1] > 1 else 0, picked]  # [b, n]
+        weight = dictionary.W_dec[picked].to(grad.dtype)
+        scores[:, at] = (grad[:, pos] @ weight.T) * at_pos.to(grad.dtype)
+    return scores

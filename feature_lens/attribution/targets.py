@@ -53,18 +53,36 @@ class FeatureTargets:
         pre = x_in @ self.columns.to(x_in.dtype) + self.bias.to(x_in.dtype)  # [n, T]
         return (pre * (self.gate[:n] * self.mask[:n]).to(pre.dtype)).sum(0)
 
+    def row_values(self, x_in: Float[Tensor, "T pos d_in"]) -> Float[Tensor, " T"]:
+        """t_d of target r from row r of a batched run's site input (see `values`)."""
+        n = x_in.shape[1]
+        pre = torch.einsum("tpd,dt->tp", x_in, self.columns.to(x_in.dtype))
+        pre = pre + self.bias.to(x_in.dtype)[:, None]
+        return (pre * (self.gate[:n] * self.mask[:n]).T.to(pre.dtype)).sum(1)
+
 
 def feature_targets(
-    lens: Lens, state: PromptState, site: str, targets: Sequence[Node]
+    lens: Lens,
+    state: PromptState,
+    site: str,
+    targets: Sequence[Node],
+    rows: Sequence[int] | None = None,
 ) -> FeatureTargets:
-    """Gather what `FeatureTargets.values` needs for `targets` (feature nodes at `site`)."""
+    """Gather what `FeatureTargets.values` needs for `targets` (feature nodes at `site`) on a
+    state of one prompt, or, with `rows`, what `row_values` needs with target j read on the
+    state's prompt `rows[j]` (its gate is that prompt's)."""
     dictionary = lens.dictionary(site)
     jacobian, bias = dictionary.pre_affine()
     device = state.tokens.device
     index = torch.tensor([d.index for d in targets], dtype=torch.long, device=device)
     columns = jacobian[:, index]
     bias_t = bias[index]
-    gate = clean_gates(lens, state, site)[:, index].to(columns.dtype)  # [pos, T]
+    gates = clean_gates(lens, state, site)  # [batch, pos, d_sae]
+    if rows is None:
+        gate = gates[0][:, index].to(columns.dtype)  # [pos, T]
+    else:
+        at_rows = torch.tensor(list(rows), dtype=torch.long, device=device)
+        gate = gates[at_rows, :, index].T.to(columns.dtype)  # [pos, T]
     n_pos = state.tokens.shape[1]
     positions = torch.tensor(
         [-1 if d.pos is None else d.pos % n_pos for d in targets], device=device
@@ -74,8 +92,8 @@ def feature_targets(
     return FeatureTargets(site, columns, bias_t, gate, mask)
 
 
-def clean_gates(lens: Lens, state: PromptState, site: str) -> Float[Tensor, "pos d_sae"]:
-    """post / pre of every feature at `site` on the clean prompt, cached on the state: one encode
+def clean_gates(lens: Lens, state: PromptState, site: str) -> Float[Tensor, "batch pos d_sae"]:
+    """post / pre of every feature at `site` on the clean prompts, cached on the state: one encode
     of the prompt by the dictionary's own encoder (no model forward). Its own pre-activation keeps
     the ratio exact (1 for an active ReLU feature) where a pre-activation recomputed from a column
     would lose digits when it is small."""

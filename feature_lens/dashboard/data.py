@@ -10,7 +10,7 @@ different lengths: they are right-padded, and padded positions are masked out of
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from feature_lens.errors import InputError
 from feature_lens.graph.node import Node
 from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import Lens, RunPlan
-from feature_lens.lens.dictionary import hook_layer
 from feature_lens.typed import int_list
 
 
@@ -102,17 +101,6 @@ def token_strings(lens: Lens, row: Tensor) -> list[str]:
     return [str(t) for t in lens.model.to_str_tokens(row)]
 
 
-def stop_layer(lens: Lens, sites: Iterable[str]) -> int | None:
-    """How many blocks must run to compute `sites` (TransformerLens's `stop_at_layer`), or None when
-    the whole model must (a site after the last block, or one in it): passes that only read
-    features stop after the last block that holds one of them."""
-    last = -1
-    for site in sites:
-        dictionary = lens.dictionary(site)
-        last = max(last, hook_layer(dictionary.hook_in), hook_layer(dictionary.hook_out))
-    return last + 1 if 0 <= last < int(lens.model.cfg.n_layers) - 1 else None
-
-
 def prepare_dataset(lens: Lens, prompts: Sequence[str] | Sequence[Tensor] | Tensor) -> Dataset:
     """Tokenize prompts of any lengths (texts or 1-D token ids, each checked by `Lens.to_tokens`)
     and right-pad them."""
@@ -168,7 +156,7 @@ def feature_activations(
     inputs = {site: lens.dictionary(site).hook_in for site in records}
     plan = RunPlan(
         record_hooks=sorted(set(inputs.values())),
-        stop_at_layer=stop_layer(lens, [*by_site, *records]),
+        stop_at_layer=lens.stop_layer([*by_site, *records]),
     )
     for start in tqdm(starts, desc="activations", disable=not progress, unit="batch"):
         batch = dataset.tokens[start : start + batch_size].to(lens.device)
@@ -256,7 +244,7 @@ def densities(
     for start in tqdm(starts, desc="densities", disable=not progress, unit="batch"):
         batch = dataset.tokens[start : start + batch_size].to(lens.device)
         with torch.no_grad():
-            result = lens.forward(batch, RunPlan(stop_at_layer=stop_layer(lens, lens.sites)))
+            result = lens.forward(batch, RunPlan(stop_at_layer=lens.stop_layer(lens.sites)))
         keep = mask[start : start + batch_size].to(lens.device)
         for site in lens.sites:
             active = (result.features[site] > 0) & keep[..., None]

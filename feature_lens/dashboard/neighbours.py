@@ -5,8 +5,10 @@ For feature f (summed over positions) on one of its top prompts, with the zero b
 
 - **upstream**: the engine's edges from every node of every earlier site — each feature and the
   error term, summed over positions, and the token embeddings together — to f:
-  `gradient_edge_matrix` (method "attribution": attribution patching, Marks et al.) or
-  `direct_edge_matrix` (method "direct": exact in the frozen linear model of direct attribution);
+  `gradient_row_edges` (method "attribution": attribution patching, Marks et al.) or
+  `direct_row_edges` (method "direct": exact in the frozen linear model of direct attribution),
+  the engine's per-row kernels: every (feature, prompt) row of a batch whose prompts have one
+  length shares one forward and one backward pass;
 - **downstream**, method "exact" (activation patching): the change in every later feature's
   activation (summed over positions) and in every logit (summed over positions) when f is set to
   zero at every position and everything downstream is recomputed — the engine's patch
@@ -28,14 +30,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from feature_lens.attribution.baselines import NodeValues
-from feature_lens.attribution.direct import direct_edge_matrix
-from feature_lens.attribution.gradients import gradient_edge_matrix
-from feature_lens.attribution.state import PromptState, batched_patch_edits
+from feature_lens.attribution.baselines import NodeValues, baseline_values
+from feature_lens.attribution.direct import direct_row_edges
+from feature_lens.attribution.gradients import gradient_row_edges
+from feature_lens.attribution.prompts import PromptSet
+from feature_lens.attribution.state import PromptState, batched_patch_edits, stream_hooks
 from feature_lens.dashboard.data import Dataset
 from feature_lens.graph.node import Node, error
 from feature_lens.graph.node import feature as feature_node
-from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
+from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit, frozen_gate
+from feature_lens.typed import int_list
 
 UpstreamMethod = Literal["attribution", "direct"]
 ALL_TOKENS = Node("token", EMBED_SITE)
@@ -93,56 +97,69 @@ def _rows(prompts: dict[Node, list[int]]) -> list[tuple[Node, int]]:
     return [(f, p) for f, ps in prompts.items() for p in ps]
 
 
-def _by_prompt(rows: Sequence[tuple[Node, int]]) -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = {}
-    for r, (_, prompt) in enumerate(rows):
-        groups.setdefault(prompt, []).append(r)
-    return groups
-
-
 @dataclass
 class PromptStates:
-    """The engine's states of some dataset prompts (each cut to its real tokens; zero baseline),
-    and each prompt's clean logits summed over its positions `[d_vocab]`."""
+    """Clean values of some dataset prompts from one batched pass (right-padded: the model is
+    causal, so each prompt's real positions are what they are alone), from which the engine's
+    states are cut: `rows` gives a batched state of prompts of one length, `one` a prompt's own."""
 
-    states: dict[int, PromptState]
+    batch: PromptState
+    """Every prompt, padded (zero baseline; the clean stream cached)."""
+    where: dict[int, int]
+    """Dataset prompt -> its row in `batch`."""
+    lengths: dict[int, int]
+    """Dataset prompt -> its number of real tokens."""
     logit_sums: dict[int, Tensor]
+    """Dataset prompt -> its clean logits summed over its positions `[d_vocab]`."""
+
+    def rows(self, prompts: Sequence[int], *, stream: bool = True) -> PromptState:
+        """The engine's state of `prompts` (repeats allowed; all of one length), row r being
+        `prompts[r]` cut to its real tokens, with the zero baseline and (`stream`) the clean
+        stream cached."""
+        n = self.lengths[prompts[0]]
+        if any(self.lengths[p] != n for p in prompts):
+            raise ValueError(f"prompts of different lengths in one state: {list(prompts)}")
+        index = torch.tensor([self.where[p] for p in prompts], device=self.batch.tokens.device)
+        clean = self.batch.clean
+        values = NodeValues(
+            {s: v[index, :n] for s, v in clean.features.items()},
+            {s: v[index, :n] for s, v in clean.errors.items()},
+            clean.embeddings[index, :n],
+        )
+        state = PromptState(self.batch.tokens[index, :n], None, values, self.batch.base)
+        if stream:
+            state.cache.update({name: v[index, :n] for name, v in self.batch.cache.items()})
+            state.gates.update({site: v[index, :n] for site, v in self.batch.gates.items()})
+        return state
+
+    def one(self, prompt: int) -> PromptState:
+        """The batch-1 state of `prompt` (values only: for patches, which need no stream)."""
+        return self.rows([prompt], stream=False)
 
 
-def prompt_states_of(lens: Lens, dataset: Dataset, prompts: Sequence[int]) -> PromptStates:
-    """States of `prompts` from one forward pass over them (right-padded: the model is causal, so
-    each prompt's real positions are what they are alone)."""
+def prompt_states_of(
+    lens: Lens, dataset: Dataset, prompts: Sequence[int], targets: Sequence[str] = ()
+) -> PromptStates:
+    """States of `prompts` from one forward pass over them: node values, logits, and the clean
+    stream the engine's edge passes start from (`attribution.state.clean_stream`, recorded in the
+    same pass: the splices are identities) and the targets' clean gates (`targets.clean_gates`,
+    of the `targets` sites, from the pass's own pre-activations), instead of a pass of each per
+    prompt."""
     prompts = sorted(set(prompts))
     tokens = dataset.tokens[prompts].to(lens.device)
-    # The clean stream the engine's edge passes start from (`attribution.state.clean_stream`:
-    # unspliced, every block's input and every dictionary's input), recorded for all prompts in
-    # one pass instead of one forward per prompt; any name missing is filled by the engine.
-    stream_hooks = [f"blocks.{layer}.hook_resid_pre" for layer in range(lens.model.cfg.n_layers)]
-    stream_hooks = sorted({*stream_hooks, *(lens.dictionary(s).hook_in for s in lens.sites)})
     with torch.no_grad():
-        result = lens.forward(tokens, RunPlan())
-        stream = lens.forward(tokens, RunPlan(splice=False, record_hooks=stream_hooks)).hooks
+        plan = RunPlan(record_hooks=stream_hooks(lens), record_pre=targets)
+        result = lens.forward(tokens, plan)
     assert result.embeddings is not None
     clean = NodeValues(result.features, result.errors, result.embeddings)
-    zero = NodeValues(
-        {s: torch.zeros_like(v[:1, :1]) for s, v in clean.features.items()},
-        {s: torch.zeros_like(v[:1, :1]) for s, v in clean.errors.items()},
-        torch.zeros_like(clean.embeddings[:1, :1]),
+    batch = PromptState(tokens, None, clean, baseline_values(lens, PromptSet(tokens), "zero"))
+    batch.cache.update(result.hooks)
+    batch.gates.update(
+        {site: frozen_gate(result.features[site], result.pre_acts[site]) for site in targets}
     )
-    states: dict[int, PromptState] = {}
-    logit_sums: dict[int, Tensor] = {}
-    for row, prompt in enumerate(prompts):
-        n = int(dataset.lengths[prompt])
-        values = clean.row(row)
-        values = NodeValues(
-            {s: v[:, :n] for s, v in values.features.items()},
-            {s: v[:, :n] for s, v in values.errors.items()},
-            values.embeddings[:, :n],
-        )
-        states[prompt] = PromptState(tokens[row : row + 1, :n], None, values, zero)
-        states[prompt].cache.update({name: stream[name][row, :n] for name in stream_hooks})
-        logit_sums[prompt] = result.logits[row, :n].sum(0)
-    return PromptStates(states, logit_sums)
+    lengths = {p: int(dataset.lengths[p]) for p in prompts}
+    logit_sums = {p: result.logits[row, : lengths[p]].sum(0) for row, p in enumerate(prompts)}
+    return PromptStates(batch, {p: row for row, p in enumerate(prompts)}, lengths, logit_sums)
 
 
 def upstream_scores(
@@ -154,40 +171,52 @@ def upstream_scores(
 ) -> list[dict[str, Tensor]]:
     """For each row (feature, prompt): site -> upstream scores `[d_sae + 1]` (features, then the
     error term) at every earlier site, and `"embed"` -> `[1]` (all token embeddings together).
-    `states`: the prompts' states when already built (`prompt_states_of`)."""
+    `states`: the prompts' states when already built (`prompt_states_of`).
+
+    Rows whose prompts have the same length share one engine call (`gradient_row_edges` /
+    `direct_row_edges`: one forward and one backward for all of them)."""
     if not rows:
         return []
     last = max(lens.site_order(f.site) for f, _ in rows)
     sites = [s for s in lens.sites if lens.site_order(s) < last]
-    states = states or prompt_states_of(lens, dataset, [p for _, p in rows])
+    states = states or prompt_states_of(
+        lens, dataset, [p for _, p in rows], sorted({f.site for f, _ in rows})
+    )
     out: list[dict[str, Tensor]] = [{} for _ in rows]
-    for prompt, members in _by_prompt(rows).items():
-        state = states.states[prompt]
-        # With the zero baseline an inactive feature scores 0: only active ones are sources.
+    groups: dict[int, list[int]] = {}
+    for r, (_, prompt) in enumerate(rows):
+        groups.setdefault(states.lengths[prompt], []).append(r)
+    for members in groups.values():
+        state = states.rows([rows[r][1] for r in members])
+        # With the zero baseline an inactive feature scores 0: only features active on one of
+        # the group's prompts are sources.
         upstream: list[Node] = []
         active: dict[str, Tensor] = {}
         for site in sites:
-            active[site] = torch.nonzero(state.clean.features[site][0].sum(0) != 0)[:, 0].cpu()
-            upstream += [Node("feature", site, None, int(i)) for i in active[site]]
+            fired = state.clean.features[site].sum((0, 1)) != 0
+            active[site] = torch.nonzero(fired)[:, 0].cpu()
+            upstream += [Node("feature", site, None, i) for i in int_list(active[site])]
             upstream.append(error(site))
         upstream.append(ALL_TOKENS)
         targets = [rows[r][0] for r in members]
         if method == "direct":
-            matrix = direct_edge_matrix(lens, state, upstream, targets)
+            matrix = direct_row_edges(lens, state, upstream, targets)
         else:
-            matrix = gradient_edge_matrix(lens, state, upstream, targets)
+            matrix = gradient_row_edges(lens, state, upstream, targets)
         matrix = matrix.detach().cpu()
+        # Per site, every feature's column (zero where inactive) and the error term's, all rows.
+        start, full = 0, dict[str, Tensor]()
+        for site in sites:
+            n = len(active[site])
+            full[site] = matrix.new_zeros(lens.dictionary(site).d_sae + 1, len(members))
+            full[site][active[site]] = matrix[start : start + n]
+            full[site][-1] = matrix[start + n]
+            start += n + 1
         for j, r in enumerate(members):
             order = lens.site_order(rows[r][0].site)
-            start = 0
             for site in sites:
-                n = len(active[site])
                 if lens.site_order(site) < order:
-                    scores = matrix.new_zeros(lens.dictionary(site).d_sae + 1)
-                    scores[active[site]] = matrix[start : start + n, j]
-                    scores[-1] = matrix[start + n, j]
-                    out[r][site] = scores
-                start += n + 1
+                    out[r][site] = full[site][:, j]
             out[r][EMBED_SITE] = matrix[-1:, j]
     return out
 
@@ -209,9 +238,10 @@ def downstream_scores(
     width = max(int(dataset.lengths[p]) for _, p in rows)
     tokens = dataset.tokens[[p for _, p in rows], :width].to(lens.device)
     mask = dataset.mask[[p for _, p in rows], :width].to(lens.device)
+    single = {p: states.one(p) for p in {p for _, p in rows}}
     adds: dict[str, Tensor] = {}
     for r, (f, prompt) in enumerate(rows):
-        state = states.states[prompt]
+        state = single[prompt]
         for site, edit in batched_patch_edits(lens, state, [f]).items():
             assert edit.add is not None
             if site not in adds:
@@ -224,7 +254,7 @@ def downstream_scores(
     logits = (patched.logits * m).sum(1)
     out: list[dict[str, Tensor]] = []
     for r, (f, prompt) in enumerate(rows):
-        state = states.states[prompt]
+        state = single[prompt]
         order = lens.site_order(f.site)
         row = {
             s: (state.clean.features[s][0].sum(0) - (patched.features[s][r] * m[r]).sum(0)).cpu()
@@ -263,7 +293,8 @@ def neighbours(
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="neighbours", disable=not progress, unit="batch"):
         batch = [rows[i] for i in chunk]
-        states = prompt_states_of(lens, dataset, [p for _, p in batch])
+        sites = sorted({f.site for f, _ in batch})
+        states = prompt_states_of(lens, dataset, [p for _, p in batch], sites)
         scores = zip(
             upstream_scores(lens, dataset, batch, method, states),
             downstream_scores(lens, dataset, batch, states),

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-from jaxtyping import Float64, Int64
+from jaxtyping import Bool, Float64, Int64
 from torch import Tensor
 
 from feature_lens.errors import InputError
@@ -155,7 +155,9 @@ class AttributionGraph:
         keys = keys[keep]
         return self._with_edges(torch.stack([keys // n, keys % n]), weights[keep])
 
-    def _with_edges(self, index: Tensor, weight: Tensor) -> AttributionGraph:
+    def _with_edges(
+        self, index: Int64[Tensor, "2 e"], weight: Float64[Tensor, " e"]
+    ) -> AttributionGraph:
         return AttributionGraph(
             self.method, self.metric, self.table, index, weight, self.settings, self.prompts
         )
@@ -203,7 +205,7 @@ class AttributionGraph:
         return int(self.edge_weight.shape[0])
 
     @property
-    def adjacency(self) -> Tensor:
+    def adjacency(self) -> Float64[Tensor, "n n"]:
         """Sparse COO `[n_nodes, n_nodes]` tensor, `[target row, source row]`."""
         n = len(self.table)
         return sparse_coo(self.edge_index, self.edge_weight, (n, n))
@@ -265,7 +267,7 @@ class AttributionGraph:
         return graph
 
     # ----------------------------------------------------------------------------- pruning
-    def select(self, keep: Tensor) -> AttributionGraph:
+    def select(self, keep: Bool[Tensor, " n"]) -> AttributionGraph:
         """The graph restricted to the rows where the boolean mask `keep` is true (the metric node
         is always kept); rows keep their relative order."""
         keep = keep.clone()

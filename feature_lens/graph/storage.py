@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import torch
+from jaxtyping import Float64
 from pydantic import ValidationError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
@@ -188,7 +189,12 @@ def load_graph(path: str | Path) -> AttributionGraph:
     _fail(path, f"unknown version {version!r}; this feature-lens reads versions 1 and 2")
 
 
-def _table(path: Path, columns: NodeColumns, activation: Tensor, effect: Tensor) -> NodeTable:
+def _table(
+    path: Path,
+    columns: NodeColumns,
+    activation: Float64[Tensor, " n"],
+    effect: Float64[Tensor, " n"],
+) -> NodeTable:
     n = len(columns.kind)
     lengths = {name: len(getattr(columns, name)) for name in NodeColumns.model_fields}
     if any(length != n for length in lengths.values()):

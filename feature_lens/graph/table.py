@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-from jaxtyping import Float64, Int64
+from jaxtyping import Bool, Float, Float64, Int, Int64
 from torch import Tensor
 
 from feature_lens.errors import InputError
@@ -127,10 +127,10 @@ class NodeTable:
         cls,
         nodes: Sequence[Node],
         *,
-        layer: Sequence[int] | Tensor,
-        order: Sequence[int] | Tensor,
-        activation: Sequence[float] | Tensor | None = None,
-        effect: Sequence[float] | Tensor | None = None,
+        layer: Sequence[int] | Int[Tensor, " n"],
+        order: Sequence[int] | Int[Tensor, " n"],
+        activation: Sequence[float] | Float[Tensor, " n"] | None = None,
+        effect: Sequence[float] | Float[Tensor, " n"] | None = None,
         label: Sequence[str] | None = None,
         cluster: Sequence[int | None] | None = None,
     ) -> NodeTable:
@@ -139,7 +139,7 @@ class NodeTable:
         sites = tuple(dict.fromkeys(node.site for node in nodes))
         code = {site: i for i, site in enumerate(sites)}
 
-        def floats(values: Sequence[float] | Tensor | None) -> Tensor:
+        def floats(values: Sequence[float] | Float[Tensor, " n"] | None) -> Float64[Tensor, " n"]:
             if values is None:
                 return torch.zeros(n, dtype=torch.float64)
             return torch.as_tensor(values, dtype=torch.float64).detach().cpu().reshape(n)
@@ -193,7 +193,7 @@ class NodeTable:
         """Row number of each id."""
         return {node_id: row for row, node_id in enumerate(self.ids)}
 
-    def is_kind(self, kind: NodeKind) -> Tensor:
+    def is_kind(self, kind: NodeKind) -> Bool[Tensor, " n"]:
         """Boolean mask of the rows of one kind."""
         return self.kind == _KIND_CODE[kind]
 

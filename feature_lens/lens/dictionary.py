@@ -13,6 +13,7 @@ whose activations are not normalised at run time; others are refused with a clea
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -32,6 +33,15 @@ def hook_layer(hook_name: str) -> int:
     if match:
         return int(match.group(1))
     return -1 if hook_name.startswith("hook_") else 10**6
+
+
+def stop_layer_for(hooks: Iterable[str], n_layers: int) -> int | None:
+    """How many blocks must run for every hook in `hooks` to fire (TransformerLens's
+    `stop_at_layer`: stop after the last block that holds one), or None when the whole model must
+    (a hook after the last block). The one place the rule "stop after the last target's block"
+    lives (`Lens.stop_layer` applies it to dictionaries' hooks)."""
+    last = max((hook_layer(hook) for hook in hooks), default=-1)
+    return last + 1 if 0 <= last < n_layers else None
 
 
 def _infer_hook_out(hook_in: str) -> str | None:

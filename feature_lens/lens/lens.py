@@ -9,6 +9,7 @@ that can be read, patched, and differentiated. How gradients cross a splice is t
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.errors import IncompatibleDictionaryError, InputError
-from feature_lens.lens.dictionary import Dictionary, hook_layer
+from feature_lens.lens.dictionary import Dictionary, hook_layer, stop_layer_for
 from feature_lens.lens.run import (
     EMBED_SITE,
     Freeze,
@@ -91,21 +92,22 @@ class Lens:
         self.model = model
         self.gradient_mode: GradientMode = gradient_mode
         self.check_model_name = check_model_name
-        self._order = self._forward_order()
-        self._widths = self._hook_widths()
+        self._order, self._widths = _hook_layout(model)
+        self.dictionaries: dict[str, Dictionary] = self._attached(dictionaries)
+
+    def _attached(self, dictionaries: Iterable[Any]) -> dict[str, Dictionary]:
+        """`dictionaries` checked against the model, by site, in forward order."""
         attached: dict[str, Dictionary] = {}
         for item in dictionaries:
             dictionary = item if isinstance(item, Dictionary) else Dictionary(item)
-            self._check(dictionary, check_model_name)
+            self._check(dictionary, self.check_model_name)
             if dictionary.site in attached:
                 raise IncompatibleDictionaryError(
                     f"two dictionaries are named {dictionary.site!r}; attach one per hook, or "
                     "give each a distinct name"
                 )
             attached[dictionary.site] = dictionary
-        self.dictionaries: dict[str, Dictionary] = dict(
-            sorted(attached.items(), key=lambda kv: self._order[kv[1].hook_out])
-        )
+        return dict(sorted(attached.items(), key=lambda kv: self._order[kv[1].hook_out]))
 
     # ----------------------------------------------------------------- construction helpers
     @classmethod
@@ -168,40 +170,11 @@ class Lens:
         )
 
     def attach(self, *dictionaries: Any) -> Lens:
-        """A new Lens over the same model with `dictionaries` added (e.g. `Directions`)."""
-        return Lens(
-            self.model,
-            [*self.dictionaries.values(), *dictionaries],
-            gradient_mode=self.gradient_mode,
-            check_model_name=self.check_model_name,
-        )
-
-    def _forward_order(self) -> dict[str, int]:
-        """Hook name -> position in the order hooks fire during a forward pass."""
-        order: dict[str, int] = {}
-
-        def record(act: Tensor, hook: Any) -> Tensor:
-            order.setdefault(hook.name, len(order))
-            return act
-
-        tokens = torch.zeros(1, 2, dtype=torch.long, device=self.model.cfg.device)
-        with torch.no_grad():
-            self.model.run_with_hooks(tokens, fwd_hooks=[(_every_hook, record)])
-        for name in self.model.hook_dict:
-            order.setdefault(name, len(order))
-        return order
-
-    def _hook_widths(self) -> dict[str, tuple[int, ...]]:
-        widths: dict[str, tuple[int, ...]] = {}
-
-        def record(act: Tensor, hook: Any) -> Tensor:
-            widths.setdefault(hook.name, tuple(act.shape[2:]))
-            return act
-
-        tokens = torch.zeros(1, 2, dtype=torch.long, device=self.model.cfg.device)
-        with torch.no_grad():
-            self.model.run_with_hooks(tokens, fwd_hooks=[(_every_hook, record)])
-        return widths
+        """A new Lens over the same model with `dictionaries` added (e.g. `Directions`); the
+        model's hook layout is reused, so no forward pass runs."""
+        lens = copy.copy(self)
+        lens.dictionaries = self._attached([*self.dictionaries.values(), *dictionaries])
+        return lens
 
     def _check(self, dictionary: Dictionary, check_model_name: bool) -> None:
         for role, hook in (("reads", dictionary.hook_in), ("writes", dictionary.hook_out)):
@@ -395,13 +368,9 @@ class Lens:
         """How many blocks must run to read or write every site in `sites` (TransformerLens's
         `stop_at_layer`), or None when the whole model must: passes whose targets are features
         stop after the last block that holds one of them. The one place this rule lives."""
-        last = -1
-        for site in sites:
-            if site == EMBED_SITE:
-                continue
-            dictionary = self.dictionary(site)
-            last = max(last, hook_layer(dictionary.hook_in), hook_layer(dictionary.hook_out))
-        return last + 1 if 0 <= last < int(self.model.cfg.n_layers) else None
+        dictionaries = [self.dictionary(site) for site in sites if site != EMBED_SITE]
+        hooks = [hook for d in dictionaries for hook in (d.hook_in, d.hook_out)]
+        return stop_layer_for(hooks, int(self.model.cfg.n_layers))
 
     def start_layer(self, sites: Iterable[str]) -> int | None:
         """The first block whose hooks every site in `sites` lies in or after (reads and writes),
@@ -488,6 +457,26 @@ class Lens:
             return out
 
         return hook
+
+
+def _hook_layout(model: Any) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
+    """From one dry run of two tokens: hook name -> position in the order hooks fire during a
+    forward pass (hooks that did not fire follow, in registration order), and hook name -> the
+    activation's shape after `[batch, pos]` (what `_check` compares dictionary widths with)."""
+    order: dict[str, int] = {}
+    widths: dict[str, tuple[int, ...]] = {}
+
+    def record(act: Tensor, hook: Any) -> Tensor:
+        order.setdefault(hook.name, len(order))
+        widths.setdefault(hook.name, tuple(act.shape[2:]))
+        return act
+
+    tokens = torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device)
+    with torch.no_grad():
+        model.run_with_hooks(tokens, fwd_hooks=[(_every_hook, record)])
+    for name in model.hook_dict:
+        order.setdefault(name, len(order))
+    return order, widths
 
 
 def _skip_path_live(dictionary: Dictionary, plan: RunPlan) -> bool:

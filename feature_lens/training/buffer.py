@@ -21,16 +21,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-
-def _stop_layer(hook_names: Sequence[str]) -> int | None:
-    """The layer after which no requested hook fires (`None` if a hook lies outside the blocks)."""
-    layers: list[int] = []
-    for name in hook_names:
-        parts = name.split(".")
-        if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
-            return None
-        layers.append(int(parts[1]))
-    return max(layers) + 1
+from feature_lens.lens.dictionary import stop_layer_for
 
 
 class ActivationBuffer:
@@ -77,7 +68,7 @@ class ActivationBuffer:
         self.device = torch.device(device if device is not None else model.cfg.device)
         self.dtype = dtype
         self._generator = torch.Generator().manual_seed(seed)
-        self._stop_at_layer = _stop_layer(self.hook_names)
+        self._stop_at_layer = stop_layer_for(self.hook_names, int(model.cfg.n_layers))
         self._store: dict[str, Tensor] = {}
         self._exhausted = False
         self.tokens_seen = 0

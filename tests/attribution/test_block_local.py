@@ -16,7 +16,19 @@ import pytest
 import torch
 
 from feature_lens import Lens
-from feature_lens.attribution import Node, PromptSet, candidate_nodes, gradient_edge_matrix
+from feature_lens.attribution import (
+    Node,
+    PromptSet,
+    PromptState,
+    candidate_nodes,
+    direct_edge_matrix,
+    direct_row_edges,
+    feature,
+    gradient_edge_matrix,
+    gradient_row_edges,
+    prompt_batch,
+    prompt_states,
+)
 from feature_lens.attribution.direct import clean_freeze
 from feature_lens.lens import EMBED_SITE
 from tests.attribution.conftest import make_state
@@ -193,9 +205,19 @@ def test_block_local_direct_edges_equal_the_full_frozen_model(deep: tuple[Any, L
     upstream, targets = _nodes(lens, state, tokens=False)
     freeze = clean_freeze(lens, state.tokens, mlp="stop")
     got = gradient_edge_matrix(lens, state, upstream, targets, freeze=freeze, memory_budget=1)
+    expected = _frozen_reference(model, lens, state, upstream, targets)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+    assert expected.abs().max() > 1e-2
+
+
+def _frozen_reference(
+    model: Any, lens: Lens, state: Any, upstream: list[Node], targets: list[Node]
+) -> torch.Tensor:
+    """`_reference` in direct attribution's frozen model (LayerNorm scales, attention patterns
+    and MLP outputs detached; targets' activation functions frozen at their clean gates)."""
     frozen = [
         (name, lambda act, hook: act.detach())
-        for name in freeze.cache
+        for name in model.hook_dict
         if name.endswith(("hook_scale", "hook_pattern", "hook_mlp_out"))
     ]
     gates: dict[str, torch.Tensor] = {}
@@ -211,11 +233,85 @@ def test_block_local_direct_edges_equal_the_full_frozen_model(deep: tuple[Any, L
             handle.remove()
             pre = captured[-1]
             gates[site] = torch.where(pre != 0, post / torch.where(pre != 0, pre, 1), 0)
-    expected = _reference(
-        lens, state, upstream, targets, detached=False, frozen=frozen, gates=gates
-    )
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
-    assert expected.abs().max() > 1e-2
+    return _reference(lens, state, upstream, targets, detached=False, frozen=frozen, gates=gates)
+
+
+OTHER = "w2 w6 w3 w1 w9 w7 w5 w4"
+
+
+def _row_case(lens: Lens, tokens: bool) -> tuple[PromptState, list[Node], list[Node]]:
+    """A state of four prompts (one repeated) with their corrupted baselines, upstream nodes of
+    every site, and one target per row at different sites and positions."""
+    prompts = PromptSet.build(lens, [CLEAN, CORRUPT, OTHER, CLEAN], [CORRUPT, OTHER, CLEAN, OTHER])
+    batch = prompt_batch(lens, prompts)
+    upstream, _ = _nodes(lens, batch.row(0), tokens)
+    targets = [_nodes(lens, batch.row(r), tokens)[1][-1 - 2 * r] for r in range(batch.batch)]
+    assert len({d.site for d in targets}) > 1
+    return batch, upstream, targets
+
+
+@pytest.mark.parametrize(("mode", "tokens"), [("straight_through", False), ("detached", True)])
+def test_row_edges_equal_the_full_model_on_each_rows_prompt(
+    deep: tuple[Any, Lens], mode: str, tokens: bool
+) -> None:
+    """`gradient_row_edges` (one pass for the whole batch, target r on prompt r) equals the
+    reference run on each prompt alone, and the per-prompt kernel with all-position nodes."""
+    model, lens = deep
+    lens = Lens(model, list(lens.dictionaries.values()), gradient_mode=mode)  # type: ignore[arg-type]
+    batch, upstream, targets = _row_case(lens, tokens)
+    got = gradient_row_edges(lens, batch, upstream, targets)
+    for r, target in enumerate(targets):
+        expected = _reference(
+            lens,
+            batch.row(r),
+            upstream,
+            [target],
+            detached=mode == "detached",
+            frozen=[],
+            gates=None,
+        )
+        torch.testing.assert_close(got[:, r : r + 1], expected, rtol=0, atol=1e-10)
+        assert expected.abs().max() > 1e-3
+    summed = candidate_nodes(lens, batch.row(0), "sum")
+    whole = [feature(d.site, d.index) for d in targets]  # type: ignore[arg-type]
+    got = gradient_row_edges(lens, batch, summed, whole)
+    for r, target in enumerate(whole):
+        expected = gradient_edge_matrix(lens, batch.row(r), summed, [target])
+        torch.testing.assert_close(got[:, r : r + 1], expected, rtol=0, atol=1e-10)
+        assert expected.abs().max() > 1e-3
+
+
+def test_direct_row_edges_equal_the_full_frozen_model_on_each_rows_prompt(
+    deep: tuple[Any, Lens],
+) -> None:
+    model, lens = deep
+    batch, upstream, targets = _row_case(lens, tokens=True)
+    got = direct_row_edges(lens, batch, upstream, targets)
+    for r, target in enumerate(targets):
+        expected = _frozen_reference(model, lens, batch.row(r), upstream, [target])
+        torch.testing.assert_close(got[:, r : r + 1], expected, rtol=0, atol=1e-10)
+        assert expected.abs().max() > 1e-3
+    with pytest.raises(ValueError, match="one target per row"):
+        direct_row_edges(lens, batch, upstream, targets[:2])
+    # MLPs linearised at each prompt's own gates: the per-prompt kernel on each row's prompt.
+    got = direct_row_edges(lens, batch, upstream, targets, mlp="linear")
+    for r, target in enumerate(targets):
+        expected = direct_edge_matrix(lens, batch.row(r), upstream, [target], mlp="linear")
+        torch.testing.assert_close(got[:, r : r + 1], expected, rtol=0, atol=1e-10)
+        assert expected.abs().max() > 1e-3
+
+
+def test_prompt_batch_rows_are_the_prompt_states(deep: tuple[Any, Lens]) -> None:
+    _, lens = deep
+    prompts = PromptSet.build(lens, [CLEAN, OTHER], [CORRUPT, CLEAN])
+    batch = prompt_batch(lens, prompts)
+    for r, state in enumerate(prompt_states(lens, prompts)):
+        row = batch.row(r)
+        torch.testing.assert_close(row.tokens, state.tokens)
+        for site in lens.sites:
+            torch.testing.assert_close(row.clean.features[site], state.clean.features[site])
+            torch.testing.assert_close(row.base.errors[site], state.base.errors[site])
+        torch.testing.assert_close(row.base.embeddings, state.base.embeddings)
 
 
 def test_memory_budget_changes_batching_not_results(deep: tuple[Any, Lens]) -> None:
