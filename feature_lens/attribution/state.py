@@ -145,7 +145,12 @@ def clean_stream(lens: Lens, state: PromptState) -> dict[str, Tensor]:
     missing = sorted({name for name in names if name not in state.cache})
     if missing:
         with torch.no_grad():
-            result = lens.forward(state.tokens, RunPlan(splice=False, record_hooks=missing))
+            # Every block runs (its resid_pre is recorded); no logits are needed unless a hook
+            # lies after the blocks.
+            inside = all(name.startswith("blocks.") for name in missing)
+            stop = int(lens.model.cfg.n_layers) if inside else None
+            plan = RunPlan(splice=False, record_hooks=missing, stop_at_layer=stop)
+            result = lens.forward(state.tokens, plan)
         state.cache.update({name: result.hooks[name][0] for name in missing})
     return state.cache
 

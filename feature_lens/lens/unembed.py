@@ -47,6 +47,11 @@ def unembed_weight(unembed: Any) -> Tensor:
     return transposed
 
 
+def clear_unembed_cache() -> None:
+    """Drop every cached transposed unembedding (they are rebuilt on the next forward)."""
+    _CACHE.clear()
+
+
 def _fast_path(model: Any) -> bool:
     """Whether `run_model` may compute the final LayerNorm and unembedding itself."""
     from transformer_lens import HookedTransformer
