@@ -14,9 +14,11 @@ import torch
 from feature_lens import InputError, Lens
 from feature_lens.attribution import (
     LogitDiff,
+    NodeActivation,
     PromptSet,
     attribute,
     candidate_nodes,
+    feature,
     gradient_node_effects,
 )
 from feature_lens.attribution.state import StreamedStates
@@ -203,3 +205,22 @@ def test_reduced_dtypes_agree_with_float32(
         assert len(shared) > len(ref.edges) // 2
         for edge in shared:
             assert abs(ref.edges[edge] - got.edges[edge]) <= tolerance * edge_scale, (dtype, edge)
+
+
+@pytest.mark.parametrize("mode", ["straight_through", "detached"])
+def test_fused_scores_equal_separate_for_every_metric_and_mode(
+    lens64: Lens, prompts64: PromptSet, mode: str
+) -> None:
+    """The one-forward path gives the separate path's scores for a logit metric and a feature
+    target, in both gradient modes (float64)."""
+    lens = Lens(lens64.model, list(lens64.dictionaries.values()), gradient_mode=mode)  # type: ignore[arg-type]
+    target = NodeActivation(feature("blocks.1.hook_resid_post", 5, 3))
+    for metric in (LogitDiff(correct=5, wrong=9), target):
+        state = next(StreamedStates(lens, prompts64, "corrupted").iterate(gradients_for=metric))
+        assert state.metric_gradients is not None
+        nodes = candidate_nodes(lens, state, "keep")
+        fused = gradient_node_effects(lens, state, metric, nodes)
+        separate = gradient_node_effects(lens, make_state(lens, prompts64), metric, nodes)
+        assert any(abs(v) > 1e-6 for v in separate.values())
+        for node in nodes:
+            assert fused[node] == pytest.approx(separate[node], abs=1e-12)
