@@ -23,7 +23,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 
 # Before torch is imported (see common.py for why).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -43,6 +43,7 @@ from feature_lens.attribution import (
     direct_edges,
     prompt_states,
 )
+from feature_lens.lens.unembed import clear_unembed_cache
 
 TARGET_RATIO = 3.0
 
@@ -119,11 +120,18 @@ def main() -> int:
     # (frozen run, stream, gates) is reused. "cold" also drops the dictionaries' encoder caches
     # (a Lens's first call); "warm" keeps them (every later prompt).
     def fresh() -> PromptState:
-        return replace(state, gates={}, cache={}, freezes={})
+        # Every per-prompt cache field back to its default (whatever fields PromptState has).
+        reset = {
+            f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+            for f in fields(PromptState)
+            if f.default_factory is not MISSING or f.default is not MISSING
+        }
+        return replace(state, **reset)
 
     def cold() -> PromptState:
         for dictionary in lens.dictionaries.values():
             dictionary.__dict__.pop("_pre_affine", None)
+        clear_unembed_cache()  # the model's cached transposed unembedding too
         return fresh()
 
     t_ours, ours = best_of(

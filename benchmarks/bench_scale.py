@@ -12,6 +12,11 @@ difference at the last position. Through the public API:
     pair L -> L+1 (11 x 100 x 100), with `gradient_edge_matrix`;
 (c) `attribute(max_nodes=1000, edges=True)` from scratch: a circuit-tracer-sized graph (its FLOPs
     are counted only with `--count-c`: counting runs the phase again).
+(e) exact patching of every candidate node (`attribute(method="exact", edges=False)`: one
+    forward row per candidate, quadratic in the prompt's length), only with `--exact both`;
+(f) exact patching of the top `--preselect` nodes pre-selected by attribution patching
+    (`attribute(method="exact", preselect=K, edges=False)`), with `--exact pre` or `both`; with
+    both, the K nodes' effects are checked equal to (e)'s;
 (d) edges of one layer pair computed batched (`gradient_edge_matrix`) against one full-model
     backward per downstream node (the Sparse Feature Circuits way: a forward through the whole
     spliced model, the downstream feature read from a dense encode, one backward each); the same
@@ -21,8 +26,11 @@ Each configuration runs in a fresh subprocess. Reported per phase: wall time, CP
 threads; on a shared machine wall time includes other jobs' time slices), the process's peak
 RSS (`VmHWM`, weights included, reset at the start of the phase), the FLOPs executed (torch's
 `FlopCounterMode`, counted in a second, untimed run) and the achieved fraction of this machine's
-measured float32 matmul rate (the physical floor). `--sweep` adds (a)+(b) at 16/64/128 tokens and
-at d_sae 6,144/12,288/24,576 with fitted exponents of time and peak memory.
+measured float32 matmul rate (the physical floor). `--sweep` adds (a), (b) and (f) at 16/64/128
+tokens and at d_sae 6,144/12,288/24,576 (GPT-2 shape), and (e) against (f) at 16/64/128 tokens on
+the small model (4 layers, d_model 128, vocabulary 1,000, d_sae 2,048: (e) at GPT-2 shape would be
+~31,500 forward rows of 64 tokens), each with fitted exponents of time and peak memory. The load
+average is printed at the start and the end; above 2 (the 2 cores) the run is flagged.
 
 Run: `python benchmarks/bench_scale.py [--quick] [--sweep] [--threads 2]`. Goals (issue 13):
 (a)+(b) <= 60 s and peak <= 6 GB; (c) <= 120 s and <= 8 GB; (d) batched >= 5x faster.
@@ -48,7 +56,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import itertools
 
 import torch
-from common import build_model, machine_line
+from common import build_model, load_line, machine_line
 from torch.utils.flop_counter import FlopCounterMode
 
 from feature_lens import Lens
@@ -60,8 +68,8 @@ from feature_lens.attribution import (
     candidate_nodes,
     gradient_edge_matrix,
     gradient_node_effects,
-    prompt_states,
 )
+from feature_lens.attribution.state import StreamedStates
 
 GPT2_SMALL: dict[str, int] = {
     "n_layers": 12,
@@ -176,7 +184,7 @@ def per_node_edges(lens: Lens, state: Any, upstream: list[Node], targets: list[N
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """Build the workload, run the phases asked for, return the numbers."""
     torch.set_num_threads(args.threads)
-    shape = QUICK_MODEL if args.quick else GPT2_SMALL
+    shape = QUICK_MODEL if args.quick or args.shape == "small" else GPT2_SMALL
     t0 = time.perf_counter()
     model = build_model(**shape).requires_grad_(False)
     sites = [f"blocks.{layer}.hook_resid_post" for layer in range(shape["n_layers"])]
@@ -197,7 +205,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     def phase_a() -> tuple[Any, dict[Node, float]]:
-        (state,) = prompt_states(lens, prompts, "zero")
+        # What `attribute(method="attribution")` does: one clean forward gives the state and the
+        # metric's gradients, then every candidate is scored.
+        states = StreamedStates(lens, prompts, "zero")
+        state = next(states.iterate(gradients_for=metric))
         nodes = candidate_nodes(lens, state, "keep")
         return state, gradient_node_effects(lens, state, metric, nodes)
 
@@ -233,6 +244,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         out["d_targets"] = len(down)
         out["d_max_diff"] = float((batched - single).abs().max())
         out["d_scale"] = float(single.abs().max())
+    if args.exact in ("pre", "both"):
+        exact_phases(args, lens, prompts, metric, out)
     if args.full:
 
         def phase_c() -> Any:
@@ -246,6 +259,37 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         if args.count_c:
             out["c_flop"] = flops(phase_c)
     return out
+
+
+def exact_phases(
+    args: argparse.Namespace, lens: Lens, prompts: PromptSet, metric: Any, out: dict[str, Any]
+) -> None:
+    """(f) exact patching of the top K pre-selected by attribution patching; with `--exact both`
+    also (e) exact patching of every candidate, and the K nodes' effects compared."""
+
+    def run(preselect: int | None) -> Any:
+        return attribute(
+            lens,
+            prompts,
+            metric,
+            method="exact",
+            baseline="zero",
+            preselect=preselect,
+            max_nodes=args.preselect,
+            edges=False,
+            progress=False,
+        )
+
+    pre, out["f_s"], out["f_gb"] = timed(lambda: run(args.preselect))
+    out["f_cpu"] = CPU_SECONDS[0]
+    if args.exact == "both":
+        full, out["e_s"], out["e_gb"] = timed(lambda: run(None))
+        out["e_cpu"] = CPU_SECONDS[0]
+        shared = [i for i in pre.nodes if pre.nodes[i].kind != "logit" and i in full.nodes]
+        out["ef_shared"] = len(shared)
+        out["ef_max_diff"] = max(
+            (abs(pre.nodes[i].effect - full.nodes[i].effect) for i in shared), default=0.0
+        )
 
 
 def exponent(xs: list[float], ys: list[float]) -> float:
@@ -288,6 +332,14 @@ def main() -> int:
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip counting")
     parser.add_argument("--count-c", action="store_true", help="also count (c)'s FLOPs (slow)")
     parser.add_argument("--sweep", action="store_true", help="prompt-length and d_sae sweeps")
+    parser.add_argument(
+        "--exact",
+        choices=["none", "pre", "both"],
+        default="none",
+        help="also time exact patching: of the top --preselect nodes (pre), and of every node",
+    )
+    parser.add_argument("--preselect", type=int, default=100, help="K for (f) (default 100)")
+    parser.add_argument("--shape", choices=["gpt2", "small"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.d_sae is None:
@@ -300,7 +352,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     print(machine_line("bench_scale"))
-    print(f"   /proc/loadavg at start: {open('/proc/loadavg').read().strip()}")  # noqa: SIM115
+    print(load_line("start"))
     main_run = run_worker(args)
     r = main_run
     rate = r["rate"]
@@ -316,6 +368,10 @@ def main() -> int:
     rows = [("(a) scores", "a"), (f"(b) edges, {r['pairs']} x {args.top} x {args.top}", "b")]
     if args.full:
         rows.append(("(c) attribute(max_nodes=1000)", "c"))
+    if "f_s" in r:
+        rows.append((f"(f) exact, top {args.preselect} pre-selected", "f"))
+    if "e_s" in r:
+        rows.append(("(e) exact, every candidate", "e"))
     for label, key in rows:
         flop = r.get(f"{key}_flop")
         frac = f"{flop / r[f'{key}_s'] / rate:>11.1%}" if flop else f"{'-':>11}"
@@ -335,40 +391,59 @@ def main() -> int:
     if args.full:
         ok = r["c_s"] <= GOALS["c_s"] and r["c_gb"] <= GOALS["c_gb"]
         verdicts.append(("(c)", ok, f"{r['c_s']:.1f} s, {r['c_gb']:.2f} GB"))
-    speedup = r["d_single_s"] / r["d_batched_s"]
-    print(
-        f"\n(d) {r['d_targets']} targets, one layer pair: batched {r['d_batched_s']:.2f} s, one "
-        f"backward per node {r['d_single_s']:.2f} s: {speedup:.1f}x (CPU time "
-        f"{r['d_single_cpu'] / r['d_batched_cpu']:.1f}x; max |diff| "
-        f"{r['d_max_diff']:.1e} of {r['d_scale']:.1e})"
-    )
-    verdicts.append(("(d) speedup", speedup >= GOALS["speedup"], f"{speedup:.1f}x"))
+    if "d_single_s" in r:
+        speedup = r["d_single_s"] / r["d_batched_s"]
+        print(
+            f"\n(d) {r['d_targets']} targets, one layer pair: batched {r['d_batched_s']:.2f} s, "
+            f"one backward per node {r['d_single_s']:.2f} s: {speedup:.1f}x (CPU time "
+            f"{r['d_single_cpu'] / r['d_batched_cpu']:.1f}x; max |diff| "
+            f"{r['d_max_diff']:.1e} of {r['d_scale']:.1e})"
+        )
+        verdicts.append(("(d) speedup", speedup >= GOALS["speedup"], f"{speedup:.1f}x"))
+    if "ef_max_diff" in r:
+        print(f"   (e)/(f): top-K effects vs every candidate's, max |diff| {r['ef_max_diff']:.1e}")
     for label, ok, text in verdicts:
         print(f"   {label}: {text} -> {'met' if ok else 'NOT met'}")
     if args.sweep:
         sweep(args)
-    print(f"   /proc/loadavg at end: {open('/proc/loadavg').read().strip()}")  # noqa: SIM115
-    return 0 if r["d_max_diff"] <= 1e-4 * max(1.0, r["d_scale"]) else 1
+    print(load_line("end"))
+    agree = "d_max_diff" not in r or r["d_max_diff"] <= 1e-4 * max(1.0, r["d_scale"])
+    return 0 if agree else 1
 
 
 def sweep(args: argparse.Namespace) -> None:
-    """(a)+(b) against prompt length and against d_sae, with fitted exponents."""
+    """Time and peak memory against prompt length and d_sae, with fitted exponents: (a), (b) and
+    (f) at the main shape; (e) against (f) on the small model (see the module doc)."""
     lengths = [8, 16, 32] if args.quick else [16, 64, 128]
     widths = [512, 1024, 2048] if args.quick else [6144, 12288, 24576]
     common = {"full": False, "flops": False, "compare": 0}
-    for name, key, values in (("tokens", "tokens", lengths), ("d_sae", "d_sae", widths)):
-        results = [run_worker(args, **common, **{key: v}) for v in values]
-        print(f"\n{name:>7} {'(a) time':>9} {'(b) time':>9} {'(a) peak':>9} {'(b) peak':>9}")
+    runs = [
+        ("tokens", "tokens", lengths, {"exact": "pre"}, ("a", "b", "f")),
+        ("d_sae", "d_sae", widths, {"exact": "pre"}, ("a", "b", "f")),
+        (
+            "tokens, small model, exact",
+            "tokens",
+            lengths,
+            {"exact": "both", "shape": "small", "d_sae": 2048},
+            ("e", "f"),
+        ),
+    ]
+    names = {"a": "(a) scores", "b": "(b) edges", "e": "(e) exact, all", "f": "(f) exact, top K"}
+    for title, key, values, extra, phases in runs:
+        results = [run_worker(args, **common, **extra, **{key: v}) for v in values]
+        print(f"\nsweep over {title} (K = {args.preselect}; load {os.getloadavg()[0]:.1f}):")
+        print(f"{key:>7}" + "".join(f" {names[p]:>18} {'peak':>7}" for p in phases))
         for v, res in zip(values, results, strict=True):
-            print(
-                f"{v:>7} {res['a_s']:>8.2f}s {res['b_s']:>8.2f}s {res['a_gb']:>7.2f}GB "
-                f"{res['b_gb']:>7.2f}GB"
-            )
+            cells = "".join(f" {res[p + '_s']:>17.2f}s {res[p + '_gb']:>5.2f}GB" for p in phases)
+            extra_text = ""
+            if "ef_max_diff" in res:
+                extra_text = f"  (top-K effects vs all: max |diff| {res['ef_max_diff']:.1e})"
+            print(f"{v:>7}{cells}{extra_text}")
         xs = [float(v) for v in values]
-        for label, field in (("(a) time", "a_s"), ("(b) time", "b_s"), ("(b) peak", "b_gb")):
-            print(
-                f"   exponent of {label} vs {name}: {exponent(xs, [res[field] for res in results]):.2f}"
-            )
+        for p in phases:
+            t = exponent(xs, [res[p + "_s"] for res in results])
+            m = exponent(xs, [res[p + "_gb"] for res in results])
+            print(f"   exponent vs {key}: {names[p]} time {t:.2f}, peak RSS {m:.2f}")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,21 @@ def best_of(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
     return best, out
 
 
+LOADED = 2.0
+"""Load average above which a run is flagged (the project's machine has 2 cores)."""
+
+
+def load_line(when: str) -> str:
+    """`/proc/loadavg` now, flagged when the 1-minute load is above `LOADED`."""
+    load = os.getloadavg()[0]
+    with open("/proc/loadavg") as handle:
+        text = handle.read().strip()
+    flag = (
+        f"  ** FLAGGED: load {load:.1f} > {LOADED:g}, timings inflated **" if load > LOADED else ""
+    )
+    return f"   /proc/loadavg at {when}: {text}{flag}"
+
+
 def machine_line(name: str) -> str:
     """One line naming the benchmark, torch's thread count and the machine's load."""
     return (

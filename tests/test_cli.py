@@ -74,6 +74,13 @@ def test_attribute_writes_a_graph_and_refuses_to_overwrite(
     assert "exists" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--method", "direct"]) == 0
     assert AttributionGraph.load(out).method == "direct"
+    # --preselect K: exact patching of the K nodes attribution patching ranks first.
+    assert main([*args, "--overwrite", "--preselect", "3"]) == 0
+    graph = AttributionGraph.load(out)
+    assert graph.settings["preselect"] == 3
+    assert 1 < len(graph.nodes) <= 4
+    assert main([*args, "--overwrite", "--method", "attribution", "--preselect", "3"]) == 1
+    assert "--preselect" in capsys.readouterr().err
 
 
 def test_attribute_bad_input_is_reported(

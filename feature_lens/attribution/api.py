@@ -34,6 +34,7 @@ from feature_lens.attribution.methods import (
 from feature_lens.attribution.metrics import Metric, NodeActivation, evaluate
 from feature_lens.attribution.nodes import METRIC_NODE, Node
 from feature_lens.attribution.prepare import default_baseline
+from feature_lens.attribution.preselect import check_preselect, preselected_effects
 from feature_lens.attribution.prompts import PromptSet
 from feature_lens.attribution.state import (
     Positions,
@@ -68,6 +69,7 @@ def attribute(
     batch_size: int = 64,
     progress: bool = True,
     memory_budget: int | None = None,
+    preselect: int | None = None,
 ) -> AttributionGraph:
     """Attribute `metric` to the Lens's nodes with `method`, keep the strongest, connect them.
 
@@ -87,6 +89,9 @@ def attribute(
         batch_size: interventions (exact) or targets (edges) per forward pass.
         memory_budget: bytes for one batched backward of edge targets (default 1 GiB); edges
             use at most `batch_size` targets per backward, fewer when the budget says so.
+        preselect: for "exact" (and "ig"): score every candidate with attribution patching and
+            run the method only on the `preselect` nodes with the largest |score|
+            (feature_lens.attribution.preselect); None scores every candidate with the method.
     Returns:
         The graph (see the module docstring): node effects, activations and edge weights are
         means over prompts.
@@ -96,17 +101,29 @@ def attribute(
         ig_steps=ig_steps, mlp=mlp, batch_size=batch_size, memory_budget=memory_budget
     )
     recorded = spec.check(settings)
+    check_preselect(preselect, spec.name)
     _check_inputs(lens, prompts, metric, positions, max_nodes, node_threshold)
     kind: BaselineKind = baseline or default_baseline(prompts)
     states = StreamedStates(lens, prompts, kind, mean_tokens=mean_tokens)
     n = len(states)
 
-    # 1. score
+    # 1. score (attribution patching's clean gradients come from the states' own forward)
     effects: dict[Node, float] = defaultdict(float)
-    for state in tqdm(states, desc=f"{method}: nodes", disable=not progress):
-        nodes = candidate_nodes(lens, state, positions)
-        for node, score in spec.node_effects(lens, state, metric, nodes, settings).items():
-            effects[node] += score / n
+    if preselect is not None:
+        effects.update(
+            preselected_effects(
+                lens, states, metric, positions, spec, settings, preselect, progress=progress
+            )
+        )
+        recorded = {**recorded, "preselect": preselect}
+    else:
+        fused = metric if getattr(spec, "clean_gradients", False) else None
+        for state in tqdm(
+            states.iterate(gradients_for=fused), desc=f"{method}: nodes", disable=not progress
+        ):
+            nodes = candidate_nodes(lens, state, positions)
+            for node, score in spec.node_effects(lens, state, metric, nodes, settings).items():
+                effects[node] += score / n
 
     # 2. select
     ranked = sorted(effects, key=lambda node: -abs(effects[node]))

@@ -9,15 +9,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from feature_lens.attribution.metrics import Metric, evaluate, needs_features
 from feature_lens.attribution.prompts import PromptSet
 from feature_lens.errors import InputError
-from feature_lens.lens import Lens, RunPlan
+from feature_lens.lens import EMBED_SITE, Lens, RunPlan
 
 BaselineKind = Literal["corrupted", "zero", "mean"]
 
@@ -45,6 +46,35 @@ def node_values(lens: Lens, tokens: Int[Tensor, "n pos"]) -> NodeValues:
         result = lens.forward(tokens, RunPlan())
     assert result.embeddings is not None
     return NodeValues(result.features, result.errors, result.embeddings)
+
+
+def node_values_with_gradients(
+    lens: Lens, tokens: Tensor, answers: Tensor | None, metric: Metric
+) -> tuple[NodeValues, dict[str, Tensor]]:
+    """Node values on `tokens` and, from the same forward, the gradient of the metric (summed over
+    prompts) w.r.t. every site's output and the token embeddings (`{site: [n, pos, d]}`, zeros
+    where the metric does not depend on a site): the one clean run attribution patching needs.
+    The zero leaves added for the gradients leave every value unchanged."""
+    sites = [*lens.sites, EMBED_SITE]
+    with torch.enable_grad():
+        result = lens.forward(tokens, RunPlan(leaf_sites=sites, keep_graph=needs_features(metric)))
+        value = evaluate(metric, result, answers).sum()
+        present = [s for s in sites if s in result.leaves]
+        grads = cast(
+            "tuple[Tensor | None, ...]",
+            torch.autograd.grad(value, [result.leaves[s] for s in present], allow_unused=True),
+        )
+    assert result.embeddings is not None
+    values = NodeValues(
+        {s: v.detach() for s, v in result.features.items()},
+        {s: v.detach() for s, v in result.errors.items()},
+        result.embeddings.detach(),
+    )
+    site_grads = {
+        s: torch.zeros_like(result.leaves[s]) if g is None else g
+        for s, g in zip(present, grads, strict=True)
+    }
+    return values, site_grads
 
 
 def baseline_values(

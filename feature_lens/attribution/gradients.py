@@ -55,7 +55,12 @@ def gradient_node_effects(
     *,
     freeze: Freeze | None = None,
 ) -> dict[Node, float]:
-    """grad . (a - b) for each node, from one forward and one backward (`freeze`: direct mode)."""
+    """grad . (a - b) for each node, from one forward and one backward (`freeze`: direct mode).
+    A state built with this metric's clean gradients (`PromptState.metric_gradients`) needs
+    neither: the scores come from those."""
+    cached = state.metric_gradients
+    if freeze is None and cached is not None and cached[0] is metric:
+        return node_gradient_scores(lens, state, cached[1], nodes)
     sites = [*lens.sites, EMBED_SITE]
     straight = freeze is not None or lens.gradient_mode == "straight_through"
     plan = RunPlan(

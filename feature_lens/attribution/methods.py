@@ -125,6 +125,9 @@ class AttributionPatching:
 
     name = "attribution"
     edge_method = "attribution"
+    clean_gradients = True
+    """Its node effects come from the clean run's gradients: `attribute` builds each prompt's
+    state with them (one forward for both)."""
 
     def check(self, settings: MethodSettings) -> dict[str, Any]:
         _check_batch(settings)
@@ -163,6 +166,7 @@ class IntegratedGradients(AttributionPatching):
 
     name = "ig"
     edge_method = "attribution"
+    clean_gradients = False
 
     def check(self, settings: MethodSettings) -> dict[str, Any]:
         _check_batch(settings)

@@ -22,7 +22,9 @@ from feature_lens.attribution.baselines import (
     NodeValues,
     baseline_values,
     node_values,
+    node_values_with_gradients,
 )
+from feature_lens.attribution.metrics import Metric
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.prompts import PromptSet
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
@@ -55,6 +57,10 @@ class PromptState:
     which block-local passes start and targets' gates are computed."""
     freezes: dict[str, Freeze] = field(default_factory=dict[str, Freeze])
     """Direct attribution's `Freeze` per MLP mode, filled on demand (see `direct.clean_freeze`)."""
+    metric_gradients: tuple[Metric, dict[str, Tensor]] | None = None
+    """A metric and its gradients w.r.t. every site's output `{site: [1, pos, d]}` at the clean
+    point, when the state was built by the same forward (`StreamedStates.iterate(gradients_for=)`);
+    attribution patching then needs no forward of its own."""
 
     @property
     def batch(self) -> int:
@@ -135,19 +141,35 @@ class StreamedStates:
         return len(self.prompts)
 
     def __getitem__(self, i: int) -> PromptState:
+        return self.state(i)
+
+    def state(self, i: int, gradients_for: Metric | None = None) -> PromptState:
+        """Prompt i's state; with `gradients_for`, the clean forward also gives that metric's
+        gradients (`PromptState.metric_gradients`), so attribution patching runs no forward."""
         prompts = self.prompts
-        clean = node_values(self.lens, prompts.clean[i : i + 1])
+        answers = None if prompts.answers is None else prompts.answers[i : i + 1]
+        grads = None
+        if gradients_for is None:
+            clean = node_values(self.lens, prompts.clean[i : i + 1])
+        else:
+            clean, site_grads = node_values_with_gradients(
+                self.lens, prompts.clean[i : i + 1], answers, gradients_for
+            )
+            grads = (gradients_for, site_grads)
         if self.shared is not None:
             base = self.shared.row(0)
         else:
             assert prompts.corrupted is not None
             base = node_values(self.lens, prompts.corrupted[i : i + 1])
-        answers = None if prompts.answers is None else prompts.answers[i : i + 1]
-        return PromptState(prompts.clean[i : i + 1], answers, clean, base)
+        return PromptState(prompts.clean[i : i + 1], answers, clean, base, metric_gradients=grads)
+
+    def iterate(self, gradients_for: Metric | None = None) -> Iterator[PromptState]:
+        """The states in order (see `state`)."""
+        for i in range(len(self)):
+            yield self.state(i, gradients_for)
 
     def __iter__(self) -> Iterator[PromptState]:
-        for i in range(len(self)):
-            yield self[i]
+        return self.iterate()
 
 
 def clean_stream(lens: Lens, state: PromptState) -> dict[str, Tensor]:
@@ -158,7 +180,12 @@ def clean_stream(lens: Lens, state: PromptState) -> dict[str, Tensor]:
     missing = [name for name in names if name not in state.cache]
     if missing:
         with torch.no_grad():
-            result = lens.forward(state.tokens, RunPlan(splice=False, record_hooks=missing))
+            # Every block runs (its resid_pre is recorded); no logits are needed unless a hook
+            # lies after the blocks.
+            inside = all(name.startswith("blocks.") for name in missing)
+            stop = int(lens.model.cfg.n_layers) if inside else None
+            plan = RunPlan(splice=False, record_hooks=missing, stop_at_layer=stop)
+            result = lens.forward(state.tokens, plan)
         state.cache.update({name: result.hooks[name] for name in missing})
     return state.cache
 

@@ -43,6 +43,13 @@ def register(subparsers: Any) -> None:
     method.add_argument("--mlp", choices=["stop", "linear"], default="stop", help="direct only")
     method.add_argument("--no-edges", action="store_true", help="node effects only")
     method.add_argument(
+        "--preselect",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="exact/ig: score all nodes by attribution patching, run the method on the top K only",
+    )
+    method.add_argument(
         "--memory-budget",
         type=memory_size,
         default=None,
@@ -136,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=True,
         memory_budget=args.memory_budget,
+        preselect=args.preselect,
     )
     path = graph.save(args.out, overwrite=args.overwrite)
     n_features = sum(1 for n in graph.nodes.values() if n.kind == "feature")

@@ -30,6 +30,7 @@ from feature_lens.lens.run import (
     RunResult,
     frozen_gate,
 )
+from feature_lens.lens.unembed import run_model
 
 Prompts = str | Sequence[str] | Tensor
 
@@ -352,14 +353,13 @@ class Lens:
     ) -> Tensor:
         """The model's forward with `hooks`, from the tokens or from `plan.start_resid`."""
         if plan.start_at_layer is None:
-            return self.model.run_with_hooks(
-                tokens, fwd_hooks=hooks, stop_at_layer=plan.stop_at_layer
-            )
+            return run_model(self.model, tokens, hooks, stop_at_layer=plan.stop_at_layer)
         if plan.start_resid is None:
             raise ValueError("RunPlan.start_at_layer needs start_resid (the stream before it)")
-        return self.model.run_with_hooks(
+        return run_model(
+            self.model,
             plan.start_resid,
-            fwd_hooks=hooks,
+            hooks,
             start_at_layer=plan.start_at_layer,
             stop_at_layer=plan.stop_at_layer,
         )
@@ -417,8 +417,25 @@ class Lens:
         want_pre = site in plan.record_pre
         want_leaf = site in plan.leaf_sites
 
+        # Straight through with no feature/error edit, the output is the activation itself: the
+        # features and the error term are read, never differentiated (unless the graph is kept),
+        # so they are computed without autograd history.
+        unread = (
+            mode == "straight_through"
+            and plan.error_term
+            and not plan.keep_graph
+            and not want_pre
+            and (edit is None or (edit.features is None and edit.error is None))
+            and not _skip_path_live(dictionary, plan)
+        )
+
         def hook(act: Tensor, hook: Any) -> Tensor:
             x_in = inputs.pop(site) if dictionary.hook_in != dictionary.hook_out else act
+            if unread and torch.is_grad_enabled():
+                with torch.no_grad():
+                    f, err = _read_splice(dictionary, act, x_in)
+                result.features[site], result.errors[site] = f, err
+                return _light_hook(site, plan, result)(act, hook)
             if want_pre:
                 f, pre = dictionary.encode_with_pre(x_in)
                 result.pre_acts[site] = pre
@@ -477,6 +494,14 @@ def _hook_layout(model: Any) -> tuple[dict[str, int], dict[str, tuple[int, ...]]
     for name in model.hook_dict:
         order.setdefault(name, len(order))
     return order, widths
+
+
+def _read_splice(dictionary: Dictionary, act: Tensor, x_in: Tensor) -> tuple[Tensor, Tensor]:
+    """The features and error term of a site whose output is the activation itself."""
+    f = dictionary.encode(x_in)
+    skip = dictionary.skip(x_in) if dictionary.has_skip else None
+    decoded = dictionary.decode(f)
+    return f, act - (decoded if skip is None else decoded + skip)
 
 
 def _skip_path_live(dictionary: Dictionary, plan: RunPlan) -> bool:
