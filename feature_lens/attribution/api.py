@@ -15,15 +15,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from feature_lens.attribution.baselines import BaselineKind
+from feature_lens.attribution.baselines import BaselineKind, NodeValues
 from feature_lens.attribution.direct import MlpMode
+from feature_lens.attribution.influence import greedy_rows, prune_masks
 from feature_lens.attribution.methods import (
     METHOD_REGISTRY,
     AttributionMethod,
@@ -34,6 +35,7 @@ from feature_lens.attribution.metrics import Metric, NodeActivation, evaluate
 from feature_lens.attribution.nodes import METRIC_NODE, Node
 from feature_lens.attribution.prepare import default_baseline
 from feature_lens.attribution.prompts import PromptSet
+from feature_lens.attribution.replacement_scores import SalientLogits, graph_scores, salient_logits
 from feature_lens.attribution.state import (
     Positions,
     PromptState,
@@ -45,6 +47,9 @@ from feature_lens.graph import AttributionGraph, NodeTable
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
 
 Method = Literal["exact", "attribution", "ig", "direct"]
+TokenNodes = Literal["resid_pre", "embed"]
+SALIENT_LOGITS = "salient-logits"
+"""`attribute(metric="salient-logits")`: circuit-tracer's targets (`SalientLogits`)."""
 METHODS: tuple[Method, ...] = ("exact", "attribution", "ig", "direct")
 METRIC_ORDER = 10**6
 """`order` of the metric node: after every site."""
@@ -53,7 +58,7 @@ METRIC_ORDER = 10**6
 def attribute(
     lens: Lens,
     prompts: PromptSet,
-    metric: Metric,
+    metric: Metric | str,
     *,
     method: str = "attribution",
     baseline: BaselineKind | None = None,
@@ -67,6 +72,11 @@ def attribute(
     batch_size: int = 64,
     progress: bool = True,
     memory_budget: int | None = None,
+    exclude_bos: bool = False,
+    token_nodes: TokenNodes = "resid_pre",
+    max_feature_nodes: int | None = None,
+    update_interval: int = 4,
+    prune: tuple[float, float] | None = None,
 ) -> AttributionGraph:
     """Attribute `metric` to the Lens's nodes with `method`, keep the strongest, connect them.
 
@@ -86,6 +96,24 @@ def attribute(
         batch_size: interventions (exact) or targets (edges) per forward pass.
         memory_budget: bytes for one batched backward of edge targets (default 1 GiB); edges
             use at most `batch_size` targets per backward, fewer when the budget says so.
+        exclude_bos: no feature or error nodes at position 0 (circuit-tracer's convention: the
+            first token's nodes only carry the attention sink).
+        token_nodes: "resid_pre" (a token node is the stream entering block 0: token plus
+            positional embedding) or "embed" (the token embedding alone, `hook_embed`, as in
+            circuit-tracer; the positional embedding then stays at its clean value). "embed"
+            needs the zero baseline.
+        metric: a `Metric`, or "salient-logits": circuit-tracer's targets for a single prompt,
+            the most probable next tokens up to cumulative probability 0.95 (at most 10), each
+            its demeaned logit, weighted by its probability (`SalientLogits`); no answers or
+            corrupted prompt needed. A `SalientLogits` object may also be passed directly.
+        max_feature_nodes: circuit-tracer's graph instead of `max_nodes`: one prompt, every
+            error and token node, and this many feature nodes chosen greedily by their influence
+            on the (probability-weighted) targets (feature_lens.attribution.influence), with
+            their incoming edges computed in batches of `batch_size` while ranking them, the
+            ranking refreshed every `update_interval` batches. All error and token nodes stay.
+        prune: `(node_threshold, edge_threshold)`: keep the nodes and edges holding these
+            shares of the total influence (circuit-tracer's `prune_graph`; token nodes and the
+            metric always stay). Needs edges.
     Returns:
         The graph (see the module docstring): node effects, activations and edge weights are
         means over prompts.
@@ -95,15 +123,49 @@ def attribute(
         ig_steps=ig_steps, mlp=mlp, batch_size=batch_size, memory_budget=memory_budget
     )
     recorded = spec.check(settings)
+    metric = _resolve_metric(lens, prompts, metric)
     _check_inputs(lens, prompts, metric, positions, max_nodes, node_threshold)
     kind: BaselineKind = baseline or default_baseline(prompts)
-    states = StreamedStates(lens, prompts, kind, mean_tokens=mean_tokens)
+    _check_conventions(prompts, kind, positions, edges, token_nodes, max_feature_nodes, prune)
+    conventions: dict[str, Any] = {
+        "exclude_bos": exclude_bos,
+        "token_nodes": token_nodes,
+        "max_feature_nodes": max_feature_nodes,
+        "prune": None if prune is None else list(prune),
+    }
+    states = ConventionStates(
+        StreamedStates(lens, prompts, kind, mean_tokens=mean_tokens), token_nodes
+    )
     n = len(states)
+    if max_feature_nodes is not None:
+        return _feature_graph(
+            lens,
+            prompts,
+            metric,
+            states,
+            spec,
+            settings,
+            {
+                "baseline": kind,
+                "positions": positions,
+                "gradient_mode": lens.gradient_mode,
+                "n_prompts": n,
+                "edge_method": spec.edge_method,
+                "update_interval": update_interval,
+                **conventions,
+                **recorded,
+            },
+            exclude_bos=exclude_bos,
+            max_feature_nodes=max_feature_nodes,
+            update_interval=update_interval,
+            prune=prune,
+            progress=progress,
+        )
 
     # 1. score
     effects: dict[Node, float] = defaultdict(float)
     for state in tqdm(states, desc=f"{method}: nodes", disable=not progress):
-        nodes = candidate_nodes(lens, state, positions)
+        nodes = _drop_bos(candidate_nodes(lens, state, positions), exclude_bos)
         for node, score in spec.node_effects(lens, state, metric, nodes, settings).items():
             effects[node] += score / n
 
@@ -128,8 +190,76 @@ def attribute(
         adjacency[torch.tensor(targets), :-1] = (total / n).T
 
     # 4. graph
+    record: dict[str, Any] = {
+        "baseline": kind,
+        "positions": positions,
+        "max_nodes": max_nodes,
+        "node_threshold": node_threshold,
+        "gradient_mode": lens.gradient_mode,
+        "n_prompts": n,
+        "edge_method": spec.edge_method,
+        **conventions,
+        **recorded,
+    }
+    kinds = [node.kind for node in kept] + ["logit"]
+    weights = torch.zeros(size, dtype=torch.float64)
+    weights[-1] = 1.0
+    node_mask = _score_and_prune(adjacency, kinds, weights, record, prune) if edges else None
+    keep = torch.arange(size) if node_mask is None else torch.nonzero(node_mask)[:, 0]
+    return _build_graph(
+        lens,
+        prompts,
+        metric,
+        states,
+        kind,
+        spec.name,
+        [kept[i] for i in keep[:-1].tolist()],
+        activation_sum[keep[:-1]] / n,
+        effect[keep[:-1]],
+        adjacency[keep][:, keep],
+        record,
+    )
+
+
+def _score_and_prune(
+    adjacency: Tensor,
+    kinds: Sequence[str],
+    weights: Tensor,
+    record: dict[str, Any],
+    prune: tuple[float, float] | None,
+) -> Tensor:
+    """Record the replacement and completeness scores of the (unpruned) graph; with `prune`,
+    zero the adjacency of the nodes and edges `prune_masks` drops (in place). Returns the mask
+    of the nodes kept (all of them without `prune`)."""
+    record["replacement_score"], record["completeness_score"] = graph_scores(
+        adjacency, kinds, weights
+    )
+    if prune is None:
+        return torch.ones(len(adjacency), dtype=torch.bool)
+    node_mask, edge_mask = prune_masks(
+        adjacency, kinds, weights, node_threshold=prune[0], edge_threshold=prune[1]
+    )
+    adjacency.mul_((edge_mask & node_mask[:, None] & node_mask[None, :]).to(adjacency.dtype))
+    return node_mask
+
+
+def _build_graph(
+    lens: Lens,
+    prompts: PromptSet,
+    metric: Metric,
+    states: Iterable[PromptState],
+    kind: BaselineKind,
+    method_name: str,
+    kept: Sequence[Node],
+    activation: Tensor,
+    effect: Tensor,
+    adjacency: Tensor,
+    record: dict[str, Any],
+) -> AttributionGraph:
+    """The graph over `kept` (their activations and effects on the metric) plus the metric node
+    (the adjacency's last row and column), with the metric's clean and all-at-baseline values."""
     metric_clean, metric_base = metric_values(lens, prompts, metric, states, kind)
-    activation = torch.cat([activation_sum / n, torch.tensor([metric_clean], dtype=torch.float64)])
+    activation = torch.cat([activation, torch.tensor([metric_clean], dtype=torch.float64)])
     name = getattr(metric, "name", "metric")
     sites = [node.writes_to for node in kept]
     table = NodeTable.from_nodes(
@@ -140,21 +270,10 @@ def attribute(
         effect=torch.cat([effect, torch.tensor([metric_clean - metric_base])]),
         label=[""] * len(kept) + [name],
     )
-    record: dict[str, Any] = {
-        "baseline": kind,
-        "positions": positions,
-        "max_nodes": max_nodes,
-        "node_threshold": node_threshold,
-        "gradient_mode": lens.gradient_mode,
-        "n_prompts": n,
-        "metric_clean": metric_clean,
-        "metric_baseline": metric_base,
-        "edge_method": spec.edge_method,
-        **recorded,
-    }
+    record = {**record, "metric_clean": metric_clean, "metric_baseline": metric_base}
     str_prompts = [_str_tokens(lens, row) for row in prompts.clean]
     return AttributionGraph.from_dense(
-        spec.name,  # type: ignore[arg-type]
+        method_name,  # type: ignore[arg-type]
         name,
         table,
         adjacency,
@@ -163,9 +282,211 @@ def attribute(
     )
 
 
+def _feature_graph(
+    lens: Lens,
+    prompts: PromptSet,
+    metric: Metric,
+    states: ConventionStates,
+    spec: AttributionMethod,
+    settings: MethodSettings,
+    record: dict[str, Any],
+    *,
+    exclude_bos: bool,
+    max_feature_nodes: int,
+    update_interval: int,
+    prune: tuple[float, float] | None,
+    progress: bool,
+) -> AttributionGraph:
+    """circuit-tracer's graph for one prompt (see `attribute`'s `max_feature_nodes`): rows of
+    the targets, then of features chosen greedily by influence; scores; optional pruning; the
+    targets merged into the metric node (their weighted sum, as the metric is)."""
+    state = next(iter(states))
+    candidates = _drop_bos(candidate_nodes(lens, state, "keep"), exclude_bos)
+    features = [node for node in candidates if node.kind == "feature"]
+    others = [node for node in candidates if node.kind == "error"]
+    others += [node for node in candidates if node.kind == "token"]
+    nodes = features + others
+    parts, weights = _metric_parts(metric)
+    with tqdm(total=len(parts), desc=f"{spec.name}: targets", disable=not progress) as bar:
+        logit_rows = []
+        for part in parts:
+            effects = spec.node_effects(lens, state, part, nodes, settings)
+            logit_rows.append([effects.get(node, 0.0) for node in nodes] + [0.0] * len(parts))
+            bar.update()
+    bar = tqdm(
+        total=min(max_feature_nodes, len(features)),
+        desc=f"{spec.name}: features",
+        disable=not progress,
+    )
+
+    def feature_rows(index: Tensor) -> Tensor:
+        targets = [features[i] for i in index.tolist()]
+        matrix = spec.edges(lens, state, nodes, targets, settings)  # [U, T]
+        bar.update(len(targets))
+        rows = torch.zeros(len(targets), len(nodes) + len(parts), dtype=torch.float64)
+        rows[:, : len(nodes)] = matrix.detach().to("cpu", torch.float64).T
+        return rows
+
+    selected, rows = greedy_rows(
+        len(features),
+        max_feature_nodes,
+        torch.tensor(logit_rows, dtype=torch.float64),
+        weights,
+        feature_rows,
+        batch_size=settings.batch_size,
+        update_interval=update_interval,
+    )
+    bar.close()
+    # Dense graph over [selected features, errors, tokens, targets].
+    columns = torch.cat([selected, torch.arange(len(features), len(nodes) + len(parts))])
+    kept = [features[i] for i in selected.tolist()] + others
+    k = len(parts)
+    full = torch.zeros(len(kept) + k, len(kept) + k, dtype=torch.float64)
+    full[: len(selected)] = rows[:, columns]
+    full[-k:] = torch.tensor(logit_rows, dtype=torch.float64)[:, columns]
+    kinds = [node.kind for node in kept] + ["logit"] * k
+    logit_weights = torch.cat([torch.zeros(len(kept), dtype=torch.float64), weights])
+    n_kept = len(kept)
+    effect = (weights @ full[-k:])[:n_kept]  # the weighted targets' row, before pruning
+    node_mask = _score_and_prune(full, kinds, logit_weights, record, prune)
+    adjacency = torch.zeros(n_kept + 1, n_kept + 1, dtype=torch.float64)
+    adjacency[:-1, :-1] = full[:n_kept, :n_kept]
+    # The metric's edge from a node: its effect, while any of the targets' edges from it stays.
+    adjacency[-1, :-1] = torch.where((full[-k:, :n_kept] != 0).any(0), effect, 0)
+    record["n_targets"] = k
+    record["target_tokens"] = [getattr(p, "token", None) for p in parts]
+    record["target_weights"] = weights.tolist()
+    keep = torch.nonzero(torch.cat([node_mask[:n_kept], torch.tensor([True])]))[:, 0]
+    activation = torch.tensor([state.activation(node) for node in kept], dtype=torch.float64)
+    return _build_graph(
+        lens,
+        prompts,
+        metric,
+        states,
+        record["baseline"],
+        spec.name,
+        [kept[i] for i in keep[:-1].tolist()],
+        activation[keep[:-1]],
+        effect[keep[:-1]],
+        adjacency[keep][:, keep],
+        record,
+    )
+
+
+def _metric_parts(metric: Metric) -> tuple[Sequence[Metric], Tensor]:
+    """The metric as weighted targets: a `SalientLogits`'s demeaned logits and probabilities,
+    else the metric itself with weight 1."""
+    if isinstance(metric, SalientLogits):
+        return [*metric.metrics()], metric.probabilities.detach().to("cpu", torch.float64)
+    return [metric], torch.ones(1, dtype=torch.float64)
+
+
+def _drop_bos(nodes: list[Node], exclude_bos: bool) -> list[Node]:
+    if not exclude_bos:
+        return nodes
+    return [node for node in nodes if node.kind == "token" or node.pos != 0]
+
+
+class ConventionStates:
+    """The prompt states with token nodes as `token_nodes` says: for "embed", each prompt's
+    token-node baseline is its stream entering block 0 minus its token embedding (`hook_embed`),
+    so a token node moves the token embedding alone."""
+
+    def __init__(self, states: StreamedStates, token_nodes: TokenNodes) -> None:
+        self.states, self.token_nodes = states, token_nodes
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def __iter__(self) -> Iterator[PromptState]:
+        for state in self.states:
+            if self.token_nodes == "embed":
+                lens = self.states.lens
+                with torch.no_grad():
+                    run = lens.forward(
+                        state.tokens, RunPlan(splice=False, record_hooks=["hook_embed"])
+                    )
+                embedded = run.hooks["hook_embed"].to(state.clean.embeddings.dtype)
+                base = state.base
+                state.base = NodeValues(
+                    base.features, base.errors, state.clean.embeddings - embedded
+                )
+            yield state
+
+
+def _resolve_metric(lens: Lens, prompts: PromptSet, metric: Metric | str) -> Metric:
+    if isinstance(metric, str):
+        if metric != SALIENT_LOGITS:
+            raise InputError(
+                f"unknown metric {metric!r}; pass a Metric object or {SALIENT_LOGITS!r}"
+            )
+        if len(prompts) != 1:
+            raise InputError(
+                f"metric {SALIENT_LOGITS!r} is defined for one prompt (its targets are that "
+                f"prompt's likely next tokens), got {len(prompts)}; attribute them one at a time"
+            )
+        with torch.no_grad():
+            logits = lens.forward(prompts.clean, RunPlan(splice=False)).logits[0]
+        return salient_logits(logits, lens.model.W_U.detach())
+    if isinstance(metric, SalientLogits) and len(prompts) != 1:
+        raise InputError(
+            f"a SalientLogits metric is one prompt's targets, got {len(prompts)} prompts; "
+            "attribute them one at a time"
+        )
+    return metric
+
+
+def _check_conventions(
+    prompts: PromptSet,
+    baseline: BaselineKind,
+    positions: str,
+    edges: bool,
+    token_nodes: str,
+    max_feature_nodes: int | None,
+    prune: tuple[float, float] | None,
+) -> None:
+    if token_nodes not in ("resid_pre", "embed"):
+        raise InputError(
+            f"token_nodes (--token-nodes) must be 'resid_pre' or 'embed', got {token_nodes!r}"
+        )
+    if token_nodes == "embed" and baseline != "zero":
+        raise InputError(
+            f"token_nodes='embed' (--token-nodes embed) needs the zero baseline, got {baseline!r}; "
+            "pass baseline='zero' (--baseline zero)"
+        )
+    if max_feature_nodes is not None:
+        if (
+            isinstance(max_feature_nodes, bool)
+            or not isinstance(max_feature_nodes, int)
+            or max_feature_nodes < 1
+        ):
+            raise InputError(
+                f"max_feature_nodes (--max-feature-nodes) must be an integer >= 1, got {max_feature_nodes!r}"
+            )
+        if len(prompts) != 1:
+            raise InputError(
+                f"max_feature_nodes (--max-feature-nodes) builds one prompt's graph, got "
+                f"{len(prompts)} prompts; attribute them one at a time"
+            )
+        if positions != "keep":
+            raise InputError(
+                "max_feature_nodes (--max-feature-nodes) selects nodes per position; use "
+                "positions='keep' (--positions keep)"
+            )
+    if prune is not None:
+        if len(prune) != 2 or not all(0.0 <= float(t) <= 1.0 for t in prune):
+            raise InputError(
+                f"prune (--prune) takes (node_threshold, edge_threshold), each in [0, 1], got {prune!r}"
+            )
+        if not edges:
+            raise InputError(
+                "prune (--prune) ranks edges; it cannot be used without edges (--no-edges)"
+            )
+
+
 def _second_pass(
     lens: Lens,
-    states: StreamedStates,
+    states: Iterable[PromptState],
     kept: Sequence[Node],
     targets: Sequence[int],
     spec: AttributionMethod,

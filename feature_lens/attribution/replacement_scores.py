@@ -29,7 +29,7 @@ from feature_lens.errors import InputError
 from feature_lens.lens.run import RunResult
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemeanedLogit:
     """The demeaned logit of `token` at the last position, `logit_t - mean(logits)`, per prompt:
     circuit-tracer's logit node (its gradient is the demeaned unembedding of `token`)."""
@@ -42,18 +42,29 @@ class DemeanedLogit:
         return last[:, self.token] - last.mean(-1)
 
 
-@dataclass(frozen=True)
+@dataclass
 class SalientLogits:
     """Target tokens `[k]`, their probabilities `[k]`, and their demeaned unembeddings
-    `[k, d_model]` (the vectors circuit-tracer injects at the final norm's output)."""
+    `[k, d_model]` (the vectors circuit-tracer injects at the final norm's output).
+
+    Also a metric: the probability-weighted sum of the targets' demeaned logits at the last
+    position, `sum_k p_k (logit_{t_k} - mean(logits))`, whose direct effects are the
+    probability-weighted sum of circuit-tracer's logit rows; `attribute` also uses each target on
+    its own (`metrics()`, weighted by `probabilities`) for influence, pruning and scores."""
 
     tokens: Tensor
     probabilities: Tensor
     vectors: Tensor
+    name: str = "salient_logits"
 
     def metrics(self) -> list[DemeanedLogit]:
         """One `DemeanedLogit` per target, in the same order."""
         return [DemeanedLogit(int(t)) for t in self.tokens.tolist()]
+
+    def __call__(self, result: RunResult, answers: Tensor | None) -> Tensor:
+        last = result.logits[:, -1]
+        demeaned = last[:, self.tokens.to(last.device)] - last.mean(-1, keepdim=True)
+        return demeaned @ self.probabilities.to(last.device, last.dtype)
 
 
 def salient_logits(
