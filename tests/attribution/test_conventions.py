@@ -1,0 +1,126 @@
+"""circuit-tracer's conventions as `attribute` options, checked without circuit-tracer.
+
+- `token_nodes="embed"`: with exact patching, a token node's effect is the metric's change when the
+  token embedding alone (`hook_embed`) is zeroed at its position, by a raw TransformerLens hook;
+- `exclude_bos`: no feature or error node at position 0;
+- `metric="salient-logits"`: the probability-weighted demeaned logits, recomputed by hand;
+- scores are recorded and pruning keeps a subset; the CLI flags reach `attribute`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from feature_lens import Lens
+from feature_lens.attribution import PromptSet, attribute
+from feature_lens.attribution.replacement_scores import DemeanedLogit, SalientLogits
+from feature_lens.cli import main
+from feature_lens.graph import AttributionGraph
+from tests.conftest import make_model, make_sae
+
+F64 = torch.float64
+TOKENS = [[0, 3, 7, 4, 9, 5]]
+
+
+def _lens() -> Lens:
+    model = make_model(n_layers=2, d_model=16, dtype=F64)
+    sae = make_sae("standard", 16, "blocks.0.hook_resid_post", seed=1, dtype=F64)
+    return Lens(model, [sae])
+
+
+def test_token_nodes_embed_move_the_token_embedding_alone() -> None:
+    lens = _lens()
+    prompts = PromptSet.build(lens, torch.tensor(TOKENS))
+    metric = DemeanedLogit(5)
+    graph = attribute(
+        lens, prompts, metric, method="exact", baseline="zero", token_nodes="embed",
+        max_nodes=500, edges=False, progress=False,
+    )  # fmt: skip
+    tokens = [n for n in graph.table.nodes if n.kind == "token"]
+    assert len(tokens) == len(TOKENS[0])
+    model = lens.model
+    with torch.no_grad():
+        clean = model(torch.tensor(TOKENS))[0, -1]
+    for node in tokens:
+        assert node.pos is not None
+
+        def zero(value: torch.Tensor, hook: object, pos: int = node.pos) -> torch.Tensor:
+            value = value.clone()
+            value[:, pos] = 0
+            return value
+
+        with torch.no_grad():
+            patched = model.run_with_hooks(torch.tensor(TOKENS), fwd_hooks=[("hook_embed", zero)])[
+                0, -1
+            ]
+        expected = (clean[5] - clean.mean()) - (patched[5] - patched.mean())
+        effect = float(graph.table.effect[graph.table.row_of[node.id]])
+        assert abs(effect - float(expected)) < 1e-9 * max(1.0, abs(float(expected)))
+    # With resid_pre tokens the positional embedding moves too: a different effect.
+    other = attribute(
+        lens, prompts, metric, method="exact", baseline="zero", max_nodes=500, edges=False,
+        progress=False,
+    )  # fmt: skip
+    row = other.table.row_of[tokens[1].id]
+    assert (
+        abs(
+            float(other.table.effect[row])
+            - float(graph.table.effect[graph.table.row_of[tokens[1].id]])
+        )
+        > 1e-6
+    )
+
+
+def test_exclude_bos_and_salient_logits() -> None:
+    lens = _lens()
+    prompts = PromptSet.build(lens, torch.tensor(TOKENS))
+    graph = attribute(
+        lens, prompts, "salient-logits", method="direct", baseline="zero", exclude_bos=True,
+        max_nodes=500, progress=False,
+    )  # fmt: skip
+    assert all(n.pos != 0 for n in graph.table.nodes if n.kind in ("feature", "error"))
+    assert any(n.pos == 0 for n in graph.table.nodes if n.kind == "token")
+    with torch.no_grad():
+        logits = lens.model(torch.tensor(TOKENS))[0, -1].double()
+    probs = torch.softmax(logits, -1)
+    top = torch.sort(probs, descending=True)
+    count = int(torch.nonzero(torch.cumsum(top.values, 0) >= 0.95)[0, 0]) + 1
+    count = min(count, 10)
+    ids = top.indices[:count]
+    expected = float((probs[ids] * (logits[ids] - logits.mean())).sum())
+    assert abs(graph.settings["metric_clean"] - expected) < 1e-9
+    assert graph.metric == SalientLogits.name
+    assert 0 <= graph.settings["replacement_score"] <= 1
+    assert 0 <= graph.settings["completeness_score"] <= 1
+    pruned = attribute(
+        lens, prompts, "salient-logits", method="direct", baseline="zero", exclude_bos=True,
+        max_nodes=500, prune=(0.5, 0.9), progress=False,
+    )  # fmt: skip
+    assert set(pruned.table.nodes) < set(graph.table.nodes)
+    assert pruned.n_edges < graph.n_edges
+
+
+def test_cli_flags(tmp_path: Path, capsys: object) -> None:
+    from tests.test_loading import _save_gpt2_folder
+
+    _save_gpt2_folder(tmp_path / "model", tmp_path / "tok")
+    sae = make_sae("standard", 32, "blocks.0.hook_resid_post", seed=0, model_name="")
+    sae.save_model(tmp_path / "sae")
+    out = tmp_path / "g.json"
+    args = [
+        "attribute", "--model", str(tmp_path / "model"), "--sae", str(tmp_path / "sae"),
+        "--prompt", "w1 w2 w3 w4", "--metric", "salient-logits", "--method", "direct",
+        "--baseline", "zero", "--exclude-bos", "--token-nodes", "embed",
+        "--max-feature-nodes", "5", "--prune", "0.8", "0.98", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    graph = AttributionGraph.load(out)
+    settings = graph.settings
+    assert settings["exclude_bos"] is True
+    assert settings["token_nodes"] == "embed"
+    assert settings["max_feature_nodes"] == 5
+    assert settings["prune"] == [0.8, 0.98]
+    assert sum(1 for n in graph.table.nodes if n.kind == "feature") <= 5
+    assert "replacement score" in capsys.readouterr().out  # type: ignore[attr-defined]
