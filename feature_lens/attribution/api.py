@@ -23,11 +23,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from feature_lens.attribution.baselines import BaselineKind, NodeValues
-from feature_lens.attribution.direct import MlpMode
+from feature_lens.attribution.direct import MlpMode, direct_node_effect_rows
 from feature_lens.attribution.influence import greedy_rows, prune_masks
 from feature_lens.attribution.methods import (
     METHOD_REGISTRY,
     AttributionMethod,
+    Direct,
     MethodSettings,
     get_method,
 )
@@ -307,12 +308,14 @@ def _feature_graph(
     others += [node for node in candidates if node.kind == "token"]
     nodes = features + others
     parts, weights = _metric_parts(metric)
-    with tqdm(total=len(parts), desc=f"{spec.name}: targets", disable=not progress) as bar:
-        logit_rows = []
-        for part in parts:
+    logit_rows = torch.zeros(len(parts), len(nodes) + len(parts), dtype=torch.float64)
+    if isinstance(spec, Direct):  # every target from one batched backward
+        rows = direct_node_effect_rows(lens, state, parts, nodes, mlp=settings.mlp)
+        logit_rows[:, : len(nodes)] = rows.detach().to("cpu", torch.float64)
+    else:
+        for k, part in enumerate(parts):
             effects = spec.node_effects(lens, state, part, nodes, settings)
-            logit_rows.append([effects.get(node, 0.0) for node in nodes] + [0.0] * len(parts))
-            bar.update()
+            logit_rows[k, : len(nodes)] = torch.tensor([effects.get(n, 0.0) for n in nodes])
     bar = tqdm(
         total=min(max_feature_nodes, len(features)),
         desc=f"{spec.name}: features",
@@ -330,7 +333,7 @@ def _feature_graph(
     selected, rows = greedy_rows(
         len(features),
         max_feature_nodes,
-        torch.tensor(logit_rows, dtype=torch.float64),
+        logit_rows,
         weights,
         feature_rows,
         batch_size=settings.batch_size,
@@ -343,7 +346,7 @@ def _feature_graph(
     k = len(parts)
     full = torch.zeros(len(kept) + k, len(kept) + k, dtype=torch.float64)
     full[: len(selected)] = rows[:, columns]
-    full[-k:] = torch.tensor(logit_rows, dtype=torch.float64)[:, columns]
+    full[-k:] = logit_rows[:, columns]
     kinds = [node.kind for node in kept] + ["logit"] * k
     logit_weights = torch.cat([torch.zeros(len(kept), dtype=torch.float64), weights])
     n_kept = len(kept)

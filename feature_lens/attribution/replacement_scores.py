@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from feature_lens.attribution.influence import node_influence as acyclic_influence
 from feature_lens.errors import InputError
 from feature_lens.lens.run import RunResult
 
@@ -95,12 +96,9 @@ def _normalised(adjacency: Tensor) -> Tensor:
 
 def node_influence(adjacency: Tensor, weights: Tensor) -> Tensor:
     """`w ((1 - N)^-1 - 1)`: every node's total influence on the weighted targets through all
-    paths, with `N` the row-normalised `|adjacency|` (rows target, columns source)."""
-    normalised = _normalised(adjacency.double())
-    eye = torch.eye(len(normalised), dtype=normalised.dtype, device=normalised.device)
-    # w (1 - N)^-1 is the solution x of x (1 - N) = w, i.e. (1 - N)^T x^T = w^T.
-    total = torch.linalg.solve((eye - normalised).T, weights.double())
-    return total - weights.double()
+    paths, with `N` the row-normalised `|adjacency|` (rows target, columns source); summed as
+    `w N + w N^2 + ...`, which ends for an acyclic graph (`influence.node_influence`)."""
+    return acyclic_influence(adjacency, weights)
 
 
 def graph_scores(
