@@ -70,7 +70,9 @@ def greedy_rows(
     [k]`; `feature_rows(index)` returns the rows `[len(index), n]` of those features. Returns the
     selected feature indices (ascending) and their rows `[len(selected), n]` in the same order."""
     if max_features < 1:
-        raise InputError(f"max_feature_nodes must be at least 1, got {max_features}")
+        raise InputError(
+            f"max_feature_nodes (--max-feature-nodes) must be >= 1, got {max_features}"
+        )
     if batch_size < 1 or update_interval < 1:
         raise InputError(
             f"batch_size and update_interval must be >= 1, got {batch_size} and {update_interval}"
@@ -97,6 +99,8 @@ def greedy_rows(
             visited[index] = True
             done += len(index)
     selected = torch.nonzero(visited)[:, 0]
+    if done == 0:
+        return selected, torch.zeros(0, n, dtype=torch.float64)
     by_node = torch.cat(rows[1:])[torch.argsort(torch.cat(row_nodes[1:]))]
     return selected, by_node
 

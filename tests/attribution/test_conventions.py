@@ -124,3 +124,31 @@ def test_cli_flags(tmp_path: Path, capsys: object) -> None:
     assert settings["prune"] == [0.8, 0.98]
     assert sum(1 for n in graph.table.nodes if n.kind == "feature") <= 5
     assert "replacement score" in capsys.readouterr().out  # type: ignore[attr-defined]
+
+
+def test_greedy_selection_follows_influence_through_computed_rows() -> None:
+    """Hand-made graph: features f0..f3, one logit. Directly, f1 (0.4) > f3 (0.3) > f2 (0.2) >
+    f0 (0.1); f1's own input is all f0, so once f1's row is known f0's influence is
+    0.1 + 0.4 * 1.0 = 0.5 and it is picked next, ahead of f3."""
+    from feature_lens.attribution.influence import greedy_rows
+
+    n = 5  # f0..f3, logit
+    logit = torch.tensor([[0.1, 0.4, 0.2, 0.3, 0.0]], dtype=F64)
+    inputs = torch.zeros(4, n, dtype=F64)
+    inputs[1, 0] = 2.0
+    asked: list[list[int]] = []
+
+    def rows(index: torch.Tensor) -> torch.Tensor:
+        asked.append(index.tolist())
+        return inputs[index]
+
+    selected, got = greedy_rows(4, 2, logit, torch.ones(1, dtype=F64), rows, batch_size=1,
+                                update_interval=1)  # fmt: skip
+    assert asked == [[1], [0]]
+    assert selected.tolist() == [0, 1]
+    torch.testing.assert_close(got, inputs[[0, 1]])
+    # Without the refresh (one ranking for both picks) f3 would have come second.
+    asked.clear()
+    selected, _ = greedy_rows(4, 2, logit, torch.ones(1, dtype=F64), rows, batch_size=1,
+                              update_interval=2)  # fmt: skip
+    assert selected.tolist() == [1, 3]
