@@ -9,7 +9,7 @@ rounds: first the logit rows, then, repeatedly, the unvisited features ranked by
 the partial graph of the rows computed so far (power iteration over those rows only), the top
 `update_interval * batch_size` of them (fewer when fewer remain to select) in batches of
 `batch_size`, until `max_features` features have rows. When every active feature is selected the
-ranking is skipped (the rows are computed in node order). The selected features are the ones with
+ranking is skipped and all rows are asked for at once (the kernel batches them itself). The selected features are the ones with
 rows; the graph keeps them, all error and token nodes, and the logits.
 
 **Pruning** (`prune_masks`, circuit-tracer's `prune_graph`): keep the nodes holding
@@ -87,7 +87,9 @@ def greedy_rows(
     done = 0
     while done < max_features:
         if max_features == n_features:
+            # No ranking: one call, so the rows' batches follow the kernel's own grouping.
             pending = torch.arange(n_features)
+            batch_size = max(n_features, 1)
         else:
             influence = partial_influence(torch.cat(rows), torch.cat(row_nodes), start)
             rank = torch.argsort(influence[:n_features], descending=True, stable=True)
@@ -109,7 +111,11 @@ def node_influence(adjacency: Tensor, weights: Tensor) -> Tensor:
     """`w (N + N^2 + ...)` for a whole graph (`weights [n]`: the logit weights, 0 elsewhere).
     Summed term by term: the graph is acyclic, so `w N^k` is exactly zero once k exceeds its
     depth (a few vector-matrix products, where a solve of `1 - N` costs O(n^3))."""
-    normalised = _normalised(adjacency.double(), 1e-10)
+    return influence_of_normalised(_normalised(adjacency.double(), 1e-10), weights)
+
+
+def influence_of_normalised(normalised: Tensor, weights: Tensor) -> Tensor:
+    """`node_influence` from the row-normalised `|A|` itself (callers that also need `N`)."""
     current = weights.double() @ normalised
     total = current.clone()
     for _ in range(len(normalised)):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from feature_lens.attribution.influence import node_influence as acyclic_influence
+from feature_lens.attribution.influence import influence_of_normalised
 from feature_lens.errors import InputError
 from feature_lens.lens.run import RunResult
 
@@ -98,7 +98,7 @@ def node_influence(adjacency: Tensor, weights: Tensor) -> Tensor:
     """`w ((1 - N)^-1 - 1)`: every node's total influence on the weighted targets through all
     paths, with `N` the row-normalised `|adjacency|` (rows target, columns source); summed as
     `w N + w N^2 + ...`, which ends for an acyclic graph (`influence.node_influence`)."""
-    return acyclic_influence(adjacency, weights)
+    return influence_of_normalised(_normalised(adjacency.double()), weights)
 
 
 def graph_scores(
@@ -119,12 +119,13 @@ def graph_scores(
     is_error = torch.tensor([k == "error" for k in kinds], device=adjacency.device)
     is_token = torch.tensor([k == "token" for k in kinds], device=adjacency.device)
     weights = logit_weights.double()
-    influence = node_influence(adjacency, weights)
+    normalised = _normalised(adjacency.double())
+    influence = influence_of_normalised(normalised, weights)
     token_influence = float(influence[is_token].sum())
     error_influence = float(influence[is_error].sum())
     total = token_influence + error_influence
     replacement = token_influence / total if total > 0 else 0.0
-    non_error = 1 - _normalised(adjacency.double())[:, is_error].sum(-1)
+    non_error = 1 - normalised[:, is_error].sum(-1)
     output = influence + weights
     completeness = float((non_error * output).sum() / output.sum())
     return replacement, completeness
