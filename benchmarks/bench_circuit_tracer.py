@@ -99,8 +99,8 @@ def run_reference(
 ) -> dict[str, Any]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)
-    args = [str(model), str(sets), ",".join(map(str, tokens)), str(out)]
-    args += ["all", str(batch), "0.8", "0.98", str(repeats)]
+    job = ",".join([str(out), "all", str(batch), "0.8", "0.98", str(repeats)])
+    args = [str(model), str(sets), ",".join(map(str, tokens)), job]
     done = subprocess.run(
         ["nice", "-n", "0", python, str(REFERENCE), *args],
         capture_output=True,

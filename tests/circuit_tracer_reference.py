@@ -3,13 +3,14 @@
 Run with the Python of a virtual environment where circuit-tracer 0.5.0 is installed (never
 imported by feature-lens or its tests directly):
 
-    python tests/circuit_tracer_reference.py MODEL_FOLDER TRANSCODER_FOLDER TOKENS OUT \
-        [MAX_FEATURE_NODES BATCH_SIZE NODE_THRESHOLD EDGE_THRESHOLD REPEATS]
+    python tests/circuit_tracer_reference.py MODEL_FOLDER TRANSCODER_FOLDER TOKENS JOB [JOB ...]
 
-TOKENS is a comma-separated list of token ids (BOS first). The optional arguments are passed to
-`attribute` (MAX_FEATURE_NODES `all` for every active feature; default batch size 64) and to
-`prune_graph` (default 0.8 and 0.98); with REPEATS > 1 `attribute` runs that many times and
-the fastest wall time is saved as `seconds` (benchmarks/bench_circuit_tracer.py). circuit-tracer's
+TOKENS is a comma-separated list of token ids (BOS first). Each JOB is
+`OUT[,MAX_FEATURE_NODES,BATCH_SIZE,NODE_THRESHOLD,EDGE_THRESHOLD,REPEATS]`, one graph on the same
+model (loaded once): the options are passed to `attribute` (MAX_FEATURE_NODES `all` for every
+active feature; default batch size 64) and to `prune_graph` (default 0.8 and 0.98); with
+REPEATS > 1 `attribute` runs that many times and the fastest wall time is saved as `seconds`
+(benchmarks/bench_circuit_tracer.py). circuit-tracer's
 `ReplacementModel.from_pretrained_and_transcoders` only takes hub names, so its steps are repeated
 here for a local GPT-2 folder: TransformerLens's GPT-2 config mapping and weight converter, the weights
 loaded without LayerNorm folding or centring (as circuit-tracer loads them), then circuit-tracer's
@@ -37,17 +38,7 @@ from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
 from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
 
-def main(
-    model_folder: str,
-    transcoder_folder: str,
-    tokens: str,
-    out: str,
-    max_feature_nodes: str = "all",
-    batch_size: str = "64",
-    node_threshold: str = "0.8",
-    edge_threshold: str = "0.98",
-    repeats: str = "1",
-) -> None:
+def main(model_folder: str, transcoder_folder: str, tokens: str, *jobs: str) -> None:
     torch.set_grad_enabled(True)
     hf_model = GPT2LMHeadModel.from_pretrained(model_folder).eval()
     hf = hf_model.config
@@ -94,6 +85,21 @@ def main(
     )
     model._configure_replacement_model(transcoders)
     ids = torch.tensor([int(t) for t in tokens.split(",")])
+    for job in jobs:
+        run_job(model, ids, *job.split(","))
+
+
+def run_job(
+    model: TransformerLensReplacementModel,
+    ids: torch.Tensor,
+    out: str,
+    max_feature_nodes: str = "all",
+    batch_size: str = "64",
+    node_threshold: str = "0.8",
+    edge_threshold: str = "0.98",
+    repeats: str = "1",
+) -> None:
+    """One graph: `attribute` (best of `repeats`), its pruning and scores, saved to `out`."""
     best = float("inf")
     for _ in range(int(repeats)):
         start = time.perf_counter()
@@ -125,4 +131,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:10])
+    main(*sys.argv[1:])

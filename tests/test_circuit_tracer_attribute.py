@@ -40,24 +40,6 @@ GREEDY = (10, 2)  # max_feature_nodes, batch_size: rankings after 0 and 4 batche
 PRUNE = (0.7, 0.9)
 
 
-def _run_reference(python: str, root: Path, sets: Path, name: str, extra: list[str]) -> Any:
-    out = root / f"{name}.safetensors"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)  # circuit-tracer's own environment only
-    script = Path(__file__).with_name("circuit_tracer_reference.py")
-    args = [str(root / "gpt2-tiny"), str(sets), ",".join(map(str, TOKENS)), str(out), *extra]
-    done = subprocess.run(
-        [python, str(script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return load_file(str(out))
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lens, dict[str, Any], dict[str, Any]]:
     python = _reference_python()
@@ -65,11 +47,22 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lens, dict[str, Any
     _save_gpt2_folder(root / "gpt2-tiny", root / "tok")
     sets = root / "sets" / "gpt2-tiny-skip"
     write_transcoder_set(sets, n_layers=2, d_model=32, kind="skip", model_name="gpt2-tiny", seed=3)
-    prune = [str(t) for t in PRUNE]
-    full = _run_reference(python, root, sets, "full", ["all", "64", *prune])
-    greedy = _run_reference(python, root, sets, "greedy", [*map(str, GREEDY), *prune])
+    prune = ",".join(map(str, PRUNE))
+    jobs = [
+        f"{root / 'full.st'},all,64,{prune}",
+        f"{root / 'greedy.st'},{GREEDY[0]},{GREEDY[1]},{prune}",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)  # circuit-tracer's own environment only
+    script = Path(__file__).with_name("circuit_tracer_reference.py")
+    args = [str(root / "gpt2-tiny"), str(sets), ",".join(map(str, TOKENS)), *jobs]
+    done = subprocess.run(
+        [python, str(script), *args], capture_output=True, text=True, env=env, check=False,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
     lens = Lens.load(root / "gpt2-tiny", sets, dtype=F64, processing=RAW)
-    return lens, full, greedy
+    return lens, load_file(str(root / "full.st")), load_file(str(root / "greedy.st"))
 
 
 def _ours(lens: Lens, **options: Any) -> AttributionGraph:

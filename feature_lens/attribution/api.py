@@ -365,7 +365,7 @@ def _feature_graph(
         lens,
         prompts,
         metric,
-        states,
+        [state],  # the metric with every node at its baseline: this prompt's state
         record["baseline"],
         spec.name,
         [kept[i] for i in keep[:-1].tolist()],
@@ -404,12 +404,9 @@ class ConventionStates:
     def __iter__(self) -> Iterator[PromptState]:
         for state in self.states:
             if self.token_nodes == "embed":
-                lens = self.states.lens
-                with torch.no_grad():
-                    run = lens.forward(
-                        state.tokens, RunPlan(splice=False, record_hooks=["hook_embed"])
-                    )
-                embedded = run.hooks["hook_embed"].to(state.clean.embeddings.dtype)
+                with torch.no_grad():  # `hook_embed` is the output of the embedding module
+                    embedded = self.states.lens.model.embed(state.tokens)
+                embedded = embedded.to(state.clean.embeddings.dtype)
                 base = state.base
                 state.base = NodeValues(
                     base.features, base.errors, state.clean.embeddings - embedded
