@@ -10,19 +10,34 @@
    node's activation is the clean metric, its effect the clean metric minus the metric with every
    node (features, error terms, token embeddings) at its baseline (for the corrupted baseline this
    is the corrupted prompts' metric).
+Every graph with edges records its replacement and completeness scores (`replacement_scores`);
+`prune` then keeps the most influential nodes and edges (`influence.prune_masks`).
+
+With `max_feature_nodes`, steps 1-3 are circuit-tracer's instead (one prompt, `_feature_graph`):
+the metric's targets' rows (node effects), then features chosen greedily by influence with
+their incoming edges (`influence.greedy_rows`); every error and token node is kept. The options
+for circuit-tracer's other conventions live in `conventions`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from feature_lens.attribution.baselines import BaselineKind, NodeValues
+from feature_lens.attribution.baselines import BaselineKind
+from feature_lens.attribution.conventions import (
+    ConventionStates,
+    TokenNodes,
+    check_conventions,
+    drop_bos,
+    metric_parts,
+    resolve_metric,
+)
 from feature_lens.attribution.direct import MlpMode, direct_node_effect_rows
 from feature_lens.attribution.influence import greedy_rows, prune_masks
 from feature_lens.attribution.methods import (
@@ -36,7 +51,7 @@ from feature_lens.attribution.metrics import Metric, NodeActivation, evaluate
 from feature_lens.attribution.nodes import METRIC_NODE, Node
 from feature_lens.attribution.prepare import default_baseline
 from feature_lens.attribution.prompts import PromptSet
-from feature_lens.attribution.replacement_scores import SalientLogits, graph_scores, salient_logits
+from feature_lens.attribution.replacement_scores import graph_scores
 from feature_lens.attribution.state import (
     Positions,
     PromptState,
@@ -48,9 +63,6 @@ from feature_lens.graph import AttributionGraph, NodeTable
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
 
 Method = Literal["exact", "attribution", "ig", "direct"]
-TokenNodes = Literal["resid_pre", "embed"]
-SALIENT_LOGITS = "salient-logits"
-"""`attribute(metric="salient-logits")`: circuit-tracer's targets (`SalientLogits`)."""
 METHODS: tuple[Method, ...] = ("exact", "attribution", "ig", "direct")
 METRIC_ORDER = 10**6
 """`order` of the metric node: after every site."""
@@ -124,10 +136,10 @@ def attribute(
         ig_steps=ig_steps, mlp=mlp, batch_size=batch_size, memory_budget=memory_budget
     )
     recorded = spec.check(settings)
-    metric = _resolve_metric(lens, prompts, metric)
+    metric = resolve_metric(lens, prompts, metric)
     _check_inputs(lens, prompts, metric, positions, max_nodes, node_threshold)
     kind: BaselineKind = baseline or default_baseline(prompts)
-    _check_conventions(prompts, kind, positions, edges, token_nodes, max_feature_nodes, prune)
+    check_conventions(prompts, kind, positions, edges, token_nodes, max_feature_nodes, prune)
     conventions: dict[str, Any] = {
         "exclude_bos": exclude_bos,
         "token_nodes": token_nodes,
@@ -166,7 +178,7 @@ def attribute(
     # 1. score
     effects: dict[Node, float] = defaultdict(float)
     for state in tqdm(states, desc=f"{method}: nodes", disable=not progress):
-        nodes = _drop_bos(candidate_nodes(lens, state, positions), exclude_bos)
+        nodes = drop_bos(candidate_nodes(lens, state, positions), exclude_bos)
         for node, score in spec.node_effects(lens, state, metric, nodes, settings).items():
             effects[node] += score / n
 
@@ -302,12 +314,12 @@ def _feature_graph(
     the targets, then of features chosen greedily by influence; scores; optional pruning; the
     targets merged into the metric node (their weighted sum, as the metric is)."""
     state = next(iter(states))
-    candidates = _drop_bos(candidate_nodes(lens, state, "keep"), exclude_bos)
+    candidates = drop_bos(candidate_nodes(lens, state, "keep"), exclude_bos)
     features = [node for node in candidates if node.kind == "feature"]
     others = [node for node in candidates if node.kind == "error"]
     others += [node for node in candidates if node.kind == "token"]
     nodes = features + others
-    parts, weights = _metric_parts(metric)
+    parts, weights = metric_parts(metric)
     logit_rows = torch.zeros(len(parts), len(nodes) + len(parts), dtype=torch.float64)
     if isinstance(spec, Direct):  # every target from one batched backward
         rows = direct_node_effect_rows(lens, state, parts, nodes, mlp=settings.mlp)
@@ -374,114 +386,6 @@ def _feature_graph(
         adjacency[keep][:, keep],
         record,
     )
-
-
-def _metric_parts(metric: Metric) -> tuple[Sequence[Metric], Tensor]:
-    """The metric as weighted targets: a `SalientLogits`'s demeaned logits and probabilities,
-    else the metric itself with weight 1."""
-    if isinstance(metric, SalientLogits):
-        return [*metric.metrics()], metric.probabilities.detach().to("cpu", torch.float64)
-    return [metric], torch.ones(1, dtype=torch.float64)
-
-
-def _drop_bos(nodes: list[Node], exclude_bos: bool) -> list[Node]:
-    if not exclude_bos:
-        return nodes
-    return [node for node in nodes if node.kind == "token" or node.pos != 0]
-
-
-class ConventionStates:
-    """The prompt states with token nodes as `token_nodes` says: for "embed", each prompt's
-    token-node baseline is its stream entering block 0 minus its token embedding (`hook_embed`),
-    so a token node moves the token embedding alone."""
-
-    def __init__(self, states: StreamedStates, token_nodes: TokenNodes) -> None:
-        self.states, self.token_nodes = states, token_nodes
-
-    def __len__(self) -> int:
-        return len(self.states)
-
-    def __iter__(self) -> Iterator[PromptState]:
-        for state in self.states:
-            if self.token_nodes == "embed":
-                with torch.no_grad():  # `hook_embed` is the output of the embedding module
-                    embedded = self.states.lens.model.embed(state.tokens)
-                embedded = embedded.to(state.clean.embeddings.dtype)
-                base = state.base
-                state.base = NodeValues(
-                    base.features, base.errors, state.clean.embeddings - embedded
-                )
-            yield state
-
-
-def _resolve_metric(lens: Lens, prompts: PromptSet, metric: Metric | str) -> Metric:
-    if isinstance(metric, str):
-        if metric != SALIENT_LOGITS:
-            raise InputError(
-                f"unknown metric {metric!r}; pass a Metric object or {SALIENT_LOGITS!r}"
-            )
-        if len(prompts) != 1:
-            raise InputError(
-                f"metric {SALIENT_LOGITS!r} is defined for one prompt (its targets are that "
-                f"prompt's likely next tokens), got {len(prompts)}; attribute them one at a time"
-            )
-        with torch.no_grad():
-            logits = lens.forward(prompts.clean, RunPlan(splice=False)).logits[0]
-        return salient_logits(logits, lens.model.W_U.detach())
-    if isinstance(metric, SalientLogits) and len(prompts) != 1:
-        raise InputError(
-            f"a SalientLogits metric is one prompt's targets, got {len(prompts)} prompts; "
-            "attribute them one at a time"
-        )
-    return metric
-
-
-def _check_conventions(
-    prompts: PromptSet,
-    baseline: BaselineKind,
-    positions: str,
-    edges: bool,
-    token_nodes: str,
-    max_feature_nodes: int | None,
-    prune: tuple[float, float] | None,
-) -> None:
-    if token_nodes not in ("resid_pre", "embed"):
-        raise InputError(
-            f"token_nodes (--token-nodes) must be 'resid_pre' or 'embed', got {token_nodes!r}"
-        )
-    if token_nodes == "embed" and baseline != "zero":
-        raise InputError(
-            f"token_nodes='embed' (--token-nodes embed) needs the zero baseline, got {baseline!r}; "
-            "pass baseline='zero' (--baseline zero)"
-        )
-    if max_feature_nodes is not None:
-        if (
-            isinstance(max_feature_nodes, bool)
-            or not isinstance(max_feature_nodes, int)
-            or max_feature_nodes < 1
-        ):
-            raise InputError(
-                f"max_feature_nodes (--max-feature-nodes) must be an integer >= 1, got {max_feature_nodes!r}"
-            )
-        if len(prompts) != 1:
-            raise InputError(
-                f"max_feature_nodes (--max-feature-nodes) builds one prompt's graph, got "
-                f"{len(prompts)} prompts; attribute them one at a time"
-            )
-        if positions != "keep":
-            raise InputError(
-                "max_feature_nodes (--max-feature-nodes) selects nodes per position; use "
-                "positions='keep' (--positions keep)"
-            )
-    if prune is not None:
-        if len(prune) != 2 or not all(0.0 <= float(t) <= 1.0 for t in prune):
-            raise InputError(
-                f"prune (--prune) takes (node_threshold, edge_threshold), each in [0, 1], got {prune!r}"
-            )
-        if not edges:
-            raise InputError(
-                "prune (--prune) ranks edges; it cannot be used without edges (--no-edges)"
-            )
 
 
 def _second_pass(
