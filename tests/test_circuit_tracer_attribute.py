@@ -28,7 +28,6 @@ from feature_lens import Lens
 from feature_lens.attribution import PromptSet, attribute
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.replacement_scores import DemeanedLogit
-from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
 from feature_lens.lens import EMBED_SITE
 from tests.circuit_tracer_format import write_transcoder_set
@@ -177,25 +176,3 @@ def test_pruning_equals_circuit_tracer(setup: tuple[Lens, Any, Any], which: str)
     logit_kept = edge_mask[-len(ct["logit_ids"]) :, :n].any(0) & node_mask[:n]
     assert ((dense[-1, :n] != 0) == logit_kept).all()
     assert ours.settings["replacement_score"] == pytest.approx(ct["scores"][0].item(), abs=1e-5)
-
-
-def test_conventions_are_refused_clearly(setup: tuple[Lens, Any, Any]) -> None:
-    lens, _, _ = setup
-    two = PromptSet.build(lens, torch.tensor([TOKENS, TOKENS]))
-    with pytest.raises(InputError, match="one prompt"):
-        attribute(lens, two, "salient-logits", method="direct", progress=False)
-    with pytest.raises(InputError, match="zero baseline"):
-        attribute(
-            lens,
-            two,
-            DemeanedLogit(1),
-            baseline="mean",
-            token_nodes="embed",
-            progress=False,
-            mean_tokens=torch.tensor([TOKENS]),
-        )
-    one = PromptSet.build(lens, torch.tensor([TOKENS]))
-    with pytest.raises(InputError, match="--prune"):
-        attribute(lens, one, DemeanedLogit(1), prune=(0.8, 1.5), progress=False)
-    with pytest.raises(InputError, match="--max-feature-nodes"):
-        attribute(lens, one, DemeanedLogit(1), max_feature_nodes=0, progress=False)

@@ -139,7 +139,9 @@ def attribute(
     metric = resolve_metric(lens, prompts, metric)
     _check_inputs(lens, prompts, metric, positions, max_nodes, node_threshold)
     kind: BaselineKind = baseline or default_baseline(prompts)
-    check_conventions(prompts, kind, positions, edges, token_nodes, max_feature_nodes, prune)
+    check_conventions(
+        prompts, kind, positions, edges, token_nodes, max_feature_nodes, prune, exclude_bos
+    )
     conventions: dict[str, Any] = {
         "exclude_bos": exclude_bos,
         "token_nodes": token_nodes,

@@ -103,8 +103,14 @@ def check_conventions(
     token_nodes: str,
     max_feature_nodes: int | None,
     prune: tuple[float, float] | None,
+    exclude_bos: bool = False,
 ) -> None:
     """Refuse inconsistent convention options with a one-line error naming the CLI flag."""
+    if exclude_bos and positions != "keep":
+        raise InputError(
+            "exclude_bos (--exclude-bos) drops the nodes at position 0, so it needs a node per "
+            "position: use positions='keep' (--positions keep)"
+        )
     if token_nodes not in ("resid_pre", "embed"):
         raise InputError(
             f"token_nodes (--token-nodes) must be 'resid_pre' or 'embed', got {token_nodes!r}"

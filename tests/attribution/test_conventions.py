@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from feature_lens import Lens
 from feature_lens.attribution import PromptSet, attribute
 from feature_lens.attribution.replacement_scores import DemeanedLogit, SalientLogits
 from feature_lens.cli import main
+from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
 from tests.conftest import make_model, make_sae
 
@@ -152,3 +154,27 @@ def test_greedy_selection_follows_influence_through_computed_rows() -> None:
     selected, _ = greedy_rows(4, 2, logit, torch.ones(1, dtype=F64), rows, batch_size=1,
                               update_interval=2)  # fmt: skip
     assert selected.tolist() == [1, 3]
+
+
+def test_conventions_are_refused_clearly() -> None:
+    lens = _lens()
+    two = PromptSet.build(lens, torch.tensor(TOKENS * 2))
+    with pytest.raises(InputError, match="one prompt"):
+        attribute(lens, two, "salient-logits", method="direct", progress=False)
+    with pytest.raises(InputError, match="zero baseline"):
+        attribute(
+            lens,
+            two,
+            DemeanedLogit(1),
+            baseline="mean",
+            token_nodes="embed",
+            progress=False,
+            mean_tokens=torch.tensor(TOKENS),
+        )
+    one = PromptSet.build(lens, torch.tensor(TOKENS))
+    with pytest.raises(InputError, match="--prune"):
+        attribute(lens, one, DemeanedLogit(1), prune=(0.8, 1.5), progress=False)
+    with pytest.raises(InputError, match="--positions keep"):
+        attribute(lens, one, DemeanedLogit(1), exclude_bos=True, positions="sum", progress=False)
+    with pytest.raises(InputError, match="--max-feature-nodes"):
+        attribute(lens, one, DemeanedLogit(1), max_feature_nodes=0, progress=False)
