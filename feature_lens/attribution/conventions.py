@@ -47,28 +47,31 @@ def drop_bos(nodes: list[Node], exclude_bos: bool) -> list[Node]:
     return [node for node in nodes if node.kind == "token" or node.pos != 0]
 
 
+def with_token_nodes(lens: Lens, state: PromptState, token_nodes: TokenNodes) -> PromptState:
+    """The state with token nodes as `token_nodes` says (in place): for "embed", the token-node
+    baseline becomes the prompt's stream entering block 0 minus its token embedding (`hook_embed`,
+    the embedding module's output), so a token node moves the token embedding alone."""
+    if token_nodes == "embed":
+        with torch.no_grad():
+            embedded = lens.model.embed(state.tokens).to(state.clean.embeddings.dtype)
+        base = state.base
+        state.base = NodeValues(base.features, base.errors, state.clean.embeddings - embedded)
+    return state
+
+
 class ConventionStates:
-    """The prompt states with token nodes as `token_nodes` says: for "embed", each prompt's
-    token-node baseline is its stream entering block 0 minus its token embedding (`hook_embed`),
-    so a token node moves the token embedding alone."""
+    """The prompt states (`StreamedStates`), each passed through `with_token_nodes`."""
 
     def __init__(self, states: StreamedStates, token_nodes: TokenNodes) -> None:
-        self.states, self.token_nodes = states, token_nodes
+        self.states = states
+        self.token_nodes: TokenNodes = token_nodes
 
     def __len__(self) -> int:
         return len(self.states)
 
     def __iter__(self) -> Iterator[PromptState]:
         for state in self.states:
-            if self.token_nodes == "embed":
-                with torch.no_grad():  # `hook_embed` is the output of the embedding module
-                    embedded = self.states.lens.model.embed(state.tokens)
-                embedded = embedded.to(state.clean.embeddings.dtype)
-                base = state.base
-                state.base = NodeValues(
-                    base.features, base.errors, state.clean.embeddings - embedded
-                )
-            yield state
+            yield with_token_nodes(self.states.lens, state, self.token_nodes)
 
 
 def resolve_metric(lens: Lens, prompts: PromptSet, metric: Metric | str) -> Metric:
