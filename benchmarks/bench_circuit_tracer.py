@@ -102,7 +102,7 @@ def run_reference(
     job = ",".join([str(out), "all", str(batch), "0.8", "0.98", str(repeats)])
     args = [str(model), str(sets), ",".join(map(str, tokens)), job]
     done = subprocess.run(
-        ["nice", "-n", "0", python, str(REFERENCE), *args],
+        [python, str(REFERENCE), *args],
         capture_output=True,
         text=True,
         env=env,
