@@ -3,9 +3,14 @@
 Run with the Python of a virtual environment where circuit-tracer 0.5.0 is installed (never
 imported by feature-lens or its tests directly):
 
-    python tests/circuit_tracer_reference.py MODEL_FOLDER TRANSCODER_FOLDER TOKENS OUT
+    python tests/circuit_tracer_reference.py MODEL_FOLDER TRANSCODER_FOLDER TOKENS JOB [JOB ...]
 
-TOKENS is a comma-separated list of token ids (BOS first). circuit-tracer's
+TOKENS is a comma-separated list of token ids (BOS first). Each JOB is
+`OUT[,MAX_FEATURE_NODES,BATCH_SIZE,NODE_THRESHOLD,EDGE_THRESHOLD,REPEATS]`, one graph on the same
+model (loaded once): the options are passed to `attribute` (MAX_FEATURE_NODES `all` for every
+active feature; default batch size 64) and to `prune_graph` (default 0.8 and 0.98); with
+REPEATS > 1 `attribute` runs that many times and the fastest wall time is saved as `seconds`
+(benchmarks/bench_circuit_tracer.py). circuit-tracer's
 `ReplacementModel.from_pretrained_and_transcoders` only takes hub names, so its steps are repeated
 here for a local GPT-2 folder: TransformerLens's GPT-2 config mapping and weight converter, the weights
 loaded without LayerNorm folding or centring (as circuit-tracer loads them), then circuit-tracer's
@@ -18,10 +23,11 @@ and circuit-tracer's replacement and completeness scores.
 from __future__ import annotations
 
 import sys
+import time
 
 import torch
 from circuit_tracer.attribution.attribute import attribute
-from circuit_tracer.graph import compute_graph_scores
+from circuit_tracer.graph import compute_graph_scores, prune_graph
 from circuit_tracer.replacement_model.replacement_model_transformerlens import (
     TransformerLensReplacementModel,
 )
@@ -32,7 +38,7 @@ from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
 from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
 
-def main(model_folder: str, transcoder_folder: str, tokens: str, out: str) -> None:
+def main(model_folder: str, transcoder_folder: str, tokens: str, *jobs: str) -> None:
     torch.set_grad_enabled(True)
     hf_model = GPT2LMHeadModel.from_pretrained(model_folder).eval()
     hf = hf_model.config
@@ -79,7 +85,34 @@ def main(model_folder: str, transcoder_folder: str, tokens: str, out: str) -> No
     )
     model._configure_replacement_model(transcoders)
     ids = torch.tensor([int(t) for t in tokens.split(",")])
-    graph = attribute(ids, model, max_n_logits=10, desired_logit_prob=0.95, batch_size=64)
+    for job in jobs:
+        run_job(model, ids, *job.split(","))
+
+
+def run_job(
+    model: TransformerLensReplacementModel,
+    ids: torch.Tensor,
+    out: str,
+    max_feature_nodes: str = "all",
+    batch_size: str = "64",
+    node_threshold: str = "0.8",
+    edge_threshold: str = "0.98",
+    repeats: str = "1",
+) -> None:
+    """One graph: `attribute` (best of `repeats`), its pruning and scores, saved to `out`."""
+    best = float("inf")
+    for _ in range(int(repeats)):
+        start = time.perf_counter()
+        graph = attribute(
+            ids,
+            model,
+            max_n_logits=10,
+            desired_logit_prob=0.95,
+            batch_size=int(batch_size),
+            max_feature_nodes=None if max_feature_nodes == "all" else int(max_feature_nodes),
+        )
+        best = min(best, time.perf_counter() - start)
+    pruned = prune_graph(graph, float(node_threshold), float(edge_threshold))
     save_file(
         {
             "adjacency": graph.adjacency_matrix.contiguous(),
@@ -89,10 +122,13 @@ def main(model_folder: str, transcoder_folder: str, tokens: str, out: str) -> No
             "logit_ids": torch.tensor([t.vocab_idx for t in graph.logit_targets]),
             "logit_probabilities": graph.logit_probabilities.float().contiguous(),
             "scores": torch.tensor(compute_graph_scores(graph), dtype=torch.float64),
+            "node_mask": pruned.node_mask.contiguous(),
+            "edge_mask": pruned.edge_mask.contiguous(),
+            "seconds": torch.tensor(best, dtype=torch.float64),
         },
         out,
     )
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:])

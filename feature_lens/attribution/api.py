@@ -10,6 +10,13 @@
    node's activation is the clean metric, its effect the clean metric minus the metric with every
    node (features, error terms, token embeddings) at its baseline (for the corrupted baseline this
    is the corrupted prompts' metric).
+Every graph with edges records its replacement and completeness scores (`replacement_scores`);
+`prune` then keeps the most influential nodes and edges (`influence.prune_masks`).
+
+With `max_feature_nodes`, steps 1-3 are circuit-tracer's instead (one prompt, `_feature_graph`):
+the metric's targets' rows (node effects), then features chosen greedily by influence with
+their incoming edges (`influence.greedy_rows`); every error and token node is kept. The options
+for circuit-tracer's other conventions live in `conventions`.
 """
 
 from __future__ import annotations
@@ -24,10 +31,20 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from feature_lens.attribution.baselines import BaselineKind
-from feature_lens.attribution.direct import MlpMode
+from feature_lens.attribution.conventions import (
+    ConventionStates,
+    TokenNodes,
+    check_conventions,
+    drop_bos,
+    metric_parts,
+    resolve_metric,
+)
+from feature_lens.attribution.direct import MlpMode, direct_node_effect_rows
+from feature_lens.attribution.influence import greedy_rows, prune_masks
 from feature_lens.attribution.methods import (
     METHOD_REGISTRY,
     AttributionMethod,
+    Direct,
     MethodSettings,
     get_method,
 )
@@ -36,6 +53,7 @@ from feature_lens.attribution.nodes import METRIC_NODE, Node
 from feature_lens.attribution.prepare import default_baseline
 from feature_lens.attribution.preselect import check_preselect, preselected_effects
 from feature_lens.attribution.prompts import PromptSet
+from feature_lens.attribution.replacement_scores import graph_scores
 from feature_lens.attribution.state import (
     Positions,
     PromptState,
@@ -45,6 +63,7 @@ from feature_lens.attribution.state import (
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph, NodeTable
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
+from feature_lens.typed import float_list, int_list
 
 Method = Literal["exact", "attribution", "ig", "direct"]
 METHODS: tuple[Method, ...] = ("exact", "attribution", "ig", "direct")
@@ -55,7 +74,7 @@ METRIC_ORDER = 10**6
 def attribute(
     lens: Lens,
     prompts: PromptSet,
-    metric: Metric,
+    metric: Metric | str,
     *,
     method: str = "attribution",
     baseline: BaselineKind | None = None,
@@ -70,6 +89,11 @@ def attribute(
     progress: bool = True,
     memory_budget: int | None = None,
     preselect: int | None = None,
+    exclude_bos: bool = False,
+    token_nodes: TokenNodes = "resid_pre",
+    max_feature_nodes: int | None = None,
+    update_interval: int = 4,
+    prune: tuple[float, float] | None = None,
 ) -> AttributionGraph:
     """Attribute `metric` to the Lens's nodes with `method`, keep the strongest, connect them.
 
@@ -92,6 +116,24 @@ def attribute(
         preselect: for "exact" (and "ig"): score every candidate with attribution patching and
             run the method only on the `preselect` nodes with the largest |score|
             (feature_lens.attribution.preselect); None scores every candidate with the method.
+        exclude_bos: no feature or error nodes at position 0 (circuit-tracer's convention: the
+            first token's nodes only carry the attention sink).
+        token_nodes: "resid_pre" (a token node is the stream entering block 0: token plus
+            positional embedding) or "embed" (the token embedding alone, `hook_embed`, as in
+            circuit-tracer; the positional embedding then stays at its clean value). "embed"
+            needs the zero baseline.
+        metric: a `Metric`, or "salient-logits": circuit-tracer's targets for a single prompt,
+            the most probable next tokens up to cumulative probability 0.95 (at most 10), each
+            its demeaned logit, weighted by its probability (`SalientLogits`); no answers or
+            corrupted prompt needed. A `SalientLogits` object may also be passed directly.
+        max_feature_nodes: circuit-tracer's graph instead of `max_nodes`: one prompt, every
+            error and token node, and this many feature nodes chosen greedily by their influence
+            on the (probability-weighted) targets (feature_lens.attribution.influence), with
+            their incoming edges computed in batches of `batch_size` while ranking them, the
+            ranking refreshed every `update_interval` batches. All error and token nodes stay.
+        prune: `(node_threshold, edge_threshold)`: keep the nodes and edges holding these
+            shares of the total influence (circuit-tracer's `prune_graph`; token nodes and the
+            metric always stay). Needs edges.
     Returns:
         The graph (see the module docstring): node effects, activations and edge weights are
         means over prompts.
@@ -102,17 +144,61 @@ def attribute(
     )
     recorded = spec.check(settings)
     check_preselect(preselect, spec.name)
+    if preselect is not None and (
+        exclude_bos or token_nodes != "resid_pre" or max_feature_nodes is not None
+    ):
+        raise InputError(
+            "preselect (--preselect) runs with the default conventions; drop exclude_bos "
+            "(--exclude-bos), token_nodes='embed' (--token-nodes) and max_feature_nodes "
+            "(--max-feature-nodes)"
+        )
+    metric = resolve_metric(lens, prompts, metric)
     _check_inputs(lens, prompts, metric, positions, max_nodes, node_threshold)
     kind: BaselineKind = baseline or default_baseline(prompts)
-    states = StreamedStates(lens, prompts, kind, mean_tokens=mean_tokens)
+    check_conventions(
+        prompts, kind, positions, edges, token_nodes, max_feature_nodes, prune, exclude_bos
+    )
+    conventions: dict[str, Any] = {
+        "exclude_bos": exclude_bos,
+        "token_nodes": token_nodes,
+        "max_feature_nodes": max_feature_nodes,
+        "prune": None if prune is None else list(prune),
+    }
+    states = ConventionStates(
+        StreamedStates(lens, prompts, kind, mean_tokens=mean_tokens), token_nodes
+    )
     n = len(states)
+    if max_feature_nodes is not None:
+        return _feature_graph(
+            lens,
+            prompts,
+            metric,
+            states,
+            spec,
+            settings,
+            {
+                "baseline": kind,
+                "positions": positions,
+                "gradient_mode": lens.gradient_mode,
+                "n_prompts": n,
+                "edge_method": spec.edge_method,
+                "update_interval": update_interval,
+                **conventions,
+                **recorded,
+            },
+            exclude_bos=exclude_bos,
+            max_feature_nodes=max_feature_nodes,
+            update_interval=update_interval,
+            prune=prune,
+            progress=progress,
+        )
 
     # 1. score (attribution patching's clean gradients come from the states' own forward)
     effects: dict[Node, float] = defaultdict(float)
     if preselect is not None:
         effects.update(
             preselected_effects(
-                lens, states, metric, positions, spec, settings, preselect, progress=progress
+                lens, states.states, metric, positions, spec, settings, preselect, progress=progress
             )
         )
         recorded = {**recorded, "preselect": preselect}
@@ -121,7 +207,7 @@ def attribute(
         for state in tqdm(
             states.iterate(gradients_for=fused), desc=f"{method}: nodes", disable=not progress
         ):
-            nodes = candidate_nodes(lens, state, positions)
+            nodes = drop_bos(candidate_nodes(lens, state, positions), exclude_bos)
             for node, score in spec.node_effects(lens, state, metric, nodes, settings).items():
                 effects[node] += score / n
 
@@ -146,8 +232,76 @@ def attribute(
         adjacency[torch.tensor(targets), :-1] = (total / n).T
 
     # 4. graph
+    record: dict[str, Any] = {
+        "baseline": kind,
+        "positions": positions,
+        "max_nodes": max_nodes,
+        "node_threshold": node_threshold,
+        "gradient_mode": lens.gradient_mode,
+        "n_prompts": n,
+        "edge_method": spec.edge_method,
+        **conventions,
+        **recorded,
+    }
+    kinds = [node.kind for node in kept] + ["logit"]
+    weights = torch.zeros(size, dtype=torch.float64)
+    weights[-1] = 1.0
+    node_mask = _score_and_prune(adjacency, kinds, weights, record, prune) if edges else None
+    keep = torch.arange(size) if node_mask is None else torch.nonzero(node_mask)[:, 0]
+    return _build_graph(
+        lens,
+        prompts,
+        metric,
+        states,
+        kind,
+        spec.name,
+        [kept[i] for i in int_list(keep[:-1])],
+        activation_sum[keep[:-1]] / n,
+        effect[keep[:-1]],
+        adjacency[keep][:, keep],
+        record,
+    )
+
+
+def _score_and_prune(
+    adjacency: Tensor,
+    kinds: Sequence[str],
+    weights: Tensor,
+    record: dict[str, Any],
+    prune: tuple[float, float] | None,
+) -> Tensor:
+    """Record the replacement and completeness scores of the (unpruned) graph; with `prune`,
+    zero the adjacency of the nodes and edges `prune_masks` drops (in place). Returns the mask
+    of the nodes kept (all of them without `prune`)."""
+    record["replacement_score"], record["completeness_score"] = graph_scores(
+        adjacency, kinds, weights
+    )
+    if prune is None:
+        return torch.ones(len(adjacency), dtype=torch.bool)
+    node_mask, edge_mask = prune_masks(
+        adjacency, kinds, weights, node_threshold=prune[0], edge_threshold=prune[1]
+    )
+    adjacency.mul_((edge_mask & node_mask[:, None] & node_mask[None, :]).to(adjacency.dtype))
+    return node_mask
+
+
+def _build_graph(
+    lens: Lens,
+    prompts: PromptSet,
+    metric: Metric,
+    states: Iterable[PromptState],
+    kind: BaselineKind,
+    method_name: str,
+    kept: Sequence[Node],
+    activation: Tensor,
+    effect: Tensor,
+    adjacency: Tensor,
+    record: dict[str, Any],
+) -> AttributionGraph:
+    """The graph over `kept` (their activations and effects on the metric) plus the metric node
+    (the adjacency's last row and column), with the metric's clean and all-at-baseline values."""
     metric_clean, metric_base = metric_values(lens, prompts, metric, states, kind)
-    activation = torch.cat([activation_sum / n, torch.tensor([metric_clean], dtype=torch.float64)])
+    activation = torch.cat([activation, torch.tensor([metric_clean], dtype=torch.float64)])
     name = getattr(metric, "name", "metric")
     sites = [node.writes_to for node in kept]
     table = NodeTable.from_nodes(
@@ -158,21 +312,10 @@ def attribute(
         effect=torch.cat([effect, torch.tensor([metric_clean - metric_base])]),
         label=[""] * len(kept) + [name],
     )
-    record: dict[str, Any] = {
-        "baseline": kind,
-        "positions": positions,
-        "max_nodes": max_nodes,
-        "node_threshold": node_threshold,
-        "gradient_mode": lens.gradient_mode,
-        "n_prompts": n,
-        "metric_clean": metric_clean,
-        "metric_baseline": metric_base,
-        "edge_method": spec.edge_method,
-        **recorded,
-    }
+    record = {**record, "metric_clean": metric_clean, "metric_baseline": metric_base}
     str_prompts = [_str_tokens(lens, row) for row in prompts.clean]
     return AttributionGraph.from_dense(
-        spec.name,  # type: ignore[arg-type]
+        method_name,  # type: ignore[arg-type]
         name,
         table,
         adjacency,
@@ -181,9 +324,102 @@ def attribute(
     )
 
 
+def _feature_graph(
+    lens: Lens,
+    prompts: PromptSet,
+    metric: Metric,
+    states: ConventionStates,
+    spec: AttributionMethod,
+    settings: MethodSettings,
+    record: dict[str, Any],
+    *,
+    exclude_bos: bool,
+    max_feature_nodes: int,
+    update_interval: int,
+    prune: tuple[float, float] | None,
+    progress: bool,
+) -> AttributionGraph:
+    """circuit-tracer's graph for one prompt (see `attribute`'s `max_feature_nodes`): rows of
+    the targets, then of features chosen greedily by influence; scores; optional pruning; the
+    targets merged into the metric node (their weighted sum, as the metric is)."""
+    state = next(iter(states))
+    candidates = drop_bos(candidate_nodes(lens, state, "keep"), exclude_bos)
+    features = [node for node in candidates if node.kind == "feature"]
+    others = [node for node in candidates if node.kind == "error"]
+    others += [node for node in candidates if node.kind == "token"]
+    nodes = features + others
+    parts, weights = metric_parts(metric)
+    logit_rows = torch.zeros(len(parts), len(nodes) + len(parts), dtype=torch.float64)
+    if isinstance(spec, Direct):  # every target from one batched backward
+        rows = direct_node_effect_rows(lens, state, parts, nodes, mlp=settings.mlp)
+        logit_rows[:, : len(nodes)] = rows.detach().to("cpu", torch.float64)
+    else:
+        for k, part in enumerate(parts):
+            effects = spec.node_effects(lens, state, part, nodes, settings)
+            logit_rows[k, : len(nodes)] = torch.tensor([effects.get(n, 0.0) for n in nodes])
+    bar = tqdm(
+        total=min(max_feature_nodes, len(features)),
+        desc=f"{spec.name}: features",
+        disable=not progress,
+    )
+
+    def feature_rows(index: Tensor) -> Tensor:
+        targets = [features[i] for i in int_list(index)]
+        matrix = spec.edges(lens, state, nodes, targets, settings)  # [U, T]
+        bar.update(len(targets))
+        rows = torch.zeros(len(targets), len(nodes) + len(parts), dtype=torch.float64)
+        rows[:, : len(nodes)] = matrix.detach().to("cpu", torch.float64).T
+        return rows
+
+    selected, rows = greedy_rows(
+        len(features),
+        max_feature_nodes,
+        logit_rows,
+        weights,
+        feature_rows,
+        batch_size=settings.batch_size,
+        update_interval=update_interval,
+    )
+    bar.close()
+    # Dense graph over [selected features, errors, tokens, targets].
+    columns = torch.cat([selected, torch.arange(len(features), len(nodes) + len(parts))])
+    kept = [features[i] for i in int_list(selected)] + others
+    k = len(parts)
+    full = torch.zeros(len(kept) + k, len(kept) + k, dtype=torch.float64)
+    full[: len(selected)] = rows[:, columns]
+    full[-k:] = logit_rows[:, columns]
+    kinds = [node.kind for node in kept] + ["logit"] * k
+    logit_weights = torch.cat([torch.zeros(len(kept), dtype=torch.float64), weights])
+    n_kept = len(kept)
+    effect = (weights @ full[-k:])[:n_kept]  # the weighted targets' row, before pruning
+    node_mask = _score_and_prune(full, kinds, logit_weights, record, prune)
+    adjacency = torch.zeros(n_kept + 1, n_kept + 1, dtype=torch.float64)
+    adjacency[:-1, :-1] = full[:n_kept, :n_kept]
+    # The metric's edge from a node: its effect, while any of the targets' edges from it stays.
+    adjacency[-1, :-1] = torch.where((full[-k:, :n_kept] != 0).any(0), effect, 0)
+    record["n_targets"] = k
+    record["target_tokens"] = [getattr(p, "token", None) for p in parts]
+    record["target_weights"] = float_list(weights)
+    keep = torch.nonzero(torch.cat([node_mask[:n_kept], torch.tensor([True])]))[:, 0]
+    activation = torch.tensor([state.activation(node) for node in kept], dtype=torch.float64)
+    return _build_graph(
+        lens,
+        prompts,
+        metric,
+        [state],  # the metric with every node at its baseline: this prompt's state
+        record["baseline"],
+        spec.name,
+        [kept[i] for i in int_list(keep[:-1])],
+        activation[keep[:-1]],
+        effect[keep[:-1]],
+        adjacency[keep][:, keep],
+        record,
+    )
+
+
 def _second_pass(
     lens: Lens,
-    states: StreamedStates,
+    states: Iterable[PromptState],
     kept: Sequence[Node],
     targets: Sequence[int],
     spec: AttributionMethod,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -41,9 +41,9 @@ from feature_lens.attribution.gradients import (
     gradient_node_effects,
     gradient_row_edges,
 )
-from feature_lens.attribution.metrics import Metric
+from feature_lens.attribution.metrics import Metric, evaluate, metric_sites, needs_features
 from feature_lens.attribution.nodes import Node
-from feature_lens.attribution.state import PromptState
+from feature_lens.attribution.state import PromptState, gradient_score_matrix
 from feature_lens.attribution.targets import feature_targets
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, freeze_cache_names
 
@@ -73,6 +73,49 @@ def direct_node_effects(
     """Each node's direct effect on the metric (exact for metrics linear in the logits, such as a
     logit difference; first order in the frozen model otherwise)."""
     return gradient_node_effects(lens, state, metric, nodes, freeze=state_freeze(lens, state, mlp))
+
+
+def direct_node_effect_rows(
+    lens: Lens,
+    state: PromptState,
+    metrics: Sequence[Metric],
+    nodes: Sequence[Node],
+    *,
+    mlp: MlpMode = "stop",
+) -> Tensor:
+    """`direct_node_effects` of several metrics at once, `[len(metrics), len(nodes)]`: one
+    forward, one batched backward (a one-hot row per metric)."""
+    sites = [*lens.sites, EMBED_SITE]
+    plan = RunPlan(
+        leaf_sites=sites,
+        keep_graph=any(needs_features(m) for m in metrics),
+        freeze=state_freeze(lens, state, mlp),
+        gradient_mode="straight_through",
+        encode_sites=set[str]().union(*(metric_sites(m) for m in metrics)),
+    )
+    result = lens.forward(state.tokens, plan)
+    values = torch.stack([evaluate(m, result, state.answers).sum() for m in metrics])
+    present = [s for s in sites if s in result.leaves]
+    eye = torch.eye(len(metrics), dtype=values.dtype, device=values.device)
+    grads = cast(
+        "tuple[Tensor | None, ...]",
+        torch.autograd.grad(
+            values,
+            [result.leaves[s] for s in present],
+            eye,
+            is_grads_batched=True,
+            allow_unused=True,
+        ),
+    )
+    grad_map = {
+        s: torch.zeros(
+            len(metrics), *result.leaves[s].shape[1:], dtype=values.dtype, device=values.device
+        )
+        if g is None
+        else g[:, 0]
+        for s, g in zip(present, grads, strict=True)
+    }
+    return gradient_score_matrix(lens, state, grad_map, nodes)
 
 
 def state_freeze(lens: Lens, state: PromptState, mlp: MlpMode) -> Freeze:

@@ -333,6 +333,9 @@ def _batched_site_gradients(
     out: dict[str, Tensor] = {}
     for site, grad in zip(sites, grads, strict=True):
         leaf = leaves[site]
+        if grad is not None and leaf.shape[1] == n_pos:
+            out[site] = grad[:, 0]  # the whole prompt: no padding, no copy
+            continue
         full = torch.zeros((rows, n_pos, *leaf.shape[2:]), dtype=leaf.dtype, device=leaf.device)
         if grad is not None:
             full[:, : leaf.shape[1]] = grad[:, 0]

@@ -26,12 +26,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from feature_lens.attribution.influence import influence_of_normalised
 from feature_lens.errors import InputError
 from feature_lens.lens.run import RunResult
-from feature_lens.typed import int_list, solve
+from feature_lens.typed import int_list
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemeanedLogit:
     """The demeaned logit of `token` at the last position, `logit_t - mean(logits)`, per prompt:
     circuit-tracer's logit node (its gradient is the demeaned unembedding of `token`)."""
@@ -46,18 +47,29 @@ class DemeanedLogit:
         return last[:, self.token] - last.mean(-1)
 
 
-@dataclass(frozen=True)
+@dataclass
 class SalientLogits:
     """Target tokens `[k]`, their probabilities `[k]`, and their demeaned unembeddings
-    `[k, d_model]` (the vectors circuit-tracer injects at the final norm's output)."""
+    `[k, d_model]` (the vectors circuit-tracer injects at the final norm's output).
+
+    Also a metric: the probability-weighted sum of the targets' demeaned logits at the last
+    position, `sum_k p_k (logit_{t_k} - mean(logits))`, whose direct effects are the
+    probability-weighted sum of circuit-tracer's logit rows; `attribute` also uses each target on
+    its own (`metrics()`, weighted by `probabilities`) for influence, pruning and scores."""
 
     tokens: Int[Tensor, " n"]
     probabilities: Float[Tensor, " n"]
     vectors: Float[Tensor, "n d_model"]
+    name: str = "salient_logits"
 
     def metrics(self) -> list[DemeanedLogit]:
         """One `DemeanedLogit` per target, in the same order."""
         return [DemeanedLogit(t) for t in int_list(self.tokens)]
+
+    def __call__(self, result: RunResult, answers: Tensor | None) -> Tensor:
+        last = result.logits[:, -1]
+        demeaned = last[:, self.tokens.to(last.device)] - last.mean(-1, keepdim=True)
+        return demeaned @ self.probabilities.to(last.device, last.dtype)
 
 
 def salient_logits(
@@ -94,12 +106,9 @@ def node_influence(
     adjacency: Float[Tensor, "n n"], weights: Float[Tensor, " n"]
 ) -> Float[Tensor, " n"]:
     """`w ((1 - N)^-1 - 1)`: every node's total influence on the weighted targets through all
-    paths, with `N` the row-normalised `|adjacency|` (rows target, columns source)."""
-    normalised = _normalised(adjacency.double())
-    eye = torch.eye(len(normalised), dtype=normalised.dtype, device=normalised.device)
-    # w (1 - N)^-1 is the solution x of x (1 - N) = w, i.e. (1 - N)^T x^T = w^T.
-    total = solve((eye - normalised).T, weights.double())
-    return total - weights.double()
+    paths, with `N` the row-normalised `|adjacency|` (rows target, columns source); summed as
+    `w N + w N^2 + ...`, which ends for an acyclic graph (`influence.node_influence`)."""
+    return influence_of_normalised(_normalised(adjacency.double()), weights)
 
 
 def graph_scores(
@@ -120,12 +129,13 @@ def graph_scores(
     is_error = torch.tensor([k == "error" for k in kinds], device=adjacency.device)
     is_token = torch.tensor([k == "token" for k in kinds], device=adjacency.device)
     weights = logit_weights.double()
-    influence = node_influence(adjacency, weights)
+    normalised = _normalised(adjacency.double())
+    influence = influence_of_normalised(normalised, weights)
     token_influence = float(influence[is_token].sum())
     error_influence = float(influence[is_error].sum())
     total = token_influence + error_influence
     replacement = token_influence / total if total > 0 else 0.0
-    non_error = 1 - _normalised(adjacency.double())[:, is_error].sum(-1)
+    non_error = 1 - normalised[:, is_error].sum(-1)
     output = influence + weights
     completeness = float((non_error * output).sum() / output.sum())
     return replacement, completeness

@@ -29,7 +29,12 @@ def register(subparsers: Any) -> None:
     )
     source.add_argument("-n", "--n-prompts", type=int, default=4, help="prompts taken from --task")
     metric = parser.add_argument_group("metric")
-    metric.add_argument("--metric", choices=["logit-diff", "log-prob"], default="logit-diff")
+    metric.add_argument(
+        "--metric",
+        choices=["logit-diff", "log-prob", "salient-logits"],
+        default="logit-diff",
+        help="salient-logits: circuit-tracer's targets (one prompt; no answers needed)",
+    )
     metric.add_argument("--correct", help="answer token (text); with --task it is per prompt")
     metric.add_argument("--wrong", help="competing token for logit-diff (text)")
     method = parser.add_argument_group("method")
@@ -55,6 +60,31 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="SIZE",
         help="memory for one batched backward of edge targets, e.g. 512MB or 2GB (default 1GB)",
+    )
+    conventions = parser.add_argument_group("circuit-tracer's graph (docs/methods.md)")
+    conventions.add_argument(
+        "--exclude-bos", action="store_true", help="no feature or error nodes at position 0"
+    )
+    conventions.add_argument(
+        "--token-nodes",
+        choices=["resid_pre", "embed"],
+        default="resid_pre",
+        help="embed: a token node is its token embedding alone (needs --baseline zero)",
+    )
+    conventions.add_argument(
+        "--max-feature-nodes",
+        type=positive_int,
+        default=None,
+        help="one prompt's graph: every error and token node and this many features, chosen "
+        "greedily by influence (replaces --max-nodes)",
+    )
+    conventions.add_argument(
+        "--prune",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("NODE", "EDGE"),
+        help="keep the nodes and edges holding these shares of the influence, e.g. 0.8 0.98",
     )
     parser.add_argument(
         "--out",
@@ -128,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
             )
             answers = [row] * len(args.prompt)
         prompts = PromptSet.build(lens, args.prompt, args.corrupted, answers)
-    metric: Any = LogitDiff() if args.metric == "logit-diff" else LogProb()
+    named: dict[str, Any] = {"logit-diff": LogitDiff, "log-prob": LogProb}
+    metric: Any = named[args.metric]() if args.metric in named else args.metric
     graph = attribute(
         lens,
         prompts,
@@ -144,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         memory_budget=args.memory_budget,
         preselect=args.preselect,
+        exclude_bos=args.exclude_bos,
+        token_nodes=args.token_nodes,
+        max_feature_nodes=args.max_feature_nodes,
+        prune=None if args.prune is None else (args.prune[0], args.prune[1]),
     )
     path = graph.save(args.out, overwrite=args.overwrite)
     n_features = sum(1 for n in graph.nodes.values() if n.kind == "feature")
@@ -151,4 +186,9 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {path}: {len(graph.nodes) - 1} nodes ({n_features} features), {len(graph.edges)} "
         f"edges; metric {graph.metric} = {graph.settings['metric_clean']:.4f} clean"
     )
+    if "replacement_score" in graph.settings:
+        print(
+            f"replacement score {graph.settings['replacement_score']:.4f}, completeness score "
+            f"{graph.settings['completeness_score']:.4f}"
+        )
     return 0
