@@ -25,6 +25,7 @@ from feature_lens.attribution.baselines import (
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.prompts import PromptSet
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
+from feature_lens.lens.cross_layer import feature_writes
 
 Positions = Literal["keep", "sum"]
 
@@ -162,25 +163,30 @@ def candidate_nodes(lens: Lens, state: PromptState, positions: Positions) -> lis
     return nodes
 
 
-def patch_add(lens: Lens, state: PromptState, node: Node) -> tuple[str, Tensor]:
-    """(site, `[pos, d_out]` tensor) to add to that site's output to set `node` to its baseline.
+def patch_adds(lens: Lens, state: PromptState, node: Node) -> list[tuple[str, Tensor]]:
+    """(site, `[pos, d_out]` tensor) pairs to add to those sites' outputs to set `node` to its
+    baseline.
 
-    Moving feature i by `d` moves the output by `d * W_dec[i]` because decoders are affine; error
-    and token nodes move by their own difference.
+    Moving feature i by `d` moves each output it writes by `d * W[i]` because decoders are affine
+    (one site, `W_dec`, for an SAE or transcoder; every later layer for a cross-layer
+    transcoder, see `feature_writes`); error and token nodes move by their own difference.
     """
     n_pos = state.tokens.shape[1]
     minus_delta = -state.delta(node)
     if node.kind == "feature":
         assert node.index is not None
-        direction = lens.dictionary(node.site).W_dec[node.index]
-        add = minus_delta[:, None] * direction[None, :]
+        index = node.index
+        writes = [
+            (site, minus_delta[:, None] * weight[index][None, :])
+            for site, weight in feature_writes(lens.dictionary(node.site))
+        ]
     else:
-        add = minus_delta
-    if node.pos is not None:
-        mask = torch.zeros(n_pos, 1, dtype=add.dtype, device=add.device)
-        mask[node.pos] = 1
-        add = add * mask
-    return (EMBED_SITE if node.kind == "token" else node.site), add
+        writes = [(EMBED_SITE if node.kind == "token" else node.site, minus_delta)]
+    if node.pos is None:
+        return writes
+    mask = torch.zeros(n_pos, 1, dtype=minus_delta.dtype, device=minus_delta.device)
+    mask[node.pos] = 1
+    return [(site, add * mask.to(add.dtype)) for site, add in writes]
 
 
 def batched_patch_edits(
@@ -190,12 +196,12 @@ def batched_patch_edits(
     n_pos = state.tokens.shape[1]
     adds: dict[str, Tensor] = {}
     for row, node in enumerate(nodes):
-        site, add = patch_add(lens, state, node)
-        if site not in adds:
-            adds[site] = torch.zeros(
-                len(nodes), n_pos, add.shape[-1], dtype=add.dtype, device=add.device
-            )
-        adds[site][row] += add
+        for site, add in patch_adds(lens, state, node):
+            if site not in adds:
+                adds[site] = torch.zeros(
+                    len(nodes), n_pos, add.shape[-1], dtype=add.dtype, device=add.device
+                )
+            adds[site][row] += add
     return {site: SiteEdit(add=add) for site, add in adds.items()}
 
 
@@ -209,8 +215,9 @@ def gradient_score_matrix(
     lens: Lens, state: PromptState, grads: dict[str, Tensor], nodes: Sequence[Node]
 ) -> Tensor:
     """First-order scores grad . (a - b), `[rows, len(nodes)]`, from gradients w.r.t. site outputs
-    (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`; an
-    all-positions node sums its per-position scores. Per site and position, one matrix product
+    (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`, summed over
+    the outputs it writes for a cross-layer transcoder; an all-positions node sums its
+    per-position scores. Per site and position, one matrix product
     for the nodes there (only their decoder rows are gathered), so the cost scales with the
     nodes, not with positions x nodes or d_sae."""
     rows = next(iter(grads.values())).shape[0]
@@ -223,28 +230,26 @@ def gradient_score_matrix(
         groups.setdefault((node.kind, site), []).append(j)
     with torch.no_grad():
         for (kind, site), columns in groups.items():
-            if site not in grads:
-                continue
-            grad = grads[site]  # [rows, pos, d_out]
             members = [nodes[j] for j in columns]
             column_ids = torch.tensor(columns, device=out.device)
-            positions = torch.tensor(
-                [-1 if n.pos is None else n.pos for n in members], device=grad.device
-            )
             if kind == "feature":
-                index = torch.tensor([n.index for n in members], device=grad.device)
-                clean = state.clean.features[site][0][:, index]
-                delta = clean - state.base.features[site][0][:, index].expand_as(clean)  # [pos, n]
-                weight = lens.dictionary(site).W_dec[index].to(grad.dtype)  # [n, d]
-                scores = torch.zeros(rows, len(members), dtype=grad.dtype, device=grad.device)
-                summed = torch.nonzero(positions < 0)[:, 0]
-                if len(summed):
-                    per_pos = (grad @ weight[summed].T) * delta[:, summed].to(grad.dtype)
-                    scores[:, summed] = per_pos.sum(1)
-                for pos in torch.unique(positions[positions >= 0]).tolist():
-                    at = torch.nonzero(positions == pos)[:, 0]
-                    scores[:, at] = (grad[:, pos] @ weight[at].T) * delta[pos, at].to(grad.dtype)
+                # A feature's gradient sums over every output it writes (several for a
+                # cross-layer transcoder); outputs without a gradient cannot reach the value.
+                writes = [
+                    (grads[target], weight)
+                    for target, weight in feature_writes(lens.dictionary(site))
+                    if target in grads
+                ]
+                if not writes:
+                    continue
+                scores = _feature_gradient_scores(state, site, members, writes, rows)
             else:
+                if site not in grads:
+                    continue
+                grad = grads[site]  # [rows, pos, d_out]
+                positions = torch.tensor(
+                    [-1 if n.pos is None else n.pos for n in members], device=grad.device
+                )
                 if kind == "error":
                     clean_v, base_v = state.clean.errors[site][0], state.base.errors[site][0]
                 else:
@@ -254,6 +259,35 @@ def gradient_score_matrix(
                 scores = torch.where(positions >= 0, picked, per_pos.sum(1, keepdim=True))
             out[:, column_ids] = scores.to(out.dtype)
     return out
+
+
+def _feature_gradient_scores(
+    state: PromptState,
+    site: str,
+    members: Sequence[Node],
+    writes: Sequence[tuple[Tensor, Tensor]],
+    rows: int,
+) -> Tensor:
+    """`[rows, len(members)]`: (a - b) times `sum over writes of W[i] . grad` at each feature's
+    position (summed over positions for all-position nodes)."""
+    grad0 = writes[0][0]
+    device, dtype = grad0.device, grad0.dtype
+    positions = torch.tensor([-1 if n.pos is None else n.pos for n in members], device=device)
+    index = torch.tensor([n.index for n in members], device=device)
+    clean = state.clean.features[site][0][:, index]
+    delta = (clean - state.base.features[site][0][:, index].expand_as(clean)).to(dtype)  # [pos, n]
+    scores = torch.zeros(rows, len(members), dtype=dtype, device=device)
+    summed = torch.nonzero(positions < 0)[:, 0]
+    at_positions = torch.unique(positions[positions >= 0]).tolist()
+    for grad, weight_all in writes:
+        weight = weight_all[index].to(dtype)  # [n, d]
+        if len(summed):
+            per_pos = (grad @ weight[summed].T) * delta[:, summed]
+            scores[:, summed] += per_pos.sum(1)
+        for pos in at_positions:
+            at = torch.nonzero(positions == pos)[:, 0]
+            scores[:, at] += (grad[:, pos] @ weight[at].T) * delta[pos, at]
+    return scores
 
 
 def node_gradient_scores(

@@ -1,0 +1,380 @@
+"""circuit-tracer cross-layer transcoders (W_enc_L / W_dec_L safetensors + config.yaml) load as one
+site per layer whose features write into every later layer, the splice is an identity, and every
+method on them equals an independent computation written with raw TransformerLens hooks and
+circuit-tracer's formulas by hand (float64, a 3-layer random model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from feature_lens import Lens, load_sae
+from feature_lens.attribution import (
+    LogitDiff,
+    Node,
+    PromptSet,
+    PromptState,
+    candidate_nodes,
+    direct_edges,
+    exact_edges,
+    exact_node_effects,
+    gradient_edges,
+    gradient_node_effects,
+    integrated_gradient_node_effects,
+)
+from feature_lens.attribution.direct import direct_node_effects
+from feature_lens.errors import LoadingError
+from feature_lens.lens import CrossLayerSite
+from tests.attribution.conftest import CLEAN, CORRUPT, make_state
+from tests.circuit_tracer_clt_format import (
+    Weights,
+    clt_encode,
+    clt_pre,
+    clt_reconstruct,
+    clt_write,
+    write_clt,
+)
+from tests.conftest import make_model
+
+F64 = torch.float64
+METRIC = LogitDiff(correct=5, wrong=9)
+N_LAYERS = 3
+IN = "blocks.{}.ln2.hook_normalized"
+OUT = "blocks.{}.hook_mlp_out"
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer: Any) -> Any:
+    return make_model(tokenizer, n_layers=N_LAYERS, dtype=F64, seed=11)
+
+
+@pytest.fixture(scope="module", params=["relu", "jumprelu"])
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, model: Any):
+    kind: str = request.param
+    folder = tmp_path_factory.mktemp("clt") / kind
+    weights = write_clt(
+        folder,
+        n_layers=N_LAYERS,
+        d_model=model.cfg.d_model,
+        jumprelu=kind == "jumprelu",
+        seed=3 + (kind == "jumprelu"),
+    )
+    weights = [{k: v.to(F64) for k, v in w.items()} for w in weights]
+    lens = Lens.load(model, folder, dtype=F64)
+    prompts = PromptSet.build(lens, CLEAN, CORRUPT, answers=[[5, 9]])
+    return kind, folder, weights, lens, make_state(lens, prompts)
+
+
+def _features(weights: Weights, cache: Any) -> list[torch.Tensor]:
+    return [clt_encode(weights, layer, cache[IN.format(layer)]) for layer in range(N_LAYERS)]
+
+
+def test_loads_one_site_per_layer_with_circuit_tracer_semantics(setup: Any) -> None:
+    _kind, folder, weights, lens, _ = setup
+    loaded = load_sae(folder, dtype=F64)
+    assert isinstance(loaded, list)
+    assert len(loaded) == N_LAYERS
+    x = torch.randn(5, 16, generator=torch.Generator().manual_seed(0), dtype=F64)
+    for layer, site in enumerate(loaded):
+        assert isinstance(site, CrossLayerSite)
+        assert site.hook_in == IN.format(layer)
+        assert site.hook_out == OUT.format(layer)
+        assert site.kind == "cross_layer_transcoder"
+        assert site.model_name == "tiny-test-model"
+        f = site.encode(x)
+        torch.testing.assert_close(f, clt_encode(weights, layer, x), atol=1e-12, rtol=0)
+        assert 0 < int((f > 0).sum()) < f.numel()
+        writes = site.writes()
+        assert [s for s, _ in writes] == [OUT.format(k) for k in range(layer, N_LAYERS)]
+        for k, (_, w) in zip(range(layer, N_LAYERS), writes, strict=True):
+            torch.testing.assert_close(w, clt_write(weights, layer, k), atol=0, rtol=0)
+        total = sum(clt_write(weights, layer, k) for k in range(layer, N_LAYERS))
+        torch.testing.assert_close(site.W_dec, total, atol=1e-12, rtol=0)
+    assert lens.sites == [OUT.format(k) for k in range(N_LAYERS)]
+
+
+def test_splice_is_an_identity_and_errors_are_circuit_tracers(setup: Any) -> None:
+    _, _, weights, lens, state = setup
+    model = lens.model
+    with torch.no_grad():
+        run = lens.run(state.tokens)
+        logits, cache = model.run_with_cache(state.tokens)
+        replaced = lens.forward(state.tokens, _no_error_plan())
+    torch.testing.assert_close(run.logits, logits, atol=1e-12, rtol=0)
+    features = _features(weights, cache)
+    for layer in range(N_LAYERS):
+        site = OUT.format(layer)
+        expected_error = cache[site] - clt_reconstruct(weights, layer, features)
+        torch.testing.assert_close(run.features[site], features[layer], atol=1e-12, rtol=0)
+        torch.testing.assert_close(run.errors[site], expected_error, atol=1e-12, rtol=0)
+        assert float(expected_error.abs().max()) > 1e-3
+    # Without error terms the model runs on the CLT's reconstructions (the replacement model).
+    with torch.no_grad():
+        seen: list[torch.Tensor] = []
+
+        def replace(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            x_in = seen_inputs[hook.layer()]
+            seen.append(x_in)
+            feats = [clt_encode(weights, layer, seen_inputs[layer]) for layer in seen_inputs]
+            return clt_reconstruct(weights, hook.layer(), feats)
+
+        seen_inputs: dict[int, torch.Tensor] = {}
+        hooks: list[tuple[str, Any]] = []
+        for layer in range(N_LAYERS):
+            hooks.append(
+                (IN.format(layer), lambda a, hook: seen_inputs.__setitem__(hook.layer(), a))
+            )
+            hooks.append((OUT.format(layer), replace))
+        expected = model.run_with_hooks(state.tokens, fwd_hooks=hooks)
+    torch.testing.assert_close(replaced.logits, expected, atol=1e-10, rtol=0)
+    assert float((expected - logits).abs().max()) > 1e-3
+
+
+def _no_error_plan() -> Any:
+    from feature_lens.lens import RunPlan
+
+    return RunPlan(error_term=False)
+
+
+def _metric(model: Any, tokens: torch.Tensor, hooks: list[tuple[str, Any]]) -> float:
+    with torch.no_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+    return float(logits[0, -1, 5] - logits[0, -1, 9])
+
+
+def _write_hooks(
+    weights: Weights, state: PromptState, node: Node, scale: float = 1.0
+) -> list[tuple[str, Any]]:
+    """Raw hooks moving `node` from its clean value to its baseline (times `scale`): a feature of
+    layer l adds `(b - a) W_{l->k}[i]` to every layer k >= l's MLP output; an error adds
+    `err_b - err` to its own layer's; a token `emb_b - emb` to the embedding."""
+    assert node.pos is not None
+    if node.kind == "feature":
+        assert node.index is not None
+        layer = int(node.site.split(".")[1])
+        d = float(state.delta(node)[node.pos])
+        changes = [
+            (OUT.format(k), -d * clt_write(weights, layer, k)[node.index])
+            for k in range(layer, N_LAYERS)
+        ]
+    elif node.kind == "error":
+        changes = [(node.site, -state.delta(node)[node.pos])]
+    else:
+        changes = [("blocks.0.hook_resid_pre", -state.delta(node)[node.pos])]
+    hooks: list[tuple[str, Any]] = []
+    for name, change in changes:
+
+        def hook(act: torch.Tensor, hook: Any, change: torch.Tensor = change) -> torch.Tensor:
+            act = act.clone()
+            act[0, node.pos] += scale * change
+            return act
+
+        hooks.append((name, hook))
+    return hooks
+
+
+def _some_nodes(lens: Lens, state: PromptState) -> list[Node]:
+    nodes = candidate_nodes(lens, state, "keep")
+    picked: list[Node] = []
+    for site in lens.sites:
+        picked += [n for n in nodes if n.site == site and n.kind == "feature"][:3]
+        picked += [n for n in nodes if n.site == site and n.kind == "error"][:1]
+    return picked
+
+
+def test_exact_and_attribution_patching_equal_hand_written_patches(setup: Any) -> None:
+    """Exact patching = the hooked patch at every layer the feature writes; attribution
+    patching = the finite difference of that patch."""
+    _, _, weights, lens, state = setup
+    chosen = _some_nodes(lens, state)
+    assert any(n.kind == "feature" and n.site == OUT.format(0) for n in chosen)
+    exact = exact_node_effects(lens, state, METRIC, chosen)
+    gradient = gradient_node_effects(lens, state, METRIC, chosen)
+    clean = _metric(lens.model, state.tokens, [])
+    eps = 1e-6
+    for node in chosen:
+        patched = _metric(lens.model, state.tokens, _write_hooks(weights, state, node))
+        assert exact[node] == pytest.approx(clean - patched, abs=1e-10), node
+        nudged = _metric(lens.model, state.tokens, _write_hooks(weights, state, node, eps))
+        assert gradient[node] == pytest.approx((clean - nudged) / eps, rel=1e-4, abs=1e-8), node
+    assert max(abs(v) for v in exact.values()) > 1e-4
+
+
+def test_a_feature_writing_into_later_layers_differs_from_its_own_layer_write(setup: Any) -> None:
+    """The later-layer writes matter: patching only the own-layer decoder gives another number."""
+    _, _, weights, lens, state = setup
+    node = next(n for n in _some_nodes(lens, state) if n.site == OUT.format(0))
+    exact = exact_node_effects(lens, state, METRIC, [node])[node]
+    own_only = _write_hooks(weights, state, node)[:1]
+    assert (
+        abs(
+            exact
+            - (_metric(lens.model, state.tokens, []) - _metric(lens.model, state.tokens, own_only))
+        )
+        > 1e-6
+    )
+
+
+def _target_value(
+    weights: Weights, layer: int, x: torch.Tensor, gate: torch.Tensor
+) -> torch.Tensor:
+    return gate * clt_pre(weights, layer, x)
+
+
+def test_edges_equal_interventions(setup: Any) -> None:
+    """Exact edges = a_d(clean) - a_d(u patched by hooks); attribution edges = the finite
+    difference of the gated target under that patch (targets: layer-2 features)."""
+    _, _, weights, lens, state = setup
+    model = lens.model
+    nodes = candidate_nodes(lens, state, "keep")
+    upstream = [n for n in _some_nodes(lens, state) if n.site != OUT.format(2)]
+    upstream += [n for n in nodes if n.kind == "token"][:2]
+    downstream = [n for n in nodes if n.kind == "feature" and n.site == OUT.format(2)][:4]
+    assert downstream
+    exact = exact_edges(lens, state, upstream, downstream)
+    first = gradient_edges(lens, state, upstream, downstream)
+    _, clean = model.run_with_cache(state.tokens)
+    x_clean = clean[IN.format(2)]
+    gate = (clt_encode(weights, 2, x_clean) != 0).to(F64)
+    a_clean = clt_encode(weights, 2, x_clean)
+    captured: dict[str, torch.Tensor] = {}
+    grab = (IN.format(2), lambda act, hook: captured.__setitem__("x", act))
+    eps, largest = 1e-6, 0.0
+    for u in upstream:
+        _metric(model, state.tokens, [*_write_hooks(weights, state, u), grab])
+        patched = clt_encode(weights, 2, captured["x"])
+        _metric(model, state.tokens, [*_write_hooks(weights, state, u, eps), grab])
+        nudged = _target_value(weights, 2, captured["x"], gate)
+        for d in downstream:
+            assert d.pos is not None
+            assert d.index is not None
+            expected = float(a_clean[0, d.pos, d.index] - patched[0, d.pos, d.index])
+            assert exact[(u, d)] == pytest.approx(expected, abs=1e-10), (u, d)
+            fd = (
+                float(
+                    _target_value(weights, 2, x_clean, gate)[0, d.pos, d.index]
+                    - nudged[0, d.pos, d.index]
+                )
+                / eps
+            )
+            assert first[(u, d)] == pytest.approx(fd, rel=1e-4, abs=1e-8), (u, d)
+            largest = max(largest, abs(expected))
+    assert largest > 1e-4
+
+
+def _frozen(model: Any, clean: Any) -> list[tuple[str, Any]]:
+    """circuit-tracer's local replacement model as raw hooks: LN scales, attention patterns and
+    MLP outputs held at their clean values."""
+    hooks: list[tuple[str, Any]] = []
+    for name in model.hook_dict:
+        if name.endswith(("hook_scale", "attn.hook_pattern", "hook_mlp_out")):
+            hooks.append((name, lambda act, hook: clean[hook.name]))
+    return hooks
+
+
+def test_direct_attribution_equals_interventions_in_the_frozen_model(setup: Any) -> None:
+    """Direct edges into layer-2 features = the change in their gated pre-activation when a
+    layer-0/1 node is patched (writes into layers 0, 1 included) in the frozen model; direct
+    node effects = the change of the metric there."""
+    _, _, weights, lens, state = setup
+    model = lens.model
+    nodes = candidate_nodes(lens, state, "keep")
+    upstream = [n for n in _some_nodes(lens, state) if n.site != OUT.format(2)]
+    upstream += [n for n in nodes if n.kind == "token"][:2]
+    downstream = [n for n in nodes if n.kind == "feature" and n.site == OUT.format(2)][:4]
+    edges = direct_edges(lens, state, upstream, downstream, mlp="stop")
+    effects = direct_node_effects(lens, state, METRIC, _some_nodes(lens, state))
+    _, clean = model.run_with_cache(state.tokens)
+    frozen = _frozen(model, clean)
+    x_clean = clean[IN.format(2)]
+    gate = (clt_encode(weights, 2, x_clean) != 0).to(F64)
+    captured: dict[str, torch.Tensor] = {}
+    grab = (IN.format(2), lambda act, hook: captured.__setitem__("x", act))
+    largest = 0.0
+    for u in upstream:
+        # Hooks run in order: the frozen value is held first, then the write is added to it.
+        _metric(model, state.tokens, [*frozen, *_write_hooks(weights, state, u), grab])
+        change = gate * (clt_pre(weights, 2, x_clean) - clt_pre(weights, 2, captured["x"]))
+        for d in downstream:
+            assert d.pos is not None
+            assert d.index is not None
+            expected = float(change[0, d.pos, d.index])
+            assert edges[(u, d)] == pytest.approx(expected, abs=1e-10), (u, d)
+            largest = max(largest, abs(expected))
+    assert largest > 1e-4
+    base = _metric(model, state.tokens, frozen)
+    for node, value in effects.items():
+        patched = _metric(model, state.tokens, [*frozen, *_write_hooks(weights, state, node)])
+        assert value == pytest.approx(base - patched, abs=1e-10), node
+
+
+def test_integrated_gradients_add_up_to_the_site_patch(setup: Any) -> None:
+    """Completeness: IG scores of every node of layer 0's site (features writing into all three
+    layers, and the error) sum to the effect of patching them all to the corrupted run's, by
+    hooks; closer with more steps."""
+    _, _, weights, lens, state = setup
+    model = lens.model
+    site = OUT.format(0)
+    nodes = [n for n in candidate_nodes(lens, state, "keep") if n.site == site]
+    f_clean = state.clean.features[site][0]
+    f_base = state.base.features[site][0]
+    err_change = state.base.errors[site][0] - state.clean.errors[site][0]
+
+    def patch(k: int) -> Any:
+        change = (f_base - f_clean) @ clt_write(weights, 0, k)
+        if k == 0:
+            change = change + err_change
+        return lambda act, hook: act + change
+
+    exact = _metric(model, state.tokens, []) - _metric(
+        model, state.tokens, [(OUT.format(k), patch(k)) for k in range(N_LAYERS)]
+    )
+    errors = []
+    for steps in (1, 32):
+        scores = integrated_gradient_node_effects(lens, state, METRIC, nodes, steps=steps)
+        errors.append(abs(sum(scores.values()) - exact))
+    assert errors[1] < 1e-3 * max(1.0, abs(exact))
+    assert errors[1] <= errors[0]
+    assert abs(exact) > 1e-4
+
+
+def test_malformed_folders_are_refused_with_one_line_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "clt"
+    write_clt(folder, n_layers=3, d_model=16)
+    (folder / "W_dec_1.safetensors").unlink()
+    with pytest.raises(LoadingError, match=r"no W_dec_1\.safetensors"):
+        load_sae(folder)
+    write_clt(folder, n_layers=3, d_model=16)
+    (folder / "W_enc_1.safetensors").unlink()
+    with pytest.raises(LoadingError, match=r"no W_enc_1\.safetensors"):
+        load_sae(folder)
+    write_clt(folder, n_layers=2, d_model=16)
+    for name in ("W_enc_2.safetensors", "W_dec_2.safetensors"):
+        (folder / name).unlink()
+    from safetensors.torch import save_file
+
+    # A decoder that writes into too few layers.
+    save_file({"W_dec_0": torch.zeros(24, 1, 16)}, str(folder / "W_dec_0.safetensors"))
+    with pytest.raises(LoadingError, match=r"inconsistent shapes.*W_dec \(24, 2, 16\)"):
+        load_sae(folder)
+    write_clt(folder, n_layers=2, d_model=16)
+    save_file(
+        {"W_dec_1": torch.zeros(24, 1, 16), "W_skip": torch.zeros(16, 16)},
+        str(folder / "W_dec_1.safetensors"),
+    )
+    with pytest.raises(LoadingError, match="W_skip"):
+        load_sae(folder)
+    for path in folder.glob("*.safetensors"):
+        path.unlink()
+    with pytest.raises(LoadingError, match="no W_enc_L"):
+        load_sae(folder)
+
+
+def test_a_clt_for_more_layers_than_the_model_is_refused(tmp_path: Path, model: Any) -> None:
+    folder = tmp_path / "clt"
+    write_clt(folder, n_layers=N_LAYERS + 1, d_model=model.cfg.d_model)
+    with pytest.raises(Exception, match=r"blocks\.3\.ln2\.hook_normalized"):
+        Lens.load(model, folder, dtype=F64)
