@@ -378,3 +378,39 @@ def test_a_clt_for_more_layers_than_the_model_is_refused(tmp_path: Path, model: 
     write_clt(folder, n_layers=N_LAYERS + 1, d_model=model.cfg.d_model)
     with pytest.raises(Exception, match=r"blocks\.3\.ln2\.hook_normalized"):
         Lens.load(model, folder, dtype=F64)
+
+
+def test_dashboard_logit_effect_is_the_total_write_through_the_unembedding(setup: Any) -> None:
+    """A CLT feature's direct logit effect sums its writes into every layer (all of them are added
+    to the residual stream): `((sum_k W_{l->k}[i] - mean) * ln_final.w) @ W_U`."""
+    from feature_lens.dashboard.data import logit_effects
+
+    _, _, weights, lens, _ = setup
+    model = lens.model
+    node = Node("feature", OUT.format(0), None, 3)
+    effect = logit_effects(lens, [node], k=5)[node]
+    total = sum(clt_write(weights, 0, k)[3] for k in range(N_LAYERS))
+    assert isinstance(total, torch.Tensor)
+    expected = ((total - total.mean()) * model.ln_final.w.detach()) @ model.W_U.detach()
+    top = torch.topk(expected, 5)
+    assert [v for _, v in effect.top] == pytest.approx(top.values.tolist(), rel=1e-5)
+    own_only = clt_write(weights, 0, 0)[3]
+    own = ((own_only - own_only.mean()) * model.ln_final.w.detach()) @ model.W_U.detach()
+    assert float((own - expected).abs().max()) > 1e-3
+
+
+def test_dashboard_cache_key_covers_every_clt_weight(setup: Any) -> None:
+    """A corpus pass cached for one CLT is not reused for a CLT differing in one encoder weight."""
+    from feature_lens.dashboard.cache import corpus_pass_key
+
+    _, _, _, lens, state = setup
+    clt = lens.dictionary(OUT.format(1)).clt  # type: ignore[attr-defined]
+    before = corpus_pass_key(lens, state.tokens, {"what": "test"})
+    original = float(clt.W_enc[1][0, 0])
+    try:
+        clt.W_enc[1][0, 0] += 1.0
+        after = corpus_pass_key(lens, state.tokens, {"what": "test"})
+    finally:
+        clt.W_enc[1][0, 0] = original
+    assert before != after
+    assert corpus_pass_key(lens, state.tokens, {"what": "test"}) == before
