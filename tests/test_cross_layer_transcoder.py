@@ -414,3 +414,58 @@ def test_dashboard_cache_key_covers_every_clt_weight(setup: Any) -> None:
         clt.W_enc[1][0, 0] = original
     assert before != after
     assert corpus_pass_key(lens, state.tokens, {"what": "test"}) == before
+
+
+def test_detached_gradients_flow_through_the_clt_reconstructions(setup: Any) -> None:
+    """With gradient_mode="detached" (SAE-Lens's splice) every layer's output is the CLT's
+    reconstruction from features recomputed downstream plus a constant error term: the gradient
+    score equals the finite difference of that model, written with raw hooks."""
+    _, folder, weights, lens, state = setup
+    detached = Lens.load(lens.model, folder, dtype=F64, gradient_mode="detached")
+    chosen = [n for n in _some_nodes(lens, state) if n.site == OUT.format(0)]
+    scores = gradient_node_effects(detached, state, METRIC, chosen)
+    model = lens.model
+    errors = [state.clean.errors[OUT.format(k)] for k in range(N_LAYERS)]
+
+    def replacement_hooks(node: Node, eps: float) -> list[tuple[str, Any]]:
+        seen: dict[int, torch.Tensor] = {}
+        moves = dict(_write_hooks(weights, state, node, eps))  # the nudge, per output hook
+
+        def reconstruct(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            layer = hook.layer()
+            feats = [clt_encode(weights, lay, seen[lay]) for lay in range(layer + 1)]
+            out = clt_reconstruct(weights, layer, feats) + errors[layer]
+            move = moves.get(hook.name)
+            return out if move is None else move(out, hook)
+
+        hooks: list[tuple[str, Any]] = []
+        for layer in range(N_LAYERS):
+            hooks.append((IN.format(layer), lambda a, hook: seen.__setitem__(hook.layer(), a)))
+            hooks.append((OUT.format(layer), reconstruct))
+        return hooks
+
+    clean = _metric(model, state.tokens, [])
+    assert _metric(model, state.tokens, replacement_hooks(chosen[0], 0.0)) == pytest.approx(
+        clean, abs=1e-10
+    )
+    eps = 1e-6
+    straight = gradient_node_effects(lens, state, METRIC, chosen)
+    differs = 0.0
+    for node in chosen:
+        nudged = _metric(model, state.tokens, replacement_hooks(node, eps))
+        assert scores[node] == pytest.approx((clean - nudged) / eps, rel=1e-4, abs=1e-8), node
+        differs = max(differs, abs(scores[node] - straight[node]))
+    assert differs > 1e-6
+
+
+def test_all_position_nodes_sum_their_positions(setup: Any) -> None:
+    """A CLT feature node over all positions scores the sum of its per-position scores (every
+    method that scores by gradients, and exact patching of a linear metric's direct path)."""
+    _, _, _, lens, state = setup
+    per_pos = [n for n in candidate_nodes(lens, state, "keep") if n.kind == "feature"]
+    node = per_pos[0]
+    members = [n for n in per_pos if n.site == node.site and n.index == node.index]
+    summed = Node("feature", node.site, None, node.index)
+    for method in (gradient_node_effects, direct_node_effects):
+        scores = method(lens, state, METRIC, [summed, *members])
+        assert scores[summed] == pytest.approx(sum(scores[m] for m in members), abs=1e-10)
