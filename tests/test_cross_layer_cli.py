@@ -108,3 +108,21 @@ def test_graph_feeds_cluster_export_serve_and_dashboard(
     page_text = "\n".join(p.read_text() for p in pages)
     assert "blocks.0.hook_mlp_out" in page_text
     assert "w<script>" not in page_text
+
+
+@pytest.mark.parametrize("method", ["exact", "ig", "direct"])
+def test_every_method_builds_a_clt_graph(folders: tuple[Path, list[str]], method: str) -> None:
+    root, lens_args = folders
+    out = root / f"graph-{method}.json"
+    args = [
+        "attribute", *lens_args,
+        "--prompt", "w1 w2 w3 w4 w5", "--corrupted", "w1 w2 w9 w4 w5",
+        "--correct", "w6", "--wrong", "w7", "--method", method, "--max-nodes", "20",
+        "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    graph = AttributionGraph.load(out)
+    features = [n for n in graph.nodes.values() if n.kind == "feature"]
+    assert features
+    assert {n.site for n in features} <= SITES
+    assert graph.edges

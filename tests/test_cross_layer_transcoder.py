@@ -416,6 +416,30 @@ def test_dashboard_cache_key_covers_every_clt_weight(setup: Any) -> None:
     assert corpus_pass_key(lens, state.tokens, {"what": "test"}) == before
 
 
+def _replacement_hooks(
+    weights: Weights, state: PromptState, node: Node, eps: float
+) -> list[tuple[str, Any]]:
+    """Raw hooks of the detached splice: every layer's output is the CLT's reconstruction from
+    features recomputed from the current inputs plus the clean error term (a constant), with
+    `node` nudged toward its baseline by `eps`."""
+    errors = [state.clean.errors[OUT.format(k)] for k in range(N_LAYERS)]
+    seen: dict[int, torch.Tensor] = {}
+    moves = dict(_write_hooks(weights, state, node, eps))  # the nudge, per output hook
+
+    def reconstruct(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        layer = hook.layer()
+        feats = [clt_encode(weights, lay, seen[lay]) for lay in range(layer + 1)]
+        out = clt_reconstruct(weights, layer, feats) + errors[layer]
+        move = moves.get(hook.name)
+        return out if move is None else move(out, hook)
+
+    hooks: list[tuple[str, Any]] = []
+    for layer in range(N_LAYERS):
+        hooks.append((IN.format(layer), lambda a, hook: seen.__setitem__(hook.layer(), a)))
+        hooks.append((OUT.format(layer), reconstruct))
+    return hooks
+
+
 def test_detached_gradients_flow_through_the_clt_reconstructions(setup: Any) -> None:
     """With gradient_mode="detached" (SAE-Lens's splice) every layer's output is the CLT's
     reconstruction from features recomputed downstream plus a constant error term: the gradient
@@ -425,34 +449,15 @@ def test_detached_gradients_flow_through_the_clt_reconstructions(setup: Any) -> 
     chosen = [n for n in _some_nodes(lens, state) if n.site == OUT.format(0)]
     scores = gradient_node_effects(detached, state, METRIC, chosen)
     model = lens.model
-    errors = [state.clean.errors[OUT.format(k)] for k in range(N_LAYERS)]
-
-    def replacement_hooks(node: Node, eps: float) -> list[tuple[str, Any]]:
-        seen: dict[int, torch.Tensor] = {}
-        moves = dict(_write_hooks(weights, state, node, eps))  # the nudge, per output hook
-
-        def reconstruct(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            layer = hook.layer()
-            feats = [clt_encode(weights, lay, seen[lay]) for lay in range(layer + 1)]
-            out = clt_reconstruct(weights, layer, feats) + errors[layer]
-            move = moves.get(hook.name)
-            return out if move is None else move(out, hook)
-
-        hooks: list[tuple[str, Any]] = []
-        for layer in range(N_LAYERS):
-            hooks.append((IN.format(layer), lambda a, hook: seen.__setitem__(hook.layer(), a)))
-            hooks.append((OUT.format(layer), reconstruct))
-        return hooks
-
     clean = _metric(model, state.tokens, [])
-    assert _metric(model, state.tokens, replacement_hooks(chosen[0], 0.0)) == pytest.approx(
-        clean, abs=1e-10
-    )
+    assert _metric(
+        model, state.tokens, _replacement_hooks(weights, state, chosen[0], 0.0)
+    ) == pytest.approx(clean, abs=1e-10)
     eps = 1e-6
     straight = gradient_node_effects(lens, state, METRIC, chosen)
     differs = 0.0
     for node in chosen:
-        nudged = _metric(model, state.tokens, replacement_hooks(node, eps))
+        nudged = _metric(model, state.tokens, _replacement_hooks(weights, state, node, eps))
         assert scores[node] == pytest.approx((clean - nudged) / eps, rel=1e-4, abs=1e-8), node
         differs = max(differs, abs(scores[node] - straight[node]))
     assert differs > 1e-6
@@ -469,3 +474,34 @@ def test_all_position_nodes_sum_their_positions(setup: Any) -> None:
     for method in (gradient_node_effects, direct_node_effects):
         scores = method(lens, state, METRIC, [summed, *members])
         assert scores[summed] == pytest.approx(sum(scores[m] for m in members), abs=1e-10)
+
+
+def test_detached_edges_equal_finite_differences_of_the_replacement_model(setup: Any) -> None:
+    """Detached edges from layer-1 nodes into layer-2 features (a block-local pass that starts
+    after layer 0's encoder) = the finite difference of the gated target in the hand-written
+    detached model."""
+    _, folder, weights, lens, state = setup
+    detached = Lens.load(lens.model, folder, dtype=F64, gradient_mode="detached")
+    nodes = candidate_nodes(lens, state, "keep")
+    upstream = [n for n in _some_nodes(lens, state) if n.site == OUT.format(1)]
+    downstream = [n for n in nodes if n.kind == "feature" and n.site == OUT.format(2)][:4]
+    edges = gradient_edges(detached, state, upstream, downstream)
+    _, clean = lens.model.run_with_cache(state.tokens)
+    x_clean = clean[IN.format(2)]
+    gate = (clt_encode(weights, 2, x_clean) != 0).to(F64)
+    captured: dict[str, torch.Tensor] = {}
+    grab = (IN.format(2), lambda act, hook: captured.__setitem__("x", act))
+    eps, largest = 1e-6, 0.0
+    for u in upstream:
+        _metric(lens.model, state.tokens, [*_replacement_hooks(weights, state, u, eps), grab])
+        change = (
+            _target_value(weights, 2, x_clean, gate)
+            - _target_value(weights, 2, captured["x"], gate)
+        ) / eps
+        for d in downstream:
+            assert d.pos is not None
+            assert d.index is not None
+            expected = float(change[0, d.pos, d.index])
+            assert edges[(u, d)] == pytest.approx(expected, rel=1e-4, abs=1e-8), (u, d)
+            largest = max(largest, abs(expected))
+    assert largest > 1e-4
