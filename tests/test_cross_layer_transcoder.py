@@ -505,3 +505,12 @@ def test_detached_edges_equal_finite_differences_of_the_replacement_model(setup:
             assert edges[(u, d)] == pytest.approx(expected, rel=1e-4, abs=1e-8), (u, d)
             largest = max(largest, abs(expected))
     assert largest > 1e-4
+
+
+def test_a_clt_attached_without_all_its_layers_is_refused(setup: Any) -> None:
+    from feature_lens.errors import IncompatibleDictionaryError
+
+    _, folder, _, lens, _ = setup
+    sites = load_sae(folder, dtype=F64)
+    with pytest.raises(IncompatibleDictionaryError, match=r"without layers \[0\]"):
+        Lens(lens.model, sites[1:])

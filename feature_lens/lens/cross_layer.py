@@ -68,6 +68,7 @@ class CrossLayerTranscoder:
         self.hooks_in = list(hooks_in)
         self.hooks_out = list(hooks_out)
         self.model_name = model_name
+        self._totals: dict[int, Tensor] = {}
 
     @property
     def n_layers(self) -> int:
@@ -83,12 +84,20 @@ class CrossLayerTranscoder:
             named["threshold"] = self.threshold
         return named
 
+    def total_write(self, layer: int) -> Tensor:
+        """`[d_sae, d_out]`: `sum_k W_{layer->k}`, what a feature adds to the residual stream in
+        all (computed once per layer)."""
+        if layer not in self._totals:
+            self._totals[layer] = self.W_dec[layer].sum(dim=1)
+        return self._totals[layer]
+
     def sites(self) -> list[CrossLayerSite]:
         """One `CrossLayerSite` per layer, to attach to a Lens together."""
         return [CrossLayerSite(self, layer) for layer in range(self.n_layers)]
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Any:
         """Move every weight (returns self)."""
+        self._totals = {}
         self.W_enc = [w.to(device=device, dtype=dtype) for w in self.W_enc]
         self.W_dec = [w.to(device=device, dtype=dtype) for w in self.W_dec]
         self.b_enc = self.b_enc.to(device=device, dtype=dtype)
@@ -151,7 +160,7 @@ class CrossLayerSite(Dictionary):
     @property
     def W_dec(self) -> Float[Tensor, "d_sae d_out"]:
         """The total write into the residual stream, `sum_k W_{l->k}` (see the class doc)."""
-        return self.clt.W_dec[self.clt_layer].sum(dim=1)
+        return self.clt.total_write(self.clt_layer)
 
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
         """Feature activations: ReLU, or JumpReLU `pre * (pre > threshold)` (circuit-tracer's)."""
@@ -189,6 +198,23 @@ class CrossLayerSite(Dictionary):
             f"CrossLayerSite(layer {self.clt_layer} of {self.clt.n_layers}, "
             f"{self.hook_in} -> {self.hook_out} and later, d_sae={self.d_sae})"
         )
+
+
+def check_complete(dictionaries: Sequence[Dictionary]) -> None:
+    """Refuse a cross-layer transcoder attached without all of its layers: its features write
+    into every later layer, and each layer's reconstruction needs every earlier layer's."""
+    attached: dict[int, tuple[CrossLayerTranscoder, set[int]]] = {}
+    for dictionary in dictionaries:
+        if isinstance(dictionary, CrossLayerSite):
+            entry = attached.setdefault(id(dictionary.clt), (dictionary.clt, set()))
+            entry[1].add(dictionary.clt_layer)
+    for clt, layers in attached.values():
+        missing = sorted(set(range(clt.n_layers)) - layers)
+        if missing:
+            raise IncompatibleDictionaryError(
+                f"a cross-layer transcoder over {clt.n_layers} layers is attached without layers "
+                f"{missing}; attach all of its sites (clt.sites(), or load_sae(folder))"
+            )
 
 
 def feature_writes(dictionary: Dictionary) -> list[tuple[str, Tensor]]:

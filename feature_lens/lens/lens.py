@@ -20,7 +20,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.errors import IncompatibleDictionaryError, InputError
-from feature_lens.lens.cross_layer import CrossLayerRun, CrossLayerSite, cross_layer_splice_hook
+from feature_lens.lens.cross_layer import (
+    CrossLayerRun,
+    CrossLayerSite,
+    check_complete,
+    cross_layer_splice_hook,
+)
 from feature_lens.lens.dictionary import Dictionary, hook_layer
 from feature_lens.lens.run import (
     EMBED_SITE,
@@ -100,6 +105,7 @@ class Lens:
                     "give each a distinct name"
                 )
             attached[dictionary.site] = dictionary
+        check_complete(list(attached.values()))
         self.dictionaries: dict[str, Dictionary] = dict(
             sorted(attached.items(), key=lambda kv: self._order[kv[1].hook_out])
         )
