@@ -514,3 +514,47 @@ def test_a_clt_attached_without_all_its_layers_is_refused(setup: Any) -> None:
     sites = load_sae(folder, dtype=F64)
     with pytest.raises(IncompatibleDictionaryError, match=r"without layers \[0\]"):
         Lens(lens.model, sites[1:])
+
+
+@pytest.mark.parametrize(("mode", "value"), [("scale", 3.0), ("zero", 0.0)])
+def test_explorer_interventions_move_every_later_layer(setup: Any, mode: str, value: float) -> None:
+    """The explorer's intervention on a layer-0 CLT feature equals raw hooks that add
+    `(g - f) W_{0->k}[i]` to every layer k's output, f encoded by hand from the hooked run (the
+    greedy continuation re-encodes at every step)."""
+    from feature_lens.serve.intervene import InterventionRequest, Target, intervene
+
+    _, _, weights, lens, state = setup
+    model = lens.model
+    tokens = state.tokens
+    acts = state.clean.features[OUT.format(0)][0]
+    pos, index = 3, int(acts[3].argmax())
+    assert float(acts[pos, index]) > 0
+    request = InterventionRequest(
+        targets=[Target(site=OUT.format(0), index=index, pos=pos)],
+        mode=mode,  # type: ignore[arg-type]
+        value=value,
+        max_new_tokens=3,
+    )
+    result = intervene(lens, tokens, request)
+
+    seen: dict[str, torch.Tensor] = {}
+
+    def move(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        f = clt_encode(weights, 0, seen["x"])[:, pos, index]
+        g = f * value if mode == "scale" else torch.zeros_like(f)
+        act = act.clone()
+        act[:, pos] += (g - f)[:, None] * clt_write(weights, 0, hook.layer())[index]
+        return act
+
+    hooks: list[tuple[str, Any]] = [(IN.format(0), lambda a, hook: seen.__setitem__("x", a))]
+    hooks += [(OUT.format(k), move) for k in range(N_LAYERS)]
+    with torch.no_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[0, -1]
+        current = tokens
+        for _ in range(3):
+            nxt = model.run_with_hooks(current, fwd_hooks=hooks)[0, -1].argmax()
+            current = torch.cat([current, nxt.view(1, 1)], 1)
+    torch.testing.assert_close(result.new_logits.to(F64), logits, atol=1e-5, rtol=1e-5)
+    assert float((result.new_logits - result.clean_logits).abs().max()) > 1e-3
+    ids = model.to_tokens(" ".join(result.new_continuation), prepend_bos=False)[0].tolist()
+    assert ids == current[0, tokens.shape[1] :].tolist()
