@@ -558,3 +558,35 @@ def test_explorer_interventions_move_every_later_layer(setup: Any, mode: str, va
     assert float((result.new_logits - result.clean_logits).abs().max()) > 1e-3
     ids = model.to_tokens(" ".join(result.new_continuation), prepend_bos=False)[0].tolist()
     assert ids == current[0, tokens.shape[1] :].tolist()
+
+
+def test_faithfulness_ablates_every_layer_a_feature_writes(setup: Any) -> None:
+    """Circuit faithfulness with corrupted ablation: with nothing kept every layer's output is the
+    corrupted run's; keeping one layer-0 feature adds back `(a - b) W_{0->k}[i]` at every layer
+    k (raw hooks on the corrupted run's MLP outputs)."""
+    from feature_lens.attribution import faithfulness
+
+    _, _, weights, lens, state = setup
+    model = lens.model
+    prompts = PromptSet.build(lens, CLEAN, CORRUPT, answers=[[5, 9]])
+    _, corrupt = model.run_with_cache(prompts.corrupted)
+    feature = next(n for n in _some_nodes(lens, state) if n.kind == "feature")
+    assert feature.site == OUT.format(0)
+    assert feature.pos is not None
+    assert feature.index is not None
+    delta = float(state.delta(feature)[feature.pos])
+    assert abs(delta) > 1e-3
+
+    def held(keep: bool) -> list[tuple[str, Any]]:
+        def hook(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            out = corrupt[hook.name].clone()
+            if keep:
+                out[0, feature.pos] += delta * clt_write(weights, 0, hook.layer())[feature.index]
+            return out
+
+        return [(OUT.format(k), hook) for k in range(N_LAYERS)]
+
+    result = faithfulness(lens, prompts, METRIC, [feature])
+    assert result.empty == pytest.approx(_metric(model, state.tokens, held(False)), abs=1e-10)
+    assert result.circuit == pytest.approx(_metric(model, state.tokens, held(True)), abs=1e-10)
+    assert abs(result.circuit - result.empty) > 1e-4
