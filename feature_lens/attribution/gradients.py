@@ -4,7 +4,9 @@
     effect(n) ~= d metric / d a_n . (a_n - b_n)
 One forward and one backward give every node's score. Zero "leaf" tensors are added to each site's
 output; the gradient w.r.t. a site's output `g` gives a feature's gradient as `W_dec[i] . g` (the
-error term's gradient is `g` itself), so no tensor of width d_sae is kept in the autograd graph.
+error term's gradient is `g` itself), so no tensor of width d_sae is kept in the autograd graph. A
+cross-layer transcoder's feature writes into several outputs; its gradient sums `W_{l->k}[i] . g_k`
+over them, so leaves sit at every output it writes (`write_sites`).
 How gradients cross the *other* sites' splices is the Lens's gradient mode: straight-through by
 default (the error term is recomputed from the activation, so the splice is the identity and the
 gradient is the model's own, as in Marks et al.), or detached (SAE-Lens's splice: the error term is a
