@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from feature_lens import Lens
 from feature_lens.attribution import Node, direct_edge_matrix, direct_node_effects
-from feature_lens.attribution.replacement_scores import salient_logits
+from feature_lens.attribution.replacement_scores import graph_scores, salient_logits
 from feature_lens.lens import EMBED_SITE, CrossLayerSite
 from tests.circuit_tracer_clt_format import write_clt
 from tests.test_circuit_tracer_equality import RAW, TOKENS, _close, _reference_python, _state
@@ -96,8 +96,24 @@ def test_clt_edges_equal_circuit_tracer(reference: tuple[Path, Path, dict[str, A
     targets = salient_logits(logits, lens.model.W_U)
     assert targets.tokens.tolist() == ct["logit_ids"].tolist()
     n_logits = len(targets.tokens)
+    logit_rows = []
     for row, metric in enumerate(targets.metrics()):
         effects = direct_node_effects(lens, state, metric, upstream)
         ours = torch.tensor([effects[u] for u in upstream], dtype=F64)
         theirs_row = adjacency[len(adjacency) - n_logits + row, : len(upstream)].to(F64)
         _close(ours[keep], theirs_row[keep])  # feature, error and token -> logit
+        logit_rows.append(ours)
+
+    # circuit-tracer's replacement and completeness scores, from a graph built of our edges.
+    n = len(adjacency)
+    kinds = (
+        ["feature"] * n_feat + ["error"] * len(errors) + ["token"] * n_pos + ["logit"] * n_logits
+    )
+    weights = torch.zeros(n, dtype=F64)
+    weights[-n_logits:] = ct["logit_probabilities"].to(F64)
+    ours_adjacency = torch.zeros(n, n, dtype=F64)
+    ours_adjacency[:n_feat, : len(upstream)] = matrix.T * keep.to(F64)
+    ours_adjacency[-n_logits:, : len(upstream)] = torch.stack(logit_rows) * keep.to(F64)
+    expected = ct["scores"].tolist()
+    assert graph_scores(ours_adjacency, kinds, weights) == pytest.approx(expected, abs=1e-5)
+    assert 0 < expected[0] < 1
