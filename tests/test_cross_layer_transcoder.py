@@ -590,3 +590,35 @@ def test_faithfulness_ablates_every_layer_a_feature_writes(setup: Any) -> None:
     assert result.empty == pytest.approx(_metric(model, state.tokens, held(False)), abs=1e-10)
     assert result.circuit == pytest.approx(_metric(model, state.tokens, held(True)), abs=1e-10)
     assert abs(result.circuit - result.empty) > 1e-4
+
+
+def test_sparse_reconstruction_path_with_few_live_features(setup: Any) -> None:
+    """With most features dead the reconstruction runs through the live ones only: errors still
+    equal circuit-tracer's formula and detached gradients the finite difference."""
+    _, folder, weights, lens, state = setup
+    sparse_weights = [{**w, "b_enc": w["b_enc"].clone()} for w in weights]
+    for w in sparse_weights:
+        w["b_enc"][4:] -= 50.0
+    detached = Lens.load(lens.model, folder, dtype=F64, gradient_mode="detached")
+    clt = detached.dictionary(OUT.format(0)).clt  # type: ignore[attr-defined]
+    clt.b_enc[:, 4:] -= 50.0
+    with torch.no_grad():
+        run = detached.run(state.tokens)
+        _, cache = lens.model.run_with_cache(state.tokens)
+    features = _features(sparse_weights, cache)
+    live = sum(int((f != 0).reshape(-1, f.shape[-1]).any(0).sum()) for f in features)
+    assert 0 < live <= 4 * N_LAYERS
+    for layer in range(N_LAYERS):
+        site = OUT.format(layer)
+        expected = cache[site] - clt_reconstruct(sparse_weights, layer, features)
+        torch.testing.assert_close(run.errors[site], expected, atol=1e-12, rtol=0)
+    sparse_state = make_state(detached, PromptSet.build(detached, CLEAN, CORRUPT, answers=[[5, 9]]))
+    chosen = [n for n in _some_nodes(detached, sparse_state) if n.site == OUT.format(0)]
+    assert any(n.kind == "feature" for n in chosen)
+    scores = gradient_node_effects(detached, sparse_state, METRIC, chosen)
+    clean = _metric(lens.model, sparse_state.tokens, [])
+    eps = 1e-6
+    for node in chosen:
+        hooks = _replacement_hooks(sparse_weights, sparse_state, node, eps)
+        fd = (clean - _metric(lens.model, sparse_state.tokens, hooks)) / eps
+        assert scores[node] == pytest.approx(fd, rel=1e-4, abs=1e-8), node

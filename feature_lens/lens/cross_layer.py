@@ -227,11 +227,28 @@ def feature_writes(dictionary: Dictionary) -> list[tuple[str, Tensor]]:
 
 @dataclass
 class CrossLayerRun:
-    """One forward pass's features of one CLT, by layer: as encoded, and as edited (where an edit
-    changed them)."""
+    """One forward pass's features of one CLT, by layer: as encoded, and the change an edit made
+    (where it changed them), each with the features that are non-zero somewhere in the batch."""
 
-    features: dict[int, Tensor] = field(default_factory=dict)
-    edited: dict[int, Tensor] = field(default_factory=dict)
+    features: dict[int, tuple[Tensor, Tensor | None]] = field(default_factory=dict)
+    changes: dict[int, tuple[Tensor, Tensor | None]] = field(default_factory=dict)
+
+
+def _with_support(f: Tensor, *, sparse_grad: bool) -> tuple[Tensor, Tensor | None]:
+    """`(f, indices of the entries non-zero at some batch row and position)`; no indices (use
+    all) when `f` carries a gradient that its zero entries may not share (`sparse_grad=False`)."""
+    if f.requires_grad and not sparse_grad:
+        return f, None
+    return f, torch.nonzero((f != 0).reshape(-1, f.shape[-1]).any(0)).reshape(-1)
+
+
+def _sparse_write(entry: tuple[Tensor, Tensor | None], weight: Tensor) -> Tensor:
+    """`f @ weight` through the non-zero entries only (the same value, and the same gradient where
+    `_with_support` allowed it), dense when most entries are non-zero."""
+    f, support = entry
+    if support is None or 2 * support.numel() > f.shape[-1]:
+        return f @ weight
+    return f[..., support] @ weight[support]
 
 
 def cross_layer_splice_hook(
@@ -256,20 +273,21 @@ def cross_layer_splice_hook(
         f, pre = dictionary.encode_with_pre(x_in)
         if want_pre:
             result.pre_acts[site] = pre
-        shared.features[k] = f
+        # A feature that is zero has zero gradient (ReLU, JumpReLU): its row can be skipped.
+        shared.features[k] = _with_support(f, sparse_grad=True)
         if edit is not None and edit.features is not None:
             f_new = edit.features(f)
             if f_new is not f:
-                shared.edited[k] = f_new
+                shared.changes[k] = _with_support(f_new - f, sparse_grad=False)
         x_hat = clt.b_dec[k].to(f.dtype)
         change: Tensor | None = None
-        for layer, f_l in shared.features.items():
+        for layer, entry in shared.features.items():
             if layer > k:
                 continue
             w = clt.W_dec[layer][:, k - layer]
-            x_hat = x_hat + f_l @ w
-            if layer in shared.edited:
-                moved = (shared.edited[layer] - f_l) @ w
+            x_hat = x_hat + _sparse_write(entry, w)
+            if layer in shared.changes:
+                moved = _sparse_write(shared.changes[layer], w)
                 change = moved if change is None else change + moved
         err = act - x_hat
         err_new = edit.error(err) if edit is not None and edit.error is not None else err
