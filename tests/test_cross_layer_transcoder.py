@@ -42,7 +42,11 @@ from tests.conftest import make_model
 F64 = torch.float64
 METRIC = LogitDiff(correct=5, wrong=9)
 N_LAYERS = 3
-IN = "blocks.{}.ln2.hook_normalized"
+KINDS = {  # fixture name -> (JumpReLU?, circuit-tracer's feature_input_hook)
+    "relu": (False, "mlp.hook_in"),
+    "jumprelu": (True, "mlp.hook_in"),
+    "resid_mid": (False, "hook_resid_mid"),
+}
 OUT = "blocks.{}.hook_mlp_out"
 
 
@@ -51,16 +55,18 @@ def model(tokenizer: Any) -> Any:
     return make_model(tokenizer, n_layers=N_LAYERS, dtype=F64, seed=11)
 
 
-@pytest.fixture(scope="module", params=["relu", "jumprelu"])
+@pytest.fixture(scope="module", params=list(KINDS))
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, model: Any):
     kind: str = request.param
     folder = tmp_path_factory.mktemp("clt") / kind
+    jumprelu, input_hook = KINDS[kind]
     weights = write_clt(
         folder,
         n_layers=N_LAYERS,
         d_model=model.cfg.d_model,
-        jumprelu=kind == "jumprelu",
-        seed=3 + (kind == "jumprelu"),
+        jumprelu=jumprelu,
+        seed=3 + list(KINDS).index(kind),
+        input_hook=input_hook,
     )
     weights = [{k: v.to(F64) for k, v in w.items()} for w in weights]
     lens = Lens.load(model, folder, dtype=F64)
@@ -68,19 +74,25 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return kind, folder, weights, lens, make_state(lens, prompts)
 
 
-def _features(weights: Weights, cache: Any) -> list[torch.Tensor]:
-    return [clt_encode(weights, layer, cache[IN.format(layer)]) for layer in range(N_LAYERS)]
+def IN(lens: Lens, layer: int) -> str:
+    """The hook layer `layer`'s encoder reads (`mlp.hook_in` is `ln2.hook_normalized`)."""
+    return lens.dictionary(OUT.format(layer)).hook_in
+
+
+def _features(lens: Lens, weights: Weights, cache: Any) -> list[torch.Tensor]:
+    return [clt_encode(weights, layer, cache[IN(lens, layer)]) for layer in range(N_LAYERS)]
 
 
 def test_loads_one_site_per_layer_with_circuit_tracer_semantics(setup: Any) -> None:
-    _kind, folder, weights, lens, _ = setup
+    kind, folder, weights, lens, _ = setup
+    expected_in = "ln2.hook_normalized" if KINDS[kind][1] == "mlp.hook_in" else "hook_resid_mid"
     loaded = load_sae(folder, dtype=F64)
     assert isinstance(loaded, list)
     assert len(loaded) == N_LAYERS
     x = torch.randn(5, 16, generator=torch.Generator().manual_seed(0), dtype=F64)
     for layer, site in enumerate(loaded):
         assert isinstance(site, CrossLayerSite)
-        assert site.hook_in == IN.format(layer)
+        assert site.hook_in == f"blocks.{layer}.{expected_in}"
         assert site.hook_out == OUT.format(layer)
         assert site.kind == "cross_layer_transcoder"
         assert site.model_name == "tiny-test-model"
@@ -104,7 +116,7 @@ def test_splice_is_an_identity_and_errors_are_circuit_tracers(setup: Any) -> Non
         logits, cache = model.run_with_cache(state.tokens)
         replaced = lens.forward(state.tokens, _no_error_plan())
     torch.testing.assert_close(run.logits, logits, atol=1e-12, rtol=0)
-    features = _features(weights, cache)
+    features = _features(lens, weights, cache)
     for layer in range(N_LAYERS):
         site = OUT.format(layer)
         expected_error = cache[site] - clt_reconstruct(weights, layer, features)
@@ -125,7 +137,7 @@ def test_splice_is_an_identity_and_errors_are_circuit_tracers(setup: Any) -> Non
         hooks: list[tuple[str, Any]] = []
         for layer in range(N_LAYERS):
             hooks.append(
-                (IN.format(layer), lambda a, hook: seen_inputs.__setitem__(hook.layer(), a))
+                (IN(lens, layer), lambda a, hook: seen_inputs.__setitem__(hook.layer(), a))
             )
             hooks.append((OUT.format(layer), replace))
         expected = model.run_with_hooks(state.tokens, fwd_hooks=hooks)
@@ -237,11 +249,11 @@ def test_edges_equal_interventions(setup: Any) -> None:
     exact = exact_edges(lens, state, upstream, downstream)
     first = gradient_edges(lens, state, upstream, downstream)
     _, clean = model.run_with_cache(state.tokens)
-    x_clean = clean[IN.format(2)]
+    x_clean = clean[IN(lens, 2)]
     gate = (clt_encode(weights, 2, x_clean) != 0).to(F64)
     a_clean = clt_encode(weights, 2, x_clean)
     captured: dict[str, torch.Tensor] = {}
-    grab = (IN.format(2), lambda act, hook: captured.__setitem__("x", act))
+    grab = (IN(lens, 2), lambda act, hook: captured.__setitem__("x", act))
     eps, largest = 1e-6, 0.0
     for u in upstream:
         _metric(model, state.tokens, [*_write_hooks(weights, state, u), grab])
@@ -289,10 +301,10 @@ def test_direct_attribution_equals_interventions_in_the_frozen_model(setup: Any)
     effects = direct_node_effects(lens, state, METRIC, _some_nodes(lens, state))
     _, clean = model.run_with_cache(state.tokens)
     frozen = _frozen(model, clean)
-    x_clean = clean[IN.format(2)]
+    x_clean = clean[IN(lens, 2)]
     gate = (clt_encode(weights, 2, x_clean) != 0).to(F64)
     captured: dict[str, torch.Tensor] = {}
-    grab = (IN.format(2), lambda act, hook: captured.__setitem__("x", act))
+    grab = (IN(lens, 2), lambda act, hook: captured.__setitem__("x", act))
     largest = 0.0
     for u in upstream:
         # Hooks run in order: the frozen value is held first, then the write is added to it.
@@ -417,7 +429,7 @@ def test_dashboard_cache_key_covers_every_clt_weight(setup: Any) -> None:
 
 
 def _replacement_hooks(
-    weights: Weights, state: PromptState, node: Node, eps: float
+    lens: Lens, weights: Weights, state: PromptState, node: Node, eps: float
 ) -> list[tuple[str, Any]]:
     """Raw hooks of the detached splice: every layer's output is the CLT's reconstruction from
     features recomputed from the current inputs plus the clean error term (a constant), with
@@ -435,7 +447,7 @@ def _replacement_hooks(
 
     hooks: list[tuple[str, Any]] = []
     for layer in range(N_LAYERS):
-        hooks.append((IN.format(layer), lambda a, hook: seen.__setitem__(hook.layer(), a)))
+        hooks.append((IN(lens, layer), lambda a, hook: seen.__setitem__(hook.layer(), a)))
         hooks.append((OUT.format(layer), reconstruct))
     return hooks
 
@@ -451,13 +463,13 @@ def test_detached_gradients_flow_through_the_clt_reconstructions(setup: Any) -> 
     model = lens.model
     clean = _metric(model, state.tokens, [])
     assert _metric(
-        model, state.tokens, _replacement_hooks(weights, state, chosen[0], 0.0)
+        model, state.tokens, _replacement_hooks(lens, weights, state, chosen[0], 0.0)
     ) == pytest.approx(clean, abs=1e-10)
     eps = 1e-6
     straight = gradient_node_effects(lens, state, METRIC, chosen)
     differs = 0.0
     for node in chosen:
-        nudged = _metric(model, state.tokens, _replacement_hooks(weights, state, node, eps))
+        nudged = _metric(model, state.tokens, _replacement_hooks(lens, weights, state, node, eps))
         assert scores[node] == pytest.approx((clean - nudged) / eps, rel=1e-4, abs=1e-8), node
         differs = max(differs, abs(scores[node] - straight[node]))
     assert differs > 1e-6
@@ -487,13 +499,13 @@ def test_detached_edges_equal_finite_differences_of_the_replacement_model(setup:
     downstream = [n for n in nodes if n.kind == "feature" and n.site == OUT.format(2)][:4]
     edges = gradient_edges(detached, state, upstream, downstream)
     _, clean = lens.model.run_with_cache(state.tokens)
-    x_clean = clean[IN.format(2)]
+    x_clean = clean[IN(lens, 2)]
     gate = (clt_encode(weights, 2, x_clean) != 0).to(F64)
     captured: dict[str, torch.Tensor] = {}
-    grab = (IN.format(2), lambda act, hook: captured.__setitem__("x", act))
+    grab = (IN(lens, 2), lambda act, hook: captured.__setitem__("x", act))
     eps, largest = 1e-6, 0.0
     for u in upstream:
-        _metric(lens.model, state.tokens, [*_replacement_hooks(weights, state, u, eps), grab])
+        _metric(lens.model, state.tokens, [*_replacement_hooks(lens, weights, state, u, eps), grab])
         change = (
             _target_value(weights, 2, x_clean, gate)
             - _target_value(weights, 2, captured["x"], gate)
@@ -546,7 +558,7 @@ def test_explorer_interventions_move_every_later_layer(setup: Any, mode: str, va
         act[:, pos] += (g - f)[:, None] * clt_write(weights, 0, hook.layer())[index]
         return act
 
-    hooks: list[tuple[str, Any]] = [(IN.format(0), lambda a, hook: seen.__setitem__("x", a))]
+    hooks: list[tuple[str, Any]] = [(IN(lens, 0), lambda a, hook: seen.__setitem__("x", a))]
     hooks += [(OUT.format(k), move) for k in range(N_LAYERS)]
     with torch.no_grad():
         logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[0, -1]
@@ -605,7 +617,7 @@ def test_sparse_reconstruction_path_with_few_live_features(setup: Any) -> None:
     with torch.no_grad():
         run = detached.run(state.tokens)
         _, cache = lens.model.run_with_cache(state.tokens)
-    features = _features(sparse_weights, cache)
+    features = _features(lens, sparse_weights, cache)
     live = sum(int((f != 0).reshape(-1, f.shape[-1]).any(0).sum()) for f in features)
     assert 0 < live <= 4 * N_LAYERS
     for layer in range(N_LAYERS):
@@ -619,6 +631,6 @@ def test_sparse_reconstruction_path_with_few_live_features(setup: Any) -> None:
     clean = _metric(lens.model, sparse_state.tokens, [])
     eps = 1e-6
     for node in chosen:
-        hooks = _replacement_hooks(sparse_weights, sparse_state, node, eps)
+        hooks = _replacement_hooks(lens, sparse_weights, sparse_state, node, eps)
         fd = (clean - _metric(lens.model, sparse_state.tokens, hooks)) / eps
         assert scores[node] == pytest.approx(fd, rel=1e-4, abs=1e-8), node
