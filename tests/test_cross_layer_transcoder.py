@@ -634,3 +634,21 @@ def test_sparse_reconstruction_path_with_few_live_features(setup: Any) -> None:
         hooks = _replacement_hooks(lens, sparse_weights, sparse_state, node, eps)
         fd = (clean - _metric(lens.model, sparse_state.tokens, hooks)) / eps
         assert scores[node] == pytest.approx(fd, rel=1e-4, abs=1e-8), node
+
+
+def test_negative_jumprelu_thresholds_follow_circuit_tracer(tmp_path: Path) -> None:
+    """circuit-tracer's JumpReLU is `pre * (pre > threshold)` with no ReLU first: with a negative
+    threshold, small negative pre-activations pass (SAE-Lens's JumpReLU would zero them)."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "clt"
+    weights = write_clt(folder, n_layers=2, d_model=16, jumprelu=True)
+    encoder = load_file(str(folder / "W_enc_0.safetensors"))
+    encoder["threshold_0"] = encoder["threshold_0"] - 0.5
+    save_file(encoder, str(folder / "W_enc_0.safetensors"))
+    weights[0]["threshold"] = encoder["threshold_0"]
+    site = load_sae(folder)[0]
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+    f = site.encode(x)
+    torch.testing.assert_close(f, clt_encode(weights, 0, x), atol=1e-6, rtol=0)
+    assert bool((f < 0).any())
