@@ -15,6 +15,8 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     "AttributionGraph": "feature_lens.graph",
     "CallableMetric": "feature_lens.attribution",
+    "CrossLayerSite": "feature_lens.lens",
+    "CrossLayerTranscoder": "feature_lens.lens",
     "Dictionary": "feature_lens.lens",
     "Directions": "feature_lens.lens",
     "FeatureId": "feature_lens.dashboard",
@@ -42,6 +44,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [  # the names of _EXPORTS, spelled out for type checkers (a test keeps them equal)
     "AttributionGraph",
     "CallableMetric",
+    "CrossLayerSite",
+    "CrossLayerTranscoder",
     "Dictionary",
     "Directions",
     "FeatureId",
@@ -87,7 +91,14 @@ if TYPE_CHECKING:
         OutputExistsError,
     )
     from feature_lens.graph import AttributionGraph, Node
-    from feature_lens.lens import Dictionary, Directions, Lens, LensRun
+    from feature_lens.lens import (
+        CrossLayerSite,
+        CrossLayerTranscoder,
+        Dictionary,
+        Directions,
+        Lens,
+        LensRun,
+    )
     from feature_lens.loading import load_model, load_sae
     from feature_lens.steering import steer
 

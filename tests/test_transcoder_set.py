@@ -220,8 +220,8 @@ def test_bad_transcoder_sets_are_refused(tmp_path: Path, model: Any) -> None:
     (folder / "layer_0.safetensors").unlink()
     with pytest.raises(LoadingError, match=r"no layer_0\.safetensors"):
         load_sae(folder)
-    (folder / "config.yaml").write_text("model_kind: cross_layer_transcoder\n")
-    with pytest.raises(LoadingError, match="cross-layer"):
+    (folder / "config.yaml").write_text("model_kind: crosscoder\n")
+    with pytest.raises(LoadingError, match="model_kind 'crosscoder'"):
         load_sae(folder)
     (folder / "config.yaml").write_text("model_kind: transcoder_set\n")
     with pytest.raises(LoadingError, match="feature_input_hook"):

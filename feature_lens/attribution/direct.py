@@ -45,7 +45,9 @@ from feature_lens.attribution.metrics import Metric, evaluate, metric_sites, nee
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.state import PromptState, gradient_score_matrix
 from feature_lens.attribution.targets import feature_targets
+from feature_lens.errors import InputError
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, freeze_cache_names
+from feature_lens.lens.cross_layer import CrossLayerSite
 
 MlpMode = Literal["stop", "linear"]
 
@@ -152,8 +154,11 @@ def direct_edge_matrix(
     target_sites = sorted({d.site for d in targets})
     # Decided once per (source site, target site): closed form, backward, or no edge at all.
     route = {(us, ds): _route(lens, us, ds) for us in upstream_sites for ds in target_sites}
-    if mlp != "stop" or any(d.has_skip for d in lens.dictionaries.values()):
-        # A skip transcoder's skip term is a path the closed form does not follow.
+    if mlp != "stop" or any(
+        d.has_skip or isinstance(d, CrossLayerSite) for d in lens.dictionaries.values()
+    ):
+        # A skip transcoder's skip term, and a cross-layer transcoder's writes into later
+        # layers, are paths the closed form does not follow.
         route = {key: ("backward" if how == "closed" else how) for key, how in route.items()}
     backward_sites = {ds for (_, ds), how in route.items() if how == "backward"}
     backward = [j for j, d in enumerate(targets) if d.site in backward_sites]
@@ -285,7 +290,14 @@ def source_writes(
     """What moving each node from its baseline to its clean value adds to its site's output,
     `[len(nodes), pos, d_out]` (all nodes must write the same width): `(a - b) W_dec[i]` for
     features, `err - err_b` for error terms, `emb - emb_b` for tokens; at the node's position, or
-    at every position for an all-positions node. Vectorised per site."""
+    at every position for an all-positions node. Vectorised per site. A cross-layer
+    transcoder's feature writes into several sites, so it has no single write here: refused."""
+    for node in nodes:
+        if node.kind == "feature" and isinstance(lens.dictionary(node.site), CrossLayerSite):
+            raise InputError(
+                f"{node} is a cross-layer transcoder feature, which writes into every later "
+                "layer's output; use feature_writes(lens.dictionary(site)) for its writes"
+            )
     n_pos = state.tokens.shape[1]
     out: Tensor | None = None
     groups: dict[tuple[str, str], list[int]] = {}

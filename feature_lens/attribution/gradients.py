@@ -4,7 +4,9 @@
     effect(n) ~= d metric / d a_n . (a_n - b_n)
 One forward and one backward give every node's score. Zero "leaf" tensors are added to each site's
 output; the gradient w.r.t. a site's output `g` gives a feature's gradient as `W_dec[i] . g` (the
-error term's gradient is `g` itself), so no tensor of width d_sae is kept in the autograd graph.
+error term's gradient is `g` itself), so no tensor of width d_sae is kept in the autograd graph. A
+cross-layer transcoder's feature writes into several outputs; its gradient sums `W_{l->k}[i] . g_k`
+over them, so leaves sit at every output it writes (`write_sites`).
 How gradients cross the *other* sites' splices is the Lens's gradient mode: straight-through by
 default (the error term is recomputed from the activation, so the splice is the identity and the
 gradient is the model's own, as in Marks et al.), or detached (SAE-Lens's splice: the error term is a
@@ -44,6 +46,7 @@ from feature_lens.attribution.state import (
 )
 from feature_lens.attribution.targets import FeatureTargets, feature_targets
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
+from feature_lens.lens.cross_layer import feature_writes
 from feature_lens.typed import bool_rows, float_rows, int_list
 
 
@@ -87,21 +90,34 @@ def integrated_gradient_node_effects(
     ) / steps
     tokens = state.tokens.expand(steps, -1)
     answers = None if state.answers is None else state.answers.expand(steps, -1)
-    mean_grads: dict[str, Tensor] = {}
-    for site in {n.writes_to for n in nodes}:
+    effects: dict[Node, float] = {}
+    by_site: dict[str, list[Node]] = {}
+    for node in nodes:
+        by_site.setdefault(node.writes_to, []).append(node)
+    for site, members in by_site.items():
+        # A cross-layer transcoder's features also write into later layers' outputs: the
+        # gradient there counts too.
+        written = [site] if site == EMBED_SITE else write_sites(lens, site)
         plan = RunPlan(
-            leaf_sites=[site],
+            leaf_sites=written,
             keep_graph=needs_features(metric),
             edits={site: _interpolate(state, site, alphas)},
         )
         result = lens.forward(tokens, plan)
         value = evaluate(metric, result, answers).sum()
         # A site after a NodeActivation target does not reach it: its gradient is zero.
-        leaf = result.leaves[site]
-        reached = value.requires_grad
-        grad = _site_gradients(value, result.leaves, [site])[site] if reached else leaf * 0
-        mean_grads[site] = grad.mean(0, keepdim=True)
-    return node_gradient_scores(lens, state, mean_grads, nodes)
+        if value.requires_grad:
+            grads = _site_gradients(value, result.leaves, written)
+        else:
+            grads = {s: torch.zeros_like(leaf) for s, leaf in result.leaves.items()}
+        mean_grads = {s: g.mean(0, keepdim=True) for s, g in grads.items()}
+        effects.update(node_gradient_scores(lens, state, mean_grads, members))
+    return {node: effects[node] for node in nodes}
+
+
+def write_sites(lens: Lens, site: str) -> list[str]:
+    """The site and every further site its features write into (cross-layer transcoders)."""
+    return [site, *(s for s, _ in feature_writes(lens.dictionary(site)) if s != site)]
 
 
 def _interpolate(state: PromptState, site: str, alphas: Float[Tensor, " steps"]) -> SiteEdit:
@@ -230,6 +246,19 @@ def _block_local_run(
     the sources' sites, in the autograd graph."""
     straight = freeze is not None or lens.gradient_mode == "straight_through"
     leaf_sites = sorted({u.writes_to for u in sources}, key=lens.site_order)
+    # Cross-layer transcoder features also write into later outputs before the target's.
+    target_order = max(lens.site_order(site) for site in target_sites)
+    leaf_sites += sorted(
+        {
+            s
+            for site in leaf_sites
+            if site != EMBED_SITE
+            for s in write_sites(lens, site)
+            if lens.site_order(s) < target_order
+        }
+        - set(leaf_sites),
+        key=lens.site_order,
+    )
     spliced = list(leaf_sites)
     if not straight:
         # Detached splices between the sources and the target carry gradients: they must run.

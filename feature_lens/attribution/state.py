@@ -28,6 +28,7 @@ from feature_lens.attribution.metrics import Metric
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.prompts import PromptSet
 from feature_lens.lens import EMBED_SITE, Freeze, Lens, RunPlan, SiteEdit
+from feature_lens.lens.cross_layer import feature_writes
 from feature_lens.typed import float_list, int_list, int_rows, unique_values, vector_norm
 
 Positions = Literal["keep", "sum"]
@@ -227,25 +228,30 @@ def candidate_nodes(lens: Lens, state: PromptState, positions: Positions) -> lis
     return nodes
 
 
-def patch_add(lens: Lens, state: PromptState, node: Node) -> tuple[str, Float[Tensor, "pos d_out"]]:
-    """(site, `[pos, d_out]` tensor) to add to that site's output to set `node` to its baseline.
+def patch_adds(lens: Lens, state: PromptState, node: Node) -> list[tuple[str, Tensor]]:
+    """(site, `[pos, d_out]` tensor) pairs to add to those sites' outputs to set `node` to its
+    baseline.
 
-    Moving feature i by `d` moves the output by `d * W_dec[i]` because decoders are affine; error
-    and token nodes move by their own difference.
+    Moving feature i by `d` moves each output it writes by `d * W[i]` because decoders are affine
+    (one site, `W_dec`, for an SAE or transcoder; every later layer for a cross-layer
+    transcoder, see `feature_writes`); error and token nodes move by their own difference.
     """
     n_pos = state.tokens.shape[1]
     minus_delta = -state.delta(node)
     if node.kind == "feature":
         assert node.index is not None
-        direction = lens.dictionary(node.site).W_dec[node.index]
-        add = minus_delta[:, None] * direction[None, :]
+        index = node.index
+        writes = [
+            (site, minus_delta[:, None] * weight[index][None, :])
+            for site, weight in feature_writes(lens.dictionary(node.site))
+        ]
     else:
-        add = minus_delta
-    if node.pos is not None:
-        mask = torch.zeros(n_pos, 1, dtype=add.dtype, device=add.device)
-        mask[node.pos] = 1
-        add = add * mask
-    return node.writes_to, add
+        writes = [(node.writes_to, minus_delta)]
+    if node.pos is None:
+        return writes
+    mask = torch.zeros(n_pos, 1, dtype=minus_delta.dtype, device=minus_delta.device)
+    mask[node.pos] = 1
+    return [(site, add * mask.to(add.dtype)) for site, add in writes]
 
 
 def batched_patch_edits(
@@ -255,12 +261,12 @@ def batched_patch_edits(
     n_pos = state.tokens.shape[1]
     adds: dict[str, Tensor] = {}
     for row, node in enumerate(nodes):
-        site, add = patch_add(lens, state, node)
-        if site not in adds:
-            adds[site] = torch.zeros(
-                len(nodes), n_pos, add.shape[-1], dtype=add.dtype, device=add.device
-            )
-        adds[site][row] += add
+        for site, add in patch_adds(lens, state, node):
+            if site not in adds:
+                adds[site] = torch.zeros(
+                    len(nodes), n_pos, add.shape[-1], dtype=add.dtype, device=add.device
+                )
+            adds[site][row] += add
     return {site: SiteEdit(add=add) for site, add in adds.items()}
 
 
@@ -274,8 +280,9 @@ def gradient_score_matrix(
     lens: Lens, state: PromptState, grads: dict[str, Tensor], nodes: Sequence[Node]
 ) -> Float[Tensor, "rows nodes"]:
     """First-order scores grad . (a - b), `[rows, len(nodes)]`, from gradients w.r.t. site outputs
-    (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`; an
-    all-positions node sums its per-position scores. Per site and position, one matrix product
+    (`grads[site]`: `[rows, pos, d_out]`). A feature's gradient is `W_dec[i] . grad`, summed over
+    the outputs it writes for a cross-layer transcoder; an all-positions node sums its
+    per-position scores. Per site and position, one matrix product
     for the nodes there (only their decoder rows are gathered), so the cost scales with the
     nodes, not with positions x nodes or d_sae. A state of one prompt scores every row on it; a
     state of `rows` prompts scores row r on prompt r (`a - b` of that prompt)."""
@@ -289,17 +296,26 @@ def gradient_score_matrix(
         groups.setdefault((node.kind, site), []).append(j)
     with torch.no_grad():
         for (kind, site), columns in groups.items():
-            if site not in grads:
-                continue
-            grad = grads[site]  # [rows, pos, d_out]
             members = [nodes[j] for j in columns]
             column_ids = torch.tensor(columns, device=out.device)
-            positions = torch.tensor(
-                [-1 if n.pos is None else n.pos for n in members], device=grad.device
-            )
             if kind == "feature":
-                scores = _feature_scores(lens, state, site, grad, members, positions)
+                # A feature's gradient sums over every output it writes (several for a
+                # cross-layer transcoder); outputs without a gradient cannot reach the value.
+                writes = [
+                    (grads[target], weight)
+                    for target, weight in feature_writes(lens.dictionary(site))
+                    if target in grads
+                ]
+                if not writes:
+                    continue
+                scores = _feature_scores(state, site, members, writes, lens.dictionary(site).d_sae)
             else:
+                if site not in grads:
+                    continue
+                grad = grads[site]  # [rows, pos, d_out]
+                positions = torch.tensor(
+                    [-1 if n.pos is None else n.pos for n in members], device=grad.device
+                )
                 if kind == "error":
                     clean_v, base_v = state.clean.errors[site], state.base.errors[site]
                 else:
@@ -325,35 +341,40 @@ def node_gradient_scores(
 
 
 def _feature_scores(
-    lens: Lens,
     state: PromptState,
     site: str,
-    grad: Float[Tensor, "rows pos d_out"],
     members: Sequence[Node],
-    positions: Int[Tensor, " nodes"],
+    writes: Sequence[tuple[Float[Tensor, "rows pos d_out"], Float[Tensor, "d_sae d_out"]]],
+    d_sae: int,
 ) -> Float[Tensor, "rows nodes"]:
-    """`gradient_score_matrix` for feature nodes of one site, `[rows, len(members)]`
-    (`positions`: each node's position, -1 for all positions)."""
-    dictionary = lens.dictionary(site)
-    index = torch.tensor([n.index for n in members], device=grad.device)
+    """`gradient_score_matrix` for feature nodes of one site, `[rows, len(members)]`: (a - b)
+    times `sum over writes of W[i] . grad` at each feature's position (summed over positions for
+    all-position nodes); `writes` pairs each output the features write (one for an SAE, every
+    later layer for a cross-layer transcoder) with its gradient and decoder."""
+    grad0 = writes[0][0]
+    dtype, device = grad0.dtype, grad0.device
+    positions = torch.tensor([-1 if n.pos is None else n.pos for n in members], device=device)
+    index = torch.tensor([n.index for n in members], device=device)
     clean, base = state.clean.features[site], state.base.features[site]
-    rows = grad.shape[0]
-    scores = torch.zeros(rows, len(members), dtype=grad.dtype, device=grad.device)
+    scores = torch.zeros(grad0.shape[0], len(members), dtype=dtype, device=device)
     summed = torch.nonzero(positions < 0)[:, 0]
-    if 2 * len(summed) >= dictionary.d_sae:
-        # Most of the dictionary: one dense product costs less than gathering their columns.
-        delta = (clean - base.expand_as(clean)).to(grad.dtype)  # [b, pos, d_sae]
-        dense = ((grad @ dictionary.W_dec.T.to(grad.dtype)) * delta).sum(1)  # [rows, d_sae]
-        scores[:, summed] = dense[:, index[summed]]
-    elif len(summed):
-        picked = index[summed]
-        delta = clean[:, :, picked] - base[:, :, picked].expand(clean.shape[0], clean.shape[1], -1)
-        weight = dictionary.W_dec[picked].to(grad.dtype)  # [n, d]
-        scores[:, summed] = ((grad @ weight.T) * delta.to(grad.dtype)).sum(1)
-    for pos in int_list(unique_values(positions[positions >= 0])):
-        at = torch.nonzero(positions == pos)[:, 0]
-        picked = index[at]
-        at_pos = clean[:, pos, picked] - base[:, pos if base.shape[1] > 1 else 0, picked]  # [b, n]
-        weight = dictionary.W_dec[picked].to(grad.dtype)
-        scores[:, at] = (grad[:, pos] @ weight.T) * at_pos.to(grad.dtype)
+    at_positions = int_list(unique_values(positions[positions >= 0]))
+    for grad, weight_all in writes:
+        if 2 * len(summed) >= d_sae:
+            # Most of the dictionary: one dense product costs less than gathering their columns.
+            delta = (clean - base.expand_as(clean)).to(dtype)  # [b, pos, d_sae]
+            dense = ((grad @ weight_all.T.to(dtype)) * delta).sum(1)  # [rows, d_sae]
+            scores[:, summed] += dense[:, index[summed]]
+        elif len(summed):
+            picked = index[summed]
+            shape = (clean.shape[0], clean.shape[1], -1)
+            delta = clean[:, :, picked] - base[:, :, picked].expand(*shape)
+            weight = weight_all[picked].to(dtype)  # [n, d]
+            scores[:, summed] += ((grad @ weight.T) * delta.to(dtype)).sum(1)
+        for pos in at_positions:
+            at = torch.nonzero(positions == pos)[:, 0]
+            picked = index[at]
+            at_pos = clean[:, pos, picked] - base[:, pos if base.shape[1] > 1 else 0, picked]
+            weight = weight_all[picked].to(dtype)
+            scores[:, at] += (grad[:, pos] @ weight.T) * at_pos.to(dtype)
     return scores

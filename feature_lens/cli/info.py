@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"gradient mode: {lens.gradient_mode}")
     print(f"{'site':34} {'kind':10} {'architecture':14} {'d_in':>6} {'d_sae':>7}  reads")
     for site, dictionary in lens.dictionaries.items():
+        # Directions and cross-layer transcoder layers carry no SAE-Lens object.
+        owner = dictionary.sae if dictionary.sae is not None else dictionary
         print(
-            f"{t(site):34} {dictionary.kind:10} {type(dictionary.sae).__name__:14} "
+            f"{t(site):34} {dictionary.kind:10} {type(owner).__name__:14} "
             f"{dictionary.d_in:>6} {dictionary.d_sae:>7}  {t(dictionary.hook_in)}"
         )
     return 0

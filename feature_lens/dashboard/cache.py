@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from feature_lens.lens import Lens
+from feature_lens.lens import CrossLayerSite, Lens
 
 _SAMPLE = 65536
 #: Config fields that say where the model runs, not what it computes.
@@ -57,6 +57,10 @@ def corpus_pass_key(lens: Lens, tokens: Tensor, request: Mapping[str, Any]) -> s
         hasher.update(f"{site}|{dictionary.hook_in}|{dictionary.hook_out}|{kind}".encode())
         if dictionary.sae is not None:
             _digest_module(hasher, dictionary.sae)
+        elif isinstance(dictionary, CrossLayerSite):  # every layer's encoder and decoders
+            for name, tensor in dictionary.clt.tensors().items():
+                hasher.update(name.encode())
+                _digest_tensor(hasher, tensor)
         else:  # directions: their vectors are all there is
             _digest_tensor(hasher, dictionary.W_dec)
     hasher.update(f"{tokens.dtype}|{tuple(tokens.shape)}|".encode())

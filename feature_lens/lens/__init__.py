@@ -1,5 +1,6 @@
 """The Lens: a model with dictionaries spliced in, and the run plans that drive it."""
 
+from feature_lens.lens.cross_layer import CrossLayerSite, CrossLayerTranscoder, feature_writes
 from feature_lens.lens.dictionary import Dictionary, hook_layer
 from feature_lens.lens.directions import Directions
 from feature_lens.lens.lens import Lens, LensRun, freeze_cache_names
@@ -15,6 +16,8 @@ from feature_lens.lens.run import (
 
 __all__ = [
     "EMBED_SITE",
+    "CrossLayerSite",
+    "CrossLayerTranscoder",
     "Dictionary",
     "Directions",
     "Freeze",
@@ -24,6 +27,7 @@ __all__ = [
     "RunPlan",
     "RunResult",
     "SiteEdit",
+    "feature_writes",
     "freeze_cache_names",
     "frozen_gate",
     "hook_layer",

@@ -21,6 +21,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from feature_lens.errors import IncompatibleDictionaryError, InputError
+from feature_lens.lens.cross_layer import (
+    CrossLayerRun,
+    CrossLayerSite,
+    check_complete,
+    cross_layer_splice_hook,
+)
 from feature_lens.lens.dictionary import Dictionary, hook_layer, stop_layer_for
 from feature_lens.lens.run import (
     EMBED_SITE,
@@ -108,6 +114,7 @@ class Lens:
                     "give each a distinct name"
                 )
             attached[dictionary.site] = dictionary
+        check_complete(list(attached.values()))
         return dict(sorted(attached.items(), key=lambda kv: self._order[kv[1].hook_out]))
 
     # ----------------------------------------------------------------- construction helpers
@@ -317,29 +324,7 @@ class Lens:
         if plan.freeze is not None:
             hooks += _freeze_hooks(self.model, plan.freeze)
         if plan.splice:
-            inputs: dict[str, Tensor] = {}
-            for site, dictionary in self.dictionaries.items():
-                if site in plan.capture_inputs:
-                    hooks.append((dictionary.hook_in, _record(result.inputs, site)))
-                edit = plan.edits.get(site)
-                needs_encode = (
-                    plan.encode_sites is None
-                    or site in plan.encode_sites
-                    or site in plan.record_pre
-                    or (edit is not None and (edit.features is not None or edit.error is not None))
-                    or _skip_path_live(dictionary, plan)
-                )
-                if not needs_encode:
-                    hooks.append((dictionary.hook_out, _light_hook(site, plan, result)))
-                    continue
-                if dictionary.hook_in != dictionary.hook_out:
-                    hooks.append((dictionary.hook_in, _record(inputs, site)))
-                hooks.append(
-                    (
-                        dictionary.hook_out,
-                        self._splice_hook(site, dictionary, plan, mode, inputs, result),
-                    )
-                )
+            hooks += self._splice_hooks(plan, mode, result)
         elif plan.capture_inputs:
             for site in plan.capture_inputs:
                 hooks.append((self.dictionary(site).hook_in, _record(result.inputs, site)))
@@ -347,6 +332,39 @@ class Lens:
             hooks.append((name, _record(result.hooks, name)))
         result.logits = self._run(tokens, hooks, plan)
         return result
+
+    def _splice_hooks(
+        self, plan: RunPlan, mode: GradientMode, result: RunResult
+    ) -> list[tuple[str, Callable[..., Tensor]]]:
+        """Every site's hooks: the splice where the site must encode, else a light hook."""
+        hooks: list[tuple[str, Callable[..., Tensor]]] = []
+        inputs: dict[str, Tensor] = {}
+        needs = {site: _needs_encode(site, d, plan) for site, d in self.dictionaries.items()}
+        # A cross-layer transcoder's layers share features: all of them encode, or none.
+        clt_runs: dict[int, CrossLayerRun] = {}
+        for site, dictionary in self.dictionaries.items():
+            if isinstance(dictionary, CrossLayerSite) and needs[site]:
+                clt_runs.setdefault(id(dictionary.clt), CrossLayerRun())
+        for site, dictionary in self.dictionaries.items():
+            if site in plan.capture_inputs:
+                hooks.append((dictionary.hook_in, _record(result.inputs, site)))
+            shared = (
+                clt_runs.get(id(dictionary.clt)) if isinstance(dictionary, CrossLayerSite) else None
+            )
+            if not needs[site] and shared is None:
+                hooks.append((dictionary.hook_out, _light_hook(site, plan, result)))
+                continue
+            if dictionary.hook_in != dictionary.hook_out:
+                hooks.append((dictionary.hook_in, _record(inputs, site)))
+            if isinstance(dictionary, CrossLayerSite):
+                assert shared is not None
+                splice = cross_layer_splice_hook(
+                    site, dictionary, plan, mode, inputs, result, shared
+                )
+            else:
+                splice = self._splice_hook(site, dictionary, plan, mode, inputs, result)
+            hooks.append((dictionary.hook_out, splice))
+        return hooks
 
     def _run(
         self, tokens: Tensor, hooks: list[tuple[str, Callable[..., Tensor]]], plan: RunPlan
@@ -502,6 +520,18 @@ def _read_splice(dictionary: Dictionary, act: Tensor, x_in: Tensor) -> tuple[Ten
     skip = dictionary.skip(x_in) if dictionary.has_skip else None
     decoded = dictionary.decode(f)
     return f, act - (decoded if skip is None else decoded + skip)
+
+
+def _needs_encode(site: str, dictionary: Dictionary, plan: RunPlan) -> bool:
+    """Whether a pass must encode and decode the site (else its splice, an identity, is skipped)."""
+    edit = plan.edits.get(site)
+    return (
+        plan.encode_sites is None
+        or site in plan.encode_sites
+        or site in plan.record_pre
+        or (edit is not None and (edit.features is not None or edit.error is not None))
+        or _skip_path_live(dictionary, plan)
+    )
 
 
 def _skip_path_live(dictionary: Dictionary, plan: RunPlan) -> bool:

@@ -16,7 +16,8 @@ Each layer becomes the matching SAE-Lens transcoder (`Transcoder`, `JumpReLUTran
 reading `blocks.L.<feature_input_hook>` and writing `blocks.L.<feature_output_hook>`, so every
 feature-lens method works on it unchanged. circuit-tracer's replacement-model hook names
 `mlp.hook_in` / `mlp.hook_out` are translated to TransformerLens's `ln2.hook_normalized` /
-`hook_mlp_out`. Cross-layer transcoders (`model_kind: cross_layer_transcoder`) are refused.
+`hook_mlp_out`. Cross-layer transcoders (`model_kind: cross_layer_transcoder`) load through
+`feature_lens.loading.cross_layer_transcoder`.
 """
 
 from __future__ import annotations
@@ -56,15 +57,10 @@ def read_config(path: Path) -> dict[str, Any]:
         raise LoadingError(f"{str(config_file)!r} is not a circuit-tracer config (not a mapping)")
     config = cast("dict[str, Any]", config)
     kind: Any = config.get("model_kind")
-    if kind == "cross_layer_transcoder":
+    if kind not in ("transcoder_set", "cross_layer_transcoder"):
         raise LoadingError(
-            f"{str(path)!r} holds a cross-layer transcoder (model_kind: cross_layer_transcoder); "
-            "feature-lens loads per-layer transcoder sets (model_kind: transcoder_set) only"
-        )
-    if kind != "transcoder_set":
-        raise LoadingError(
-            f"{str(config_file)!r} has model_kind {kind!r}; a circuit-tracer transcoder set has "
-            "model_kind: transcoder_set"
+            f"{str(config_file)!r} has model_kind {kind!r}; circuit-tracer folders have "
+            "model_kind: transcoder_set or cross_layer_transcoder"
         )
     for key in ("feature_input_hook", "feature_output_hook"):
         if not isinstance(config.get(key), str) or not config[key]:
@@ -118,11 +114,24 @@ def load_transcoder_set(
     dtype: torch.dtype | None = None,
 ) -> list[Any]:
     """Every layer's transcoder in a circuit-tracer transcoder-set folder, as SAE-Lens
-    transcoders (one per layer, in layer order) carrying their hooks and the model's name."""
+    transcoders (one per layer, in layer order) carrying their hooks and the model's name; for a
+    cross-layer transcoder folder, its `CrossLayerSite`s (see `loading.cross_layer_transcoder`)."""
     path = Path(path).expanduser()
     config = read_config(path)
-    hook_in = _HOOK_ALIASES.get(config["feature_input_hook"], config["feature_input_hook"])
-    hook_out = _HOOK_ALIASES.get(config["feature_output_hook"], config["feature_output_hook"])
+    hook_in = _HOOK_ALIASES.get(
+        str(config["feature_input_hook"]), str(config["feature_input_hook"])
+    )
+    hook_out = _HOOK_ALIASES.get(
+        str(config["feature_output_hook"]), str(config["feature_output_hook"])
+    )
+    if config["model_kind"] == "cross_layer_transcoder":
+        from feature_lens.loading.cross_layer_transcoder import load_cross_layer_transcoder
+
+        return list(
+            load_cross_layer_transcoder(
+                path, config, hook_in=hook_in, hook_out=hook_out, device=device, dtype=dtype
+            )
+        )
     model_name = config.get("model_name")
     return [
         _transcoder(
