@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -25,6 +26,10 @@ from feature_lens.graph.node import Node
 from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import Lens, RunPlan
 from feature_lens.lens.dictionary import hook_layer
+
+if TYPE_CHECKING:
+    from feature_lens.dashboard.corpus_pass import CorpusStats
+    from feature_lens.distributed.executor import Executor
 
 
 def feature_index(feature: Node) -> int:
@@ -224,6 +229,67 @@ def cached_feature_activations(
     if moments is not None:
         moments.load_state({k[2:]: v for k, v in stored.items() if k.startswith("m/")})
     return {f: stored[f"acts/{feature_label(f)}"] for f in features}
+
+
+def corpus_stats(
+    lens: Lens,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    executor: Executor | None = None,
+) -> CorpusStats:
+    """The fused corpus pass (`feature_lens.dashboard.corpus_pass`): densities, every feature's
+    activations and the correlation sums, in one forward per batch. Chunks of the corpus run in
+    this process, or on `executor`'s workers (`feature_lens.distributed`); either way the
+    chunks are merged in corpus order, so the result is the same to the bit."""
+    from feature_lens.dashboard.corpus_pass import Merger, chunk_starts, pass_chunk
+
+    chunks = chunk_starts(len(dataset))
+    merger = Merger()
+    if executor is None:
+        results: Iterable[CorpusStats] = (
+            pass_chunk(
+                lens,
+                dataset.tokens[a:b],
+                dataset.lengths[a:b],
+                offset=a,
+                batch_size=batch_size,
+            )
+            for a, b in chunks
+        )
+    else:
+        results = executor.corpus_pass(dataset.tokens, dataset.lengths, chunks, batch_size)
+    for part in tqdm(results, total=len(chunks), desc="corpus", disable=not progress, unit="chunk"):
+        merger.add(part)
+    return merger.result()
+
+
+def cached_corpus_stats(
+    lens: Lens,
+    dataset: Dataset,
+    *,
+    cache_dir: str | Path | None,
+    batch_size: int = 64,
+    progress: bool = False,
+    executor: Executor | None = None,
+) -> CorpusStats:
+    """`corpus_stats`, stored in `cache_dir` under a key of the model, its dictionaries and the
+    corpus (`feature_lens.dashboard.cache`; the features chosen later do not enter it), so that a
+    second build over the same corpus runs no forward pass. None: no cache."""
+    from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
+    from feature_lens.dashboard.corpus_pass import CorpusStats
+
+    request = {"pass": "corpus", "version": 1, "lengths": dataset.lengths.tolist()}
+    key = corpus_pass_key(lens, dataset.tokens, request)
+    stored = cached_tensors(
+        cache_dir,
+        key,
+        lambda: corpus_stats(
+            lens, dataset, batch_size=batch_size, progress=progress, executor=executor
+        ).state(),
+    )
+    return CorpusStats.from_state(stored, lens.sites)
 
 
 def cached_densities(
