@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -44,6 +45,9 @@ from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph, NodeTable
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
 
+if TYPE_CHECKING:
+    from feature_lens.distributed.executor import Executor
+
 Method = Literal["exact", "attribution", "ig", "direct"]
 METHODS: tuple[Method, ...] = ("exact", "attribution", "ig", "direct")
 METRIC_ORDER = 10**6
@@ -67,6 +71,7 @@ def attribute(
     batch_size: int = 64,
     progress: bool = True,
     memory_budget: int | None = None,
+    executor: Executor | None = None,
 ) -> AttributionGraph:
     """Attribute `metric` to the Lens's nodes with `method`, keep the strongest, connect them.
 
@@ -86,6 +91,9 @@ def attribute(
         batch_size: interventions (exact) or targets (edges) per forward pass.
         memory_budget: bytes for one batched backward of edge targets (default 1 GiB); edges
             use at most `batch_size` targets per backward, fewer when the budget says so.
+        executor: where the per-prompt work runs (`feature_lens.distributed`; None: here). Each
+            prompt's scores and edges come back in prompt order and are summed as here, so the
+            graph is the same.
     Returns:
         The graph (see the module docstring): node effects, activations and edge weights are
         means over prompts.
@@ -100,11 +108,17 @@ def attribute(
     states = StreamedStates(lens, prompts, kind, mean_tokens=mean_tokens)
     n = len(states)
 
+    job = AttributionJob(prompts, kind, mean_tokens, metric, method, positions, settings)
     # 1. score
     effects: dict[Node, float] = defaultdict(float)
-    for state in tqdm(states, desc=f"{method}: nodes", disable=not progress):
-        nodes = candidate_nodes(lens, state, positions)
-        for node, score in spec.node_effects(lens, state, metric, nodes, settings).items():
+    if executor is None:
+        scores: Iterable[dict[Node, float]] = (
+            prompt_node_effects(lens, state, job) for state in states
+        )
+    else:
+        scores = executor.attribute_nodes(job)
+    for prompt_scores in tqdm(scores, total=n, desc=f"{method}: nodes", disable=not progress):
+        for node, score in prompt_scores.items():
             effects[node] += score / n
 
     # 2. select
@@ -122,7 +136,7 @@ def attribute(
     adjacency[-1, :-1] = effect
     targets = [j for j, node in enumerate(kept) if node.kind == "feature"] if edges else []
     total, activation_sum = _second_pass(
-        lens, states, kept, targets, spec, settings, f"{method}: edges", progress
+        lens, states, kept, targets, spec, settings, f"{method}: edges", progress, executor, job
     )
     if targets:
         adjacency[torch.tensor(targets), :-1] = (total / n).T
@@ -172,18 +186,69 @@ def _second_pass(
     settings: MethodSettings,
     desc: str,
     progress: bool,
+    executor: Executor | None = None,
+    job: AttributionJob | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One pass over the prompts (one state alive at a time): the summed edge matrix
-    `[len(kept), len(targets)]` (targets index `kept`) and the kept nodes' summed activations."""
+    `[len(kept), len(targets)]` (targets index `kept`) and the kept nodes' summed activations.
+    With `executor`, each prompt's part comes from its workers (`job`), summed in prompt order."""
     total = torch.zeros(len(kept), len(targets), dtype=torch.float64)
     activation = torch.zeros(len(kept), dtype=torch.float64)
     target_nodes = [kept[j] for j in targets]
-    for state in tqdm(states, desc=desc, disable=not progress or not targets):
-        activation += torch.tensor([state.activation(node) for node in kept], dtype=torch.float64)
-        if target_nodes:
-            matrix = spec.edges(lens, state, kept, target_nodes, settings)
-            total += matrix.detach().to("cpu", torch.float64)
+    if executor is not None and job is not None:
+        parts: Iterable[tuple[Tensor, Tensor | None]] = executor.attribute_edges(
+            job, kept, target_nodes
+        )
+    else:
+        parts = (prompt_edges(lens, state, kept, target_nodes, spec, settings) for state in states)
+    for row, matrix in tqdm(
+        parts, total=len(states), desc=desc, disable=not progress or not targets
+    ):
+        activation += row
+        if matrix is not None:
+            total += matrix
     return total, activation
+
+
+@dataclass(frozen=True)
+class AttributionJob:
+    """What every prompt of an `attribute` call shares (shipped to workers with the prompts)."""
+
+    prompts: PromptSet
+    baseline: BaselineKind
+    mean_tokens: Tensor | None
+    metric: Metric
+    method: str
+    positions: Positions
+    settings: MethodSettings
+
+    def states(self, lens: Lens) -> StreamedStates:
+        """The prompts' states (built as they are indexed)."""
+        return StreamedStates(lens, self.prompts, self.baseline, mean_tokens=self.mean_tokens)
+
+
+def prompt_node_effects(lens: Lens, state: PromptState, job: AttributionJob) -> dict[Node, float]:
+    """One prompt's node effects (its candidate nodes only; `attribute` step 1)."""
+    nodes = candidate_nodes(lens, state, job.positions)
+    spec = get_method(job.method)
+    return dict(spec.node_effects(lens, state, job.metric, nodes, job.settings))
+
+
+def prompt_edges(
+    lens: Lens,
+    state: PromptState,
+    kept: Sequence[Node],
+    target_nodes: Sequence[Node],
+    spec: AttributionMethod,
+    settings: MethodSettings,
+) -> tuple[Tensor, Tensor | None]:
+    """One prompt's part of `attribute` step 3: the kept nodes' activations and (with targets)
+    the edge matrix `[len(kept), len(target_nodes)]`, both float64 on CPU."""
+    row = torch.tensor([state.activation(node) for node in kept], dtype=torch.float64)
+    if not target_nodes:
+        return row, None
+    matrix = spec.edges(lens, state, kept, target_nodes, settings)
+    return row, matrix.detach().to("cpu", torch.float64)
 
 
 def _check_inputs(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_lens.cli.common import add_lens_options, load_lens, positive_int
+from feature_lens.cli.ray_options import add_ray_options, executor_from_args
 from feature_lens.errors import InputError
 
 
@@ -21,9 +22,19 @@ def register(subparsers: Any) -> None:
         "them, and write the graph (docs/graph-format.md).",
     )
     add_lens_options(parser)
-    source = parser.add_argument_group("prompts (give --prompt or --task)")
+    source = parser.add_argument_group("prompts (give --prompt, --prompts or --task)")
     source.add_argument("--prompt", action="append", help="a clean prompt (repeat for several)")
     source.add_argument("--corrupted", action="append", help="a corrupted prompt, one per --prompt")
+    source.add_argument(
+        "--prompts",
+        type=Path,
+        help="a text file of clean prompts, one a line (a prompt dataset)",
+    )
+    source.add_argument(
+        "--corrupted-prompts",
+        type=Path,
+        help="a text file of corrupted prompts, one for each line of --prompts",
+    )
     source.add_argument(
         "--task", help="a planted task of the embedded model (clean/corrupted pairs)"
     )
@@ -49,6 +60,7 @@ def register(subparsers: Any) -> None:
         metavar="SIZE",
         help="memory for one batched backward of edge targets, e.g. 512MB or 2GB (default 1GB)",
     )
+    add_ray_options(parser, "prompts sharded across workers")
     parser.add_argument(
         "--out",
         type=Path,
@@ -79,8 +91,26 @@ def _token_id(lens: Any, text: str) -> int:
     return int(ids[0])
 
 
+def _read_lines(path: Path, flag: str) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"{flag} {str(path)!r}: no such file; give a text file, one prompt a line")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"{flag} {str(path)!r} has no prompts; write one prompt a line")
+    return lines
+
+
 def _check_prompt_options(args: argparse.Namespace) -> None:
-    """What the prompt options say, checked without the model."""
+    """What the prompt options say, checked without the model (a --prompts file becomes
+    --prompt values)."""
+    if args.prompts is not None:
+        if args.prompt or args.task:
+            raise InputError("give prompts one way: --prompts FILE, --prompt or --task")
+        args.prompt = _read_lines(args.prompts, "--prompts")
+        if args.corrupted_prompts is not None:
+            args.corrupted = _read_lines(args.corrupted_prompts, "--corrupted-prompts")
+    elif args.corrupted_prompts is not None:
+        raise InputError("--corrupted-prompts needs --prompts FILE")
     if args.task:
         if args.model != "zoo":
             raise InputError(
@@ -122,21 +152,23 @@ def run(args: argparse.Namespace) -> int:
             answers = [row] * len(args.prompt)
         prompts = PromptSet.build(lens, args.prompt, args.corrupted, answers)
     metric: Any = LogitDiff() if args.metric == "logit-diff" else LogProb()
-    graph = attribute(
-        lens,
-        prompts,
-        metric,
-        method=args.method,
-        baseline=args.baseline,
-        positions=args.positions,
-        max_nodes=args.max_nodes,
-        edges=not args.no_edges,
-        ig_steps=args.ig_steps,
-        mlp=args.mlp,
-        batch_size=args.batch_size,
-        progress=True,
-        memory_budget=args.memory_budget,
-    )
+    with executor_from_args(args) as executor:
+        graph = attribute(
+            lens,
+            prompts,
+            metric,
+            method=args.method,
+            baseline=args.baseline,
+            positions=args.positions,
+            max_nodes=args.max_nodes,
+            edges=not args.no_edges,
+            ig_steps=args.ig_steps,
+            mlp=args.mlp,
+            batch_size=args.batch_size,
+            progress=True,
+            memory_budget=args.memory_budget,
+            executor=executor,
+        )
     path = graph.save(args.out, overwrite=args.overwrite)
     n_features = sum(1 for n in graph.nodes.values() if n.kind == "feature")
     print(

@@ -15,8 +15,49 @@ from typing import TYPE_CHECKING, Any, Protocol
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from feature_lens.attribution.api import AttributionJob
+    from feature_lens.attribution.nodes import Node
     from feature_lens.dashboard.corpus_pass import CorpusStats
     from feature_lens.lens import Lens
+
+ATTRIBUTION_CHUNK = 8
+"""Prompts per chunk of `attribute`'s per-prompt work (results are per prompt, so the chunk size
+changes where work runs, not the graph)."""
+
+
+def prompt_chunks(n: int, chunk: int = ATTRIBUTION_CHUNK) -> list[tuple[int, int]]:
+    """`(start, stop)` ranges of `n` prompts, in order."""
+    return [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+
+
+def node_effects_chunk(
+    lens: Lens, job: AttributionJob, start: int, stop: int
+) -> list[dict[Node, float]]:
+    """Prompts `start:stop` of `job`: each prompt's node effects (`attribute` step 1)."""
+    from feature_lens.attribution.api import prompt_node_effects
+
+    states = job.states(lens)
+    return [prompt_node_effects(lens, states[i], job) for i in range(start, stop)]
+
+
+def edges_chunk(
+    lens: Lens,
+    job: AttributionJob,
+    kept: Sequence[Node],
+    targets: Sequence[Node],
+    start: int,
+    stop: int,
+) -> list[tuple[Tensor, Tensor | None]]:
+    """Prompts `start:stop` of `job`: each prompt's kept-node activations and edge matrix
+    (`attribute` step 3)."""
+    from feature_lens.attribution.api import prompt_edges
+    from feature_lens.attribution.methods import get_method
+
+    states = job.states(lens)
+    spec = get_method(job.method)
+    return [
+        prompt_edges(lens, states[i], kept, targets, spec, job.settings) for i in range(start, stop)
+    ]
 
 
 @dataclass(frozen=True)
@@ -63,6 +104,17 @@ class Executor(Protocol):
         `(start, stop)` prompt range of `tokens`, in the order of `chunks`."""
         ...
 
+    def attribute_nodes(self, job: AttributionJob) -> Iterator[dict[Node, float]]:
+        """Each prompt's node effects (`feature_lens.attribution.api.prompt_node_effects`), in
+        prompt order."""
+        ...
+
+    def attribute_edges(
+        self, job: AttributionJob, kept: Sequence[Node], targets: Sequence[Node]
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Each prompt's kept-node activations and edges (`...api.prompt_edges`), in order."""
+        ...
+
 
 class LocalExecutor:
     """Every chunk in this process, one after the other, with `lens`."""
@@ -88,3 +140,15 @@ class LocalExecutor:
                 offset=start,
                 batch_size=batch_size,
             )
+
+    def attribute_nodes(self, job: AttributionJob) -> Iterator[dict[Node, float]]:
+        """See `Executor.attribute_nodes`."""
+        for start, stop in prompt_chunks(len(job.prompts)):
+            yield from node_effects_chunk(self.lens, job, start, stop)
+
+    def attribute_edges(
+        self, job: AttributionJob, kept: Sequence[Node], targets: Sequence[Node]
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """See `Executor.attribute_edges`."""
+        for start, stop in prompt_chunks(len(job.prompts)):
+            yield from edges_chunk(self.lens, job, kept, targets, start, stop)

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from feature_lens.distributed.executor import LensRecipe
+from feature_lens.distributed.executor import LensRecipe, prompt_chunks
 from feature_lens.errors import InputError
 
 if TYPE_CHECKING:
+    from feature_lens.attribution.api import AttributionJob
+    from feature_lens.attribution.nodes import Node
     from feature_lens.dashboard.corpus_pass import CorpusStats
 
 INSTALL_HINT = "Ray is not installed; pip install 'feature-lens[ray]'"
@@ -69,6 +71,25 @@ class _Worker:
         _kill_if_armed()
         return pass_chunk(self.lens, tokens, lengths, offset=offset, batch_size=batch_size)
 
+    def attribute_nodes(self, job: AttributionJob, start: int, stop: int) -> list[Any]:
+        from feature_lens.distributed.executor import node_effects_chunk
+
+        _kill_if_armed()
+        return node_effects_chunk(self.lens, job, start, stop)
+
+    def attribute_edges(
+        self, job: AttributionJob, kept: list[Node], targets: list[Node], start: int, stop: int
+    ) -> list[Any]:
+        from feature_lens.distributed.executor import edges_chunk
+
+        _kill_if_armed()
+        return edges_chunk(self.lens, job, kept, targets, start, stop)
+
+    def attribute_edges_packed(
+        self, job: AttributionJob, nodes: tuple[list[Node], list[Node]], start: int, stop: int
+    ) -> list[Any]:
+        return self.attribute_edges(job, nodes[0], nodes[1], start, stop)
+
     def pid(self) -> int:
         return os.getpid()
 
@@ -111,6 +132,13 @@ class RayExecutor:
                 init["address"] = address
             ray.init(**init)
             self._started = True
+        total = ray.cluster_resources()
+        for name, each in (("CPU", cpus_per_worker), ("GPU", gpus_per_worker)):
+            if each > 0 and total.get(name, 0) < workers * each:
+                raise InputError(
+                    f"the Ray cluster has {total.get(name, 0):g} {name}s, fewer than --ray-workers "
+                    f"{workers} x {each:g} per worker; ask for fewer workers or add nodes"
+                )
         actor = ray.remote(
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker,
@@ -141,6 +169,29 @@ class RayExecutor:
             for a, b in chunks
         )
         return self._ordered(calls)
+
+    def attribute_nodes(self, job: AttributionJob) -> Iterator[dict[Node, float]]:
+        """See `feature_lens.distributed.executor.Executor.attribute_nodes`."""
+        ref = self._ray.put(job)
+        calls = (
+            (lambda actor, a=a, b=b: actor.attribute_nodes.remote(ref, a, b))
+            for a, b in prompt_chunks(len(job.prompts))
+        )
+        for chunk in self._ordered(calls):
+            yield from chunk
+
+    def attribute_edges(
+        self, job: AttributionJob, kept: Sequence[Node], targets: Sequence[Node]
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """See `feature_lens.distributed.executor.Executor.attribute_edges`."""
+        ref = self._ray.put(job)
+        nodes = self._ray.put((list(kept), list(targets)))
+        calls = (
+            (lambda actor, a=a, b=b: actor.attribute_edges_packed.remote(ref, nodes, a, b))
+            for a, b in prompt_chunks(len(job.prompts))
+        )
+        for chunk in self._ordered(calls):
+            yield from chunk
 
     def _ordered(self, calls: Iterator[Any]) -> Iterator[Any]:
         """Submit calls round-robin with at most two in flight per actor; yield in order."""
