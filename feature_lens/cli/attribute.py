@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_lens.cli.common import add_lens_options, load_lens, positive_int
-from feature_lens.cli.ray_options import add_ray_options, executor_from_args
+from feature_lens.cli.ray_options import add_ray_options, check_ray_options, executor_from_args
 from feature_lens.errors import InputError
 
 
@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_file_target(args.out, overwrite=args.overwrite)
     _check_prompt_options(args)  # before the model loads
+    check_ray_options(args)
     lens = load_lens(args)
     if args.task:
         from feature_lens.zoo import task_prompts

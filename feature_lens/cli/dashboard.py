@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_lens.cli.common import add_lens_options, check_lens_options, load_lens, positive_int
-from feature_lens.cli.ray_options import add_ray_options, executor_from_args
+from feature_lens.cli.ray_options import add_ray_options, check_ray_options, executor_from_args
 from feature_lens.dashboard.data import parse_feature
 
 DEFAULT_TASK = "ioi"
@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             "--clusters needs a connectome: the zoo task's (the default with --model zoo) or --graph"
         )
     check_lens_options(args)
+    check_ray_options(args)
     start = time.perf_counter()
     documents = _read_documents(args)  # checked before the model loads
     from feature_lens.dashboard.site import build_dashboards, task_graph

@@ -45,6 +45,14 @@ def add_ray_options(parser: argparse.ArgumentParser, job: str) -> None:
     )
 
 
+def check_ray_options(args: argparse.Namespace) -> None:
+    """With `--ray`, fail before the model loads when Ray is not installed."""
+    if args.ray is not None:
+        from feature_lens.distributed.ray_executor import import_ray
+
+        import_ray()
+
+
 @contextmanager
 def executor_from_args(args: argparse.Namespace) -> Iterator[Any]:
     """A `RayExecutor` for `--ray` (shut down on exit), else None."""

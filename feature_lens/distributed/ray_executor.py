@@ -144,6 +144,7 @@ class RayExecutor:
             num_gpus=gpus_per_worker,
             max_restarts=-1,
             max_task_retries=-1,
+            scheduling_strategy="SPREAD",  # one actor per node while nodes last
         )(_Worker)
         threads = max(int(cpus_per_worker), 1)
         self._actors = [actor.remote(recipe, threads) for _ in range(workers)]
