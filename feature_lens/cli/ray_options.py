@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,7 +54,7 @@ def check_ray_options(args: argparse.Namespace) -> None:
 
 
 @contextmanager
-def executor_from_args(args: argparse.Namespace) -> Iterator[Any]:
+def executor_from_args(args: argparse.Namespace) -> Generator[Any]:
     """A `RayExecutor` for `--ray` (shut down on exit), else None."""
     if args.ray is None:
         yield None

@@ -55,7 +55,16 @@ def start(workers: int = 2, *, cpus: int = 1, env: dict[str, str] | None = None)
             raise RuntimeError(f"no address in ray start's output:\n{out}")
         cluster.address = match.group(1)
         for _ in range(workers):
-            _ray(["start", f"--address={cluster.address}", f"--num-cpus={cpus}", *common], full_env)
+            # On a loaded machine a raylet can miss Ray's fixed 30 s registration window; try
+            # again (a late one that registers after all only adds CPUs).
+            for attempt in range(3):
+                try:
+                    args = ["start", f"--address={cluster.address}", f"--num-cpus={cpus}"]
+                    _ray([*args, *common], full_env)
+                    break
+                except RuntimeError:
+                    if attempt == 2:
+                        raise
     except BaseException:
         stop(cluster)
         raise
