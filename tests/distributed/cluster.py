@@ -102,13 +102,13 @@ def cluster_pids(cluster: LocalCluster) -> set[int]:
 
 
 def stop(cluster: LocalCluster) -> None:
-    """End the cluster's processes (TERM, then KILL after 10 s) and remove its temp folder."""
+    """End the cluster's processes (TERM, then KILL after 3 s) and remove its temp folder."""
     pids = cluster_pids(cluster)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
             pids = {pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
             if not pids:
