@@ -2,27 +2,29 @@
 
 Before this pass the dashboards ran two forwards over the corpus: one for every feature's density
 (to choose the top features) and one for the chosen features' activations and correlation sums.
-The chosen features are not known until the densities are, so this pass keeps, per site, what any
-choice will need:
+The chosen features are not known until the densities are, so the pass has two steps over the
+same forward:
 
-- `counts` `[d_sae]`: real tokens on which each feature is active (> 0), for the densities;
-- the nonzero activations of every feature at real tokens, as (token, feature, value) triples in
-  token order (sparse dictionaries keep a few per token), from which any feature's `[n, pos]`
-  activations are rebuilt exactly;
-- the correlation sums that do not depend on the choice: sum and sum of squares of every feature
-  and every input dimension, and the products of every feature with every input dimension
-  `[d_sae, d_in]` (the size of one decoder). The products of the chosen features with all features
-  are computed after the choice from the triples (`CorpusStats.moments`).
+1. **forward** (`pass_chunk`): per chunk of prompts and per site, `ChunkData`: what any choice
+   needs, i.e. the sums that do not depend on it (`SiteSums`: active-token counts, sum and sum of
+   squares of every feature and every input dimension, the `[d_sae, d_in]` products of every
+   feature with every input dimension) and the chunk's nonzero activations as
+   (token, feature, value) triples. Only the sums go to the driver (`CorpusSummary`, densities);
+   the chunk data stays where it was computed (`ChunkStore`).
+2. **select** (`select_chunk`): once the features are chosen, each chunk's data gives the chosen
+   features' activations and their products with every feature (`Selection`); a chunk whose data
+   was not kept (over the memory budget, or its worker was restarted) is computed again by the
+   same forward, which gives the same numbers.
 
 The corpus is cut into chunks of `CHUNK_PROMPTS` prompts whatever runs the pass; each chunk's sums
-start from zero and chunks are merged in corpus order (`merge`), so one process and any number of
+start from zero and the driver adds chunks in corpus order, so one process and any number of
 workers (`feature_lens.distributed`) add the same numbers in the same order and write the same
-bytes.
+bytes. The driver never holds more than the sums and the chosen features' activations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -33,97 +35,155 @@ from feature_lens.lens import Lens, RunPlan
 
 CHUNK_PROMPTS = 256
 """Prompts per chunk of the corpus pass: the unit of work a worker takes and of the merge order."""
+HOLD_BYTES = 2 * 2**30
+"""Chunk data a process (or Ray actor) keeps between the two steps; chunks beyond it are
+computed again in the select step."""
 
 
 @dataclass
-class SiteStats:
-    """One site's part of the corpus pass (see the module docstring). Token indices are flat over
-    `[n_prompts, width]` of the whole corpus (`prompt * width + pos`)."""
+class SiteSums:
+    """One site's sums over some prompts (see the module docstring)."""
 
     counts: Tensor  # [d_sae] float64, active real tokens per feature
-    token: Tensor  # [nnz] int64, flat token index, ascending
-    feature: Tensor  # [nnz] int64
-    value: Tensor  # [nnz] float32
     f_sum: Tensor  # [d_sae + d_in] float64: sums of every feature, then every input dimension
     f_sq: Tensor  # [d_sae + d_in] float64: sums of squares
     f_x: Tensor  # [d_sae, d_in] float64: sums of feature times input dimension
     n: float = 0.0  # real tokens
 
+    def add(self, other: SiteSums) -> None:
+        """Add `other` in place."""
+        self.counts += other.counts
+        self.f_sum += other.f_sum
+        self.f_sq += other.f_sq
+        self.f_x += other.f_x
+        self.n += other.n
+
+    def clone(self) -> SiteSums:
+        """A copy that `add` may change."""
+        return SiteSums(
+            self.counts.clone(), self.f_sum.clone(), self.f_sq.clone(), self.f_x.clone(), self.n
+        )
+
 
 @dataclass
-class CorpusStats:
-    """The corpus pass's result over some prompts (a chunk, or the whole corpus once merged)."""
+class CorpusSummary:
+    """The sums of the corpus pass over some prompts (a chunk, or the corpus once merged)."""
 
     n_prompts: int
     width: int
     n_tokens: int
-    sites: dict[str, SiteStats] = field(default_factory=dict[str, SiteStats])
+    sites: dict[str, SiteSums] = field(default_factory=dict[str, SiteSums])
+
+    def add(self, other: CorpusSummary) -> None:
+        """Add the next chunk's sums (corpus order) in place."""
+        if not self.sites:
+            self.sites = {site: s.clone() for site, s in other.sites.items()}
+        else:
+            for site, s in other.sites.items():
+                self.sites[site].add(s)
+        self.n_prompts += other.n_prompts
+        self.n_tokens += other.n_tokens
+        self.width = other.width
 
     def densities(self) -> dict[str, Tensor]:
         """Per site, the fraction of real tokens on which each feature is active (> 0)."""
         return {site: (s.counts / max(self.n_tokens, 1)).float() for site, s in self.sites.items()}
 
-    def activations(self, site: str, index: int) -> Tensor:
-        """Feature `index` of `site` at every token `[n_prompts, width]` (0 at padded positions)."""
-        s = self.sites[site]
-        hit = s.feature == index
-        out = torch.zeros(self.n_prompts * self.width)
-        out[s.token[hit]] = s.value[hit]
-        return out.reshape(self.n_prompts, self.width)
-
-    def moments(self, features: Sequence[tuple[str, int]]) -> Moments:
-        """The correlation sums of the chosen `(site, index)` features (`Moments.load_state`)."""
-        moments = Moments(features)
-        state: dict[str, Tensor] = {}
-        for site in moments.sites:
-            s = self.sites[site]
-            chosen = [i for f_site, i in features if f_site == site]
-            d_sae = int(s.counts.shape[0])
-            total = self.n_prompts * self.width
-            # Chosen features as dense columns over tokens; their products with every feature
-            # from the sparse triples (S^T A), with every input dimension from f_x.
-            dense = torch.zeros(total, len(chosen), dtype=torch.float64)
-            for k, index in enumerate(chosen):
-                hit = s.feature == index
-                dense[s.token[hit], k] = s.value[hit].double()
-            sparse = torch.sparse_coo_tensor(
-                torch.stack([s.feature, s.token]),
-                s.value.double(),
-                (d_sae, total),
-                check_invariants=False,
-            )
-            ff = torch.sparse.mm(sparse, dense).T  # [k, d_sae]
-            idx = torch.tensor(chosen, dtype=torch.long)
-            state[f"{site}/n"] = torch.tensor(s.n, dtype=torch.float64)
-            state[f"{site}/0"] = s.f_sum[idx]
-            state[f"{site}/1"] = s.f_sq[idx]
-            state[f"{site}/2"] = s.f_sum
-            state[f"{site}/3"] = s.f_sq
-            state[f"{site}/4"] = torch.cat([ff, s.f_x[idx]], 1)
-        moments.load_state(state)
-        return moments
-
     def state(self) -> dict[str, Tensor]:
         """As named tensors (for the cache); `from_state` reads them back."""
         out = {"shape": torch.tensor([self.n_prompts, self.width, self.n_tokens])}
         for site, s in self.sites.items():
-            for name in ("counts", "token", "feature", "value", "f_sum", "f_sq", "f_x"):
+            for name in ("counts", "f_sum", "f_sq", "f_x"):
                 out[f"{site}/{name}"] = getattr(s, name)
             out[f"{site}/n"] = torch.tensor(s.n, dtype=torch.float64)
         return out
 
     @classmethod
-    def from_state(cls, state: dict[str, Tensor], sites: Iterable[str]) -> CorpusStats:
+    def from_state(cls, state: Mapping[str, Tensor], sites: Iterable[str]) -> CorpusSummary:
         """The inverse of `state`."""
         n_prompts, width, n_tokens = (int(v) for v in state["shape"])
-        stats = cls(n_prompts, width, n_tokens)
+        summary = cls(n_prompts, width, n_tokens)
         for site in sites:
-            fields = {
-                name: state[f"{site}/{name}"]
-                for name in ("counts", "token", "feature", "value", "f_sum", "f_sq", "f_x")
-            }
-            stats.sites[site] = SiteStats(**fields, n=float(state[f"{site}/n"]))
-        return stats
+            tensors = [state[f"{site}/{name}"] for name in ("counts", "f_sum", "f_sq", "f_x")]
+            summary.sites[site] = SiteSums(*tensors, n=float(state[f"{site}/n"]))
+        return summary
+
+
+@dataclass
+class ChunkData:
+    """A chunk's forward: its sums, and per site its nonzero activations at real tokens as
+    (token, feature, value), token flat over `[n_prompts, width]` of the whole corpus."""
+
+    summary: CorpusSummary
+    triples: dict[str, tuple[Tensor, Tensor, Tensor]]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the triples."""
+        return sum(t.numel() * t.element_size() for ts in self.triples.values() for t in ts)
+
+
+@dataclass
+class Selection:
+    """The chosen features' data over some prompts: per site, the chosen indices, their nonzero
+    activations as (token, row in `chosen`, value), and their products with every feature
+    `[k, d_sae]` (float64)."""
+
+    chosen: dict[str, list[int]]
+    entries: dict[str, tuple[Tensor, Tensor, Tensor]]
+    products: dict[str, Tensor]
+
+    def state(self) -> dict[str, Tensor]:
+        """As named tensors (for the cache); `from_state` reads them back."""
+        out: dict[str, Tensor] = {}
+        for site, chosen in self.chosen.items():
+            out[f"{site}/chosen"] = torch.tensor(chosen, dtype=torch.long)
+            for name, t in zip(("token", "row", "value"), self.entries[site], strict=True):
+                out[f"{site}/{name}"] = t
+            out[f"{site}/products"] = self.products[site]
+        return out
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Tensor], sites: Iterable[str]) -> Selection:
+        """The inverse of `state` (`sites`: those with chosen features)."""
+        selection = cls({}, {}, {})
+        for site in sites:
+            selection.chosen[site] = [int(i) for i in state[f"{site}/chosen"]]
+            selection.entries[site] = (
+                state[f"{site}/token"],
+                state[f"{site}/row"],
+                state[f"{site}/value"],
+            )
+            selection.products[site] = state[f"{site}/products"]
+        return selection
+
+
+class SelectionMerger:
+    """Adds chunks' selections in corpus order: entries concatenated at the end, products added
+    as they come."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        self._selection = Selection({}, {}, {})
+
+    def add(self, part: Selection) -> None:
+        """Add the next chunk's selection."""
+        merged = self._selection
+        for site, chosen in part.chosen.items():
+            if site not in merged.chosen:
+                merged.chosen[site] = chosen
+                merged.products[site] = part.products[site].clone()
+                self._entries[site] = []
+            else:
+                merged.products[site] += part.products[site]
+            self._entries[site].append(part.entries[site])
+
+    def result(self) -> Selection:
+        """Everything added, as one selection."""
+        merged = self._selection
+        for site, parts in self._entries.items():
+            merged.entries[site] = tuple(torch.cat([p[j] for p in parts]) for j in range(3))  # type: ignore[assignment]
+        return merged
 
 
 def chunk_starts(n_prompts: int, chunk: int = CHUNK_PROMPTS) -> list[tuple[int, int]]:
@@ -133,8 +193,8 @@ def chunk_starts(n_prompts: int, chunk: int = CHUNK_PROMPTS) -> list[tuple[int, 
 
 def pass_chunk(
     lens: Lens, tokens: Tensor, lengths: Tensor, *, offset: int = 0, batch_size: int = 64
-) -> CorpusStats:
-    """The corpus pass over `tokens` `[n, width]` (right-padded, `lengths` real tokens each):
+) -> ChunkData:
+    """The forward step over `tokens` `[n, width]` (right-padded, `lengths` real tokens each):
     one forward per `batch_size` prompts. `offset`: the index of the chunk's first prompt in the
     corpus (token indices are stored as in the whole corpus)."""
     from feature_lens.dashboard.data import stop_layer
@@ -145,14 +205,15 @@ def pass_chunk(
     plan = RunPlan(
         record_hooks=sorted(set(inputs.values())), stop_at_layer=stop_layer(lens, lens.sites)
     )
-    merger = Merger()
+    summary = CorpusSummary(0, width, 0)
+    parts: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {site: [] for site in lens.sites}
     for start in range(0, n, batch_size):
         batch = tokens[start : start + batch_size].to(lens.device)
         keep = mask[start : start + batch_size].reshape(-1, 1)
         with torch.no_grad():
             result = lens.forward(batch, plan)
         base = (offset + start) * width
-        part = CorpusStats(int(batch.shape[0]), width, int(keep.sum()))
+        part = CorpusSummary(int(batch.shape[0]), width, int(keep.sum()))
         for site in lens.sites:
             feats = result.features[site].float().cpu()
             x = result.hooks[inputs[site]].float().cpu()
@@ -160,75 +221,126 @@ def pass_chunk(
             x = x.reshape(-1, x.shape[-1]) * keep
             rows = torch.cat([feats, x], 1)
             where = torch.nonzero(feats)  # row-major: token order
-            part.sites[site] = SiteStats(
+            parts[site].append(
+                (
+                    (where[:, 0] + base).to(torch.int32),
+                    where[:, 1].to(torch.int32),
+                    feats[where[:, 0], where[:, 1]],
+                )
+            )
+            part.sites[site] = SiteSums(
                 counts=(feats > 0).sum(0).double(),
-                token=where[:, 0] + base,
-                feature=where[:, 1],
-                value=feats[where[:, 0], where[:, 1]],
                 f_sum=rows.sum(0).double(),
                 f_sq=rows.square().sum(0).double(),
                 f_x=(feats.T @ x).double(),
                 n=float(keep.sum()),
             )
-        merger.add(part)
-    return merger.result()
+        summary.add(part)
+    triples = {
+        site: (
+            torch.cat([p[0] for p in ps]),
+            torch.cat([p[1] for p in ps]),
+            torch.cat([p[2] for p in ps]),
+        )
+        for site, ps in parts.items()
+    }
+    return ChunkData(summary, triples)
 
 
-class Merger:
-    """Adds consecutive parts of one corpus (batches or chunks) in corpus order: triples are
-    concatenated at the end, sums are added as the parts come (memory: the sums and the triples)."""
+def select_chunk(
+    chunk: ChunkData, chosen: Mapping[str, Sequence[int]], start: int, stop: int
+) -> Selection:
+    """The select step for one chunk (prompts `start:stop` of the corpus): the chosen features'
+    entries and their products with every feature over the chunk's tokens."""
+    width = chunk.summary.width
+    first, n = start * width, (stop - start) * width
+    selection = Selection({}, {}, {})
+    for site, indices in chosen.items():
+        token, feature, value = chunk.triples[site]
+        d_sae = int(chunk.summary.sites[site].counts.shape[0])
+        row_of = torch.full((d_sae,), -1, dtype=torch.long)
+        row_of[torch.tensor(list(indices), dtype=torch.long)] = torch.arange(len(indices))
+        rows = row_of[feature.long()]
+        hit = rows >= 0
+        local = token.long() - first
+        dense = torch.zeros(n, len(indices), dtype=torch.float64)
+        dense[local[hit], rows[hit]] = value[hit].double()
+        sparse = torch.sparse_coo_tensor(
+            torch.stack([feature.long(), local]),
+            value.double(),
+            (d_sae, n),
+            check_invariants=False,
+        )
+        selection.chosen[site] = list(indices)
+        selection.entries[site] = (token[hit], rows[hit], value[hit])
+        selection.products[site] = torch.sparse.mm(sparse, dense).T.contiguous()  # [k, d_sae]
+    return selection
 
-    def __init__(self) -> None:
-        self._sites: dict[str, SiteStats] = {}
-        self._triples: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
-        self._n_prompts = 0
-        self._n_tokens = 0
-        self._width = 0
 
-    def add(self, part: CorpusStats) -> None:
-        """Add the next part."""
-        if not self._sites:
-            self._width = part.width
-            for site, s in part.sites.items():
-                self._sites[site] = SiteStats(
-                    s.counts.clone(),
-                    s.token[:0],
-                    s.feature[:0],
-                    s.value[:0],
-                    s.f_sum.clone(),
-                    s.f_sq.clone(),
-                    s.f_x.clone(),
-                    s.n,
-                )
-                self._triples[site] = [(s.token, s.feature, s.value)]
+def activations(selection: Selection, site: str, index: int, n_prompts: int, width: int) -> Tensor:
+    """Feature `index` of `site` at every token `[n_prompts, width]` (0 at padded positions)."""
+    token, row, value = selection.entries[site]
+    hit = row == selection.chosen[site].index(index)
+    out = torch.zeros(n_prompts * width)
+    out[token[hit].long()] = value[hit]
+    return out.reshape(n_prompts, width)
+
+
+def moments(summary: CorpusSummary, selection: Selection) -> Moments:
+    """The correlation sums of the selected features (`Moments`, for the feature tables)."""
+    features = [(site, i) for site, chosen in selection.chosen.items() for i in chosen]
+    result = Moments(features)
+    state: dict[str, Tensor] = {}
+    for site, chosen in selection.chosen.items():
+        s = summary.sites[site]
+        idx = torch.tensor(chosen, dtype=torch.long)
+        state[f"{site}/n"] = torch.tensor(s.n, dtype=torch.float64)
+        state[f"{site}/0"] = s.f_sum[idx]
+        state[f"{site}/1"] = s.f_sq[idx]
+        state[f"{site}/2"] = s.f_sum
+        state[f"{site}/3"] = s.f_sq
+        state[f"{site}/4"] = torch.cat([selection.products[site], s.f_x[idx]], 1)
+    result.load_state(state)
+    return result
+
+
+class ChunkStore:
+    """Chunk data kept between the forward and the select step, up to `budget` bytes; a chunk not
+    kept is computed again when selected."""
+
+    def __init__(self, budget: int = HOLD_BYTES) -> None:
+        self.budget = budget
+        self._chunks: dict[int, ChunkData] = {}
+        self._bytes = 0
+
+    def forward(
+        self, lens: Lens, tokens: Tensor, lengths: Tensor, start: int, batch_size: int
+    ) -> CorpusSummary:
+        """The forward step for the chunk whose first prompt is `start` (`tokens`: the chunk's)."""
+        chunk = pass_chunk(lens, tokens, lengths, offset=start, batch_size=batch_size)
+        if self._bytes + chunk.nbytes <= self.budget:
+            self._chunks[start] = chunk
+            self._bytes += chunk.nbytes
+        return chunk.summary
+
+    def select(
+        self,
+        lens: Lens,
+        tokens: Tensor,
+        lengths: Tensor,
+        start: int,
+        batch_size: int,
+        chosen: Mapping[str, Sequence[int]],
+    ) -> Selection:
+        """The select step for that chunk (its data is released)."""
+        chunk = self._chunks.pop(start, None)
+        if chunk is None:
+            chunk = pass_chunk(lens, tokens, lengths, offset=start, batch_size=batch_size)
         else:
-            for site, s in part.sites.items():
-                total = self._sites[site]
-                total.counts += s.counts
-                total.f_sum += s.f_sum
-                total.f_sq += s.f_sq
-                total.f_x += s.f_x
-                total.n += s.n
-                self._triples[site].append((s.token, s.feature, s.value))
-        self._n_prompts += part.n_prompts
-        self._n_tokens += part.n_tokens
+            self._bytes -= chunk.nbytes
+        return select_chunk(chunk, chosen, start, start + int(tokens.shape[0]))
 
-    def result(self) -> CorpusStats:
-        """Everything added so far as one `CorpusStats`."""
-        stats = CorpusStats(self._n_prompts, self._width, self._n_tokens)
-        for site, total in self._sites.items():
-            triples = self._triples[site]
-            total.token = torch.cat([t for t, _, _ in triples])
-            total.feature = torch.cat([f for _, f, _ in triples])
-            total.value = torch.cat([v for _, _, v in triples])
-            self._triples[site] = [(total.token, total.feature, total.value)]
-            stats.sites[site] = total
-        return stats
-
-
-def merge(parts: Iterable[CorpusStats]) -> CorpusStats:
-    """Consecutive parts of one corpus, in corpus order, as one (`Merger`)."""
-    merger = Merger()
-    for part in parts:
-        merger.add(part)
-    return merger.result()
+    def clear(self) -> None:
+        """Drop every kept chunk."""
+        self._chunks.clear()
+        self._bytes = 0

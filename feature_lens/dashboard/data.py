@@ -10,7 +10,7 @@ different lengths: they are right-padded, and padded positions are masked out of
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +28,6 @@ from feature_lens.lens import Lens, RunPlan
 from feature_lens.lens.dictionary import hook_layer
 
 if TYPE_CHECKING:
-    from feature_lens.dashboard.corpus_pass import CorpusStats
     from feature_lens.distributed.executor import Executor
 
 
@@ -231,65 +230,94 @@ def cached_feature_activations(
     return {f: stored[f"acts/{feature_label(f)}"] for f in features}
 
 
-def corpus_stats(
+@dataclass
+class CorpusResult:
+    """What the corpus pass gives the pages: densities of every feature, the chosen features,
+    their activations `[n, pos]` and the sums behind their feature tables."""
+
+    density: dict[str, Tensor]
+    features: list[Node]
+    activations: dict[Node, Tensor]
+    moments: Moments
+
+
+def corpus_pass(
     lens: Lens,
     dataset: Dataset,
+    choose: Callable[[dict[str, Tensor]], Sequence[Node]],
     *,
+    cache_dir: str | Path | None = None,
     batch_size: int = 64,
     progress: bool = False,
     executor: Executor | None = None,
-) -> CorpusStats:
-    """The fused corpus pass (`feature_lens.dashboard.corpus_pass`): densities, every feature's
-    activations and the correlation sums, in one forward per batch. Chunks of the corpus run in
-    this process, or on `executor`'s workers (`feature_lens.distributed`); either way the
-    chunks are merged in corpus order, so the result is the same to the bit."""
-    from feature_lens.dashboard.corpus_pass import Merger, chunk_starts, pass_chunk
+) -> CorpusResult:
+    """The fused corpus pass (`feature_lens.dashboard.corpus_pass`): one forward per batch gives
+    every feature's density; `choose(density)` picks the features; their activations and
+    correlation sums come from the same forward's kept data. Chunks of the corpus run in this
+    process, or on `executor`'s workers (`feature_lens.distributed`); either way they are merged
+    in corpus order, so the result is the same to the bit.
 
-    chunks = chunk_starts(len(dataset))
-    merger = Merger()
-    if executor is None:
-        results: Iterable[CorpusStats] = (
-            pass_chunk(
-                lens,
-                dataset.tokens[a:b],
-                dataset.lengths[a:b],
-                offset=a,
-                batch_size=batch_size,
-            )
-            for a, b in chunks
-        )
-    else:
-        results = executor.corpus_pass(dataset.tokens, dataset.lengths, chunks, batch_size)
-    for part in tqdm(results, total=len(chunks), desc="corpus", disable=not progress, unit="chunk"):
-        merger.add(part)
-    return merger.result()
-
-
-def cached_corpus_stats(
-    lens: Lens,
-    dataset: Dataset,
-    *,
-    cache_dir: str | Path | None,
-    batch_size: int = 64,
-    progress: bool = False,
-    executor: Executor | None = None,
-) -> CorpusStats:
-    """`corpus_stats`, stored in `cache_dir` under a key of the model, its dictionaries and the
-    corpus (`feature_lens.dashboard.cache`; the features chosen later do not enter it), so that a
-    second build over the same corpus runs no forward pass. None: no cache."""
+    `cache_dir`: keep both steps' results there (the densities under a key of the model, its
+    dictionaries and the corpus; the selection under that plus the chosen features), so that a
+    second build runs no forward pass (None: no cache)."""
     from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
-    from feature_lens.dashboard.corpus_pass import CorpusStats
-
-    request = {"pass": "corpus", "version": 1, "lengths": dataset.lengths.tolist()}
-    key = corpus_pass_key(lens, dataset.tokens, request)
-    stored = cached_tensors(
-        cache_dir,
-        key,
-        lambda: corpus_stats(
-            lens, dataset, batch_size=batch_size, progress=progress, executor=executor
-        ).state(),
+    from feature_lens.dashboard.corpus_pass import (
+        CorpusSummary,
+        Selection,
+        SelectionMerger,
+        activations,
+        chunk_starts,
+        moments,
     )
-    return CorpusStats.from_state(stored, lens.sites)
+    from feature_lens.distributed.executor import LocalExecutor
+
+    n, width = dataset.tokens.shape
+    if n * width >= 2**31:
+        raise InputError(
+            f"the corpus is {n} prompts x {width} positions, over 2**31 token slots; "
+            "build dashboards over fewer prompts at a time"
+        )
+    runner = executor if executor is not None else LocalExecutor(lens)
+    chunks = chunk_starts(len(dataset))
+    lengths = dataset.lengths.tolist()
+
+    def forward() -> dict[str, Tensor]:
+        summary = CorpusSummary(0, int(width), 0)
+        parts = runner.corpus_forward(dataset.tokens, dataset.lengths, chunks, batch_size)
+        for part in tqdm(parts, total=len(chunks), desc="corpus", disable=not progress):
+            summary.add(part)
+        return summary.state()
+
+    key = corpus_pass_key(lens, dataset.tokens, {"pass": "corpus", "v": 2, "lengths": lengths})
+    summary = CorpusSummary.from_state(cached_tensors(cache_dir, key, forward), lens.sites)
+    density = summary.densities()
+    features = list(choose(density))
+    chosen: dict[str, list[int]] = {}
+    for feature in features:
+        chosen.setdefault(feature.site, []).append(feature_index(feature))
+
+    def select() -> dict[str, Tensor]:
+        merger = SelectionMerger()
+        parts = runner.corpus_select(dataset.tokens, dataset.lengths, chunks, batch_size, chosen)
+        for part in tqdm(parts, total=len(chunks), desc="features", disable=not progress):
+            merger.add(part)
+        return merger.result().state()
+
+    request = {
+        "pass": "corpus-selection",
+        "v": 2,
+        "features": [feature_label(f) for f in features],
+        "lengths": lengths,
+    }
+    key = corpus_pass_key(lens, dataset.tokens, request)
+    try:
+        selection = Selection.from_state(cached_tensors(cache_dir, key, select), chosen)
+    finally:
+        runner.corpus_release()
+    acts = {
+        f: activations(selection, f.site, feature_index(f), int(n), int(width)) for f in features
+    }
+    return CorpusResult(density, features, acts, moments(summary, selection))
 
 
 def cached_densities(

@@ -33,7 +33,7 @@ from feature_lens.dashboard.connectome import connectome_page, top_token_label
 from feature_lens.dashboard.data import (
     Dataset,
     FeatureData,
-    cached_corpus_stats,
+    corpus_pass,
     feature_index,
     feature_label,
     logit_effects,
@@ -143,10 +143,14 @@ def choose_features(
                 chosen.append(feature_node(node.site, node.index))
     if top_k is not None:
         if density is None:
-            stats = cached_corpus_stats(
-                lens, dataset, cache_dir=cache_dir, batch_size=batch_size, progress=progress
-            )
-            density = stats.densities()
+            density = corpus_pass(
+                lens,
+                dataset,
+                lambda _: [],
+                cache_dir=cache_dir,
+                batch_size=batch_size,
+                progress=progress,
+            ).density
         chosen += top_features(dict(density), top_k)
     return list(dict.fromkeys(chosen))
 
@@ -219,30 +223,32 @@ def build_dashboards(
     dataset = prepare_dataset(lens, prompts)
     if not features and graph is None and top_k is None:
         top_k = 8
-    stats = cached_corpus_stats(
+
+    def choose(density: dict[str, torch.Tensor]) -> list[Node]:
+        return choose_features(
+            lens,
+            dataset,
+            features=features,
+            top_k=top_k,
+            graph=graph,
+            batch_size=batch_size,
+            progress=progress,
+            density=density,
+        )
+
+    result = corpus_pass(
         lens,
         dataset,
+        choose,
         cache_dir=cache_dir,
         batch_size=batch_size,
         progress=progress,
         executor=executor,
     )
-    chosen = choose_features(
-        lens,
-        dataset,
-        features=features,
-        top_k=top_k,
-        graph=graph,
-        batch_size=batch_size,
-        progress=progress,
-        density=stats.densities(),
-    )
+    chosen, acts, moments = result.features, result.activations, result.moments
     if not chosen:
         raise InputError("no features to show: every candidate feature is dead on this dataset")
     timings["select"] = time.perf_counter() - start
-    moments = stats.moments([(f.site, feature_index(f)) for f in chosen])
-    acts = {f: stats.activations(f.site, feature_index(f)) for f in chosen}
-    del stats
     timings["activations"] = time.perf_counter() - start
     tables = {
         feature_node(site, index): t

@@ -17,7 +17,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from feature_lens.attribution.api import AttributionJob
     from feature_lens.attribution.nodes import Node
-    from feature_lens.dashboard.corpus_pass import CorpusStats
+    from feature_lens.dashboard.corpus_pass import CorpusSummary, Selection
     from feature_lens.lens import Lens
 
 ATTRIBUTION_CHUNK = 8
@@ -93,15 +93,32 @@ class LensRecipe:
 class Executor(Protocol):
     """Runs chunks of the corpus-sized jobs; results come back in the order of the chunks."""
 
-    def corpus_pass(
+    def corpus_forward(
         self,
         tokens: Tensor,
         lengths: Tensor,
         chunks: Sequence[tuple[int, int]],
         batch_size: int,
-    ) -> Iterator[CorpusStats]:
-        """The dashboards' corpus pass (`feature_lens.dashboard.corpus_pass.pass_chunk`) over each
-        `(start, stop)` prompt range of `tokens`, in the order of `chunks`."""
+    ) -> Iterator[CorpusSummary]:
+        """The forward step of the dashboards' corpus pass
+        (`feature_lens.dashboard.corpus_pass`) over each `(start, stop)` prompt range of
+        `tokens`: the chunks' sums, in the order of `chunks`; the chunks' data stays with the
+        workers for `corpus_select`."""
+        ...
+
+    def corpus_select(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        chunks: Sequence[tuple[int, int]],
+        batch_size: int,
+        chosen: Mapping[str, Sequence[int]],
+    ) -> Iterator[Selection]:
+        """The select step for the same chunks: the `chosen` features' data, in chunk order."""
+        ...
+
+    def corpus_release(self) -> None:
+        """Drop the chunk data the workers still keep."""
         ...
 
     def attribute_nodes(self, job: AttributionJob) -> Iterator[dict[Node, float]]:
@@ -120,26 +137,42 @@ class LocalExecutor:
     """Every chunk in this process, one after the other, with `lens`."""
 
     def __init__(self, lens: Lens) -> None:
-        self.lens = lens
+        from feature_lens.dashboard.corpus_pass import ChunkStore
 
-    def corpus_pass(
+        self.lens = lens
+        self.store = ChunkStore()
+
+    def corpus_forward(
         self,
         tokens: Tensor,
         lengths: Tensor,
         chunks: Sequence[tuple[int, int]],
         batch_size: int,
-    ) -> Iterator[CorpusStats]:
-        """See `Executor.corpus_pass`."""
-        from feature_lens.dashboard.corpus_pass import pass_chunk
-
+    ) -> Iterator[CorpusSummary]:
+        """See `Executor.corpus_forward`."""
+        self.store.clear()
         for start, stop in chunks:
-            yield pass_chunk(
-                self.lens,
-                tokens[start:stop],
-                lengths[start:stop],
-                offset=start,
-                batch_size=batch_size,
+            yield self.store.forward(
+                self.lens, tokens[start:stop], lengths[start:stop], start, batch_size
             )
+
+    def corpus_select(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        chunks: Sequence[tuple[int, int]],
+        batch_size: int,
+        chosen: Mapping[str, Sequence[int]],
+    ) -> Iterator[Selection]:
+        """See `Executor.corpus_select`."""
+        for start, stop in chunks:
+            yield self.store.select(
+                self.lens, tokens[start:stop], lengths[start:stop], start, batch_size, chosen
+            )
+
+    def corpus_release(self) -> None:
+        """See `Executor.corpus_release`."""
+        self.store.clear()
 
     def attribute_nodes(self, job: AttributionJob) -> Iterator[dict[Node, float]]:
         """See `Executor.attribute_nodes`."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -24,7 +24,7 @@ from feature_lens.errors import InputError
 if TYPE_CHECKING:
     from feature_lens.attribution.api import AttributionJob
     from feature_lens.attribution.nodes import Node
-    from feature_lens.dashboard.corpus_pass import CorpusStats
+    from feature_lens.dashboard.corpus_pass import CorpusSummary, Selection
 
 INSTALL_HINT = "Ray is not installed; pip install 'feature-lens[ray]'"
 KILL_ONCE_ENV = "FEATURE_LENS_TEST_KILL_ONCE"
@@ -60,16 +60,31 @@ class _Worker:
     def __init__(self, recipe: LensRecipe, threads: int) -> None:
         import torch
 
+        from feature_lens.dashboard.corpus_pass import ChunkStore
+
         torch.set_num_threads(max(1, threads))
         self.lens = recipe.load()
+        self.store = ChunkStore()
 
-    def corpus_chunk(
-        self, tokens: Tensor, lengths: Tensor, offset: int, batch_size: int
-    ) -> CorpusStats:
-        from feature_lens.dashboard.corpus_pass import pass_chunk
-
+    def corpus_forward(
+        self, tokens: Tensor, lengths: Tensor, start: int, batch_size: int
+    ) -> CorpusSummary:
         _kill_if_armed()
-        return pass_chunk(self.lens, tokens, lengths, offset=offset, batch_size=batch_size)
+        return self.store.forward(self.lens, tokens, lengths, start, batch_size)
+
+    def corpus_select(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        start: int,
+        batch_size: int,
+        chosen: dict[str, list[int]],
+    ) -> Selection:
+        _kill_if_armed()
+        return self.store.select(self.lens, tokens, lengths, start, batch_size, chosen)
+
+    def corpus_release(self) -> None:
+        self.store.clear()
 
     def attribute_nodes(self, job: AttributionJob, start: int, stop: int) -> list[Any]:
         from feature_lens.distributed.executor import node_effects_chunk
@@ -153,23 +168,50 @@ class RayExecutor:
         """The actors' process ids (they load the Lens first)."""
         return list(self._ray.get([a.pid.remote() for a in self._actors]))
 
-    def corpus_pass(
+    def corpus_forward(
         self,
         tokens: Tensor,
         lengths: Tensor,
         chunks: Sequence[tuple[int, int]],
         batch_size: int,
-    ) -> Iterator[CorpusStats]:
-        """See `feature_lens.distributed.executor.Executor.corpus_pass`."""
+    ) -> Iterator[CorpusSummary]:
+        """See `feature_lens.distributed.executor.Executor.corpus_forward` (chunk i goes to
+        actor i mod workers, and keeps its data there)."""
+        self.corpus_release()
         calls = (
             (
-                lambda actor, a=a, b=b: actor.corpus_chunk.remote(
+                lambda actor, a=a, b=b: actor.corpus_forward.remote(
                     tokens[a:b].clone(), lengths[a:b].clone(), a, batch_size
                 )
             )
             for a, b in chunks
         )
         return self._ordered(calls)
+
+    def corpus_select(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        chunks: Sequence[tuple[int, int]],
+        batch_size: int,
+        chosen: Mapping[str, Sequence[int]],
+    ) -> Iterator[Selection]:
+        """See `...Executor.corpus_select` (each chunk on the actor that keeps its data; one that
+        was restarted computes it again)."""
+        picked = {site: list(indices) for site, indices in chosen.items()}
+        calls = (
+            (
+                lambda actor, a=a, b=b: actor.corpus_select.remote(
+                    tokens[a:b].clone(), lengths[a:b].clone(), a, batch_size, picked
+                )
+            )
+            for a, b in chunks
+        )
+        return self._ordered(calls)
+
+    def corpus_release(self) -> None:
+        """See `...Executor.corpus_release`."""
+        self._ray.get([actor.corpus_release.remote() for actor in self._actors])
 
     def attribute_nodes(self, job: AttributionJob) -> Iterator[dict[Node, float]]:
         """See `feature_lens.distributed.executor.Executor.attribute_nodes`."""

@@ -28,13 +28,13 @@ def test_second_build_skips_the_corpus_passes(
     cache = tmp_path / "cache"
     kwargs: dict[str, Any] = {"top_k": 2, "progress": False, "n_neighbour_prompts": 2}
     first = build_dashboards(dash_lens, tmp_path / "a", prompts, cache_dir=cache, **kwargs)
-    assert len(list(cache.glob("*.safetensors"))) == 1  # the one fused corpus pass
+    # The one fused corpus pass: its densities and sums, and the chosen features' data.
+    assert len(list(cache.glob("*.safetensors"))) == 2
     assert not list(cache.glob("*.tmp"))
 
     def no_pass(*args: Any, **kw: Any) -> Any:
         raise AssertionError("a corpus pass ran although its result is cached")
 
-    monkeypatch.setattr(data_module, "corpus_stats", no_pass)
     monkeypatch.setattr(corpus_pass, "pass_chunk", no_pass)
     monkeypatch.setattr(data_module, "densities", no_pass)
     monkeypatch.setattr(data_module, "feature_activations", no_pass)

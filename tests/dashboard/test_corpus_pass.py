@@ -1,26 +1,33 @@
 """The fused corpus pass against an independent recomputation: each prompt run on its own through
 the plain TransformerLens model (`run_with_cache`, no padding, no Lens), every dictionary's own
 `encode` on the cached input, and densities, activations and Pearson correlations computed from
-the full `[tokens, d_sae]` matrices. Also: chunking does not change a bit, and the old two-pass
-functions agree with it."""
+the full `[tokens, d_sae]` matrices. Also: recomputing chunks that were not kept changes no bit,
+and the old separate passes agree with it."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import torch
 
 from feature_lens import Lens
-from feature_lens.dashboard import corpus_pass
+from feature_lens.dashboard import corpus_pass as corpus_module
 from feature_lens.dashboard.data import (
-    corpus_stats,
+    CorpusResult,
+    Dataset,
+    corpus_pass,
     densities,
     feature_activations,
     prepare_dataset,
 )
 from feature_lens.dashboard.tables import Moments
+from feature_lens.distributed import LocalExecutor
+from feature_lens.graph.node import Node
 from feature_lens.graph.node import feature as feature_node
 
 
-def _reference(lens: Lens, dataset) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:  # type: ignore[no-untyped-def]
+def _reference(lens: Lens, dataset: Dataset) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per site: features `[tokens, d_sae]` and inputs `[tokens, d_in]` over all real tokens."""
     feats: dict[str, list[torch.Tensor]] = {s: [] for s in lens.sites}
     inputs: dict[str, list[torch.Tensor]] = {s: [] for s in lens.sites}
@@ -29,70 +36,105 @@ def _reference(lens: Lens, dataset) -> dict[str, tuple[torch.Tensor, torch.Tenso
             _, cache = lens.model.run_with_cache(row[: int(length)][None])
             for site in lens.sites:
                 d = lens.dictionary(site)
-                x = cache[d.hook_in][0].double()
                 feats[site].append(d.encode(cache[d.hook_in][0]).double())
-                inputs[site].append(x)
+                inputs[site].append(cache[d.hook_in][0].double())
     return {s: (torch.cat(feats[s]), torch.cat(inputs[s])) for s in lens.sites}
+
+
+def _two_per_site(density: dict[str, torch.Tensor]) -> list[Node]:
+    """The densest feature of each site and one a third of the way down."""
+    out: list[Node] = []
+    for site, d in density.items():
+        order = torch.argsort(d, descending=True, stable=True)
+        out += [feature_node(site, int(order[0])), feature_node(site, int(order[len(order) // 3]))]
+    return out
+
+
+def _flat(result: CorpusResult) -> dict[str, torch.Tensor]:
+    out = {f"density/{k}": v for k, v in result.density.items()}
+    out |= {f"acts/{f.id}": a for f, a in result.activations.items()}
+    out |= {f"m/{k}": v for k, v in result.moments.state().items()}
+    return out
 
 
 def test_fused_pass_equals_plain_hooks(dash_lens: Lens, prompts: list[str]) -> None:
     dataset = prepare_dataset(dash_lens, prompts)
-    stats = corpus_stats(dash_lens, dataset, batch_size=7)
+    result = corpus_pass(dash_lens, dataset, _two_per_site, batch_size=7)
     reference = _reference(dash_lens, dataset)
     mask = dataset.mask
-    density = stats.densities()
     for site, (f, x) in reference.items():
-        assert stats.n_tokens == f.shape[0]
-        torch.testing.assert_close(density[site].double(), (f > 0).double().mean(0))
-        # Two features per site, the densest and a rarer one, at every real token.
-        active = (f > 0).sum(0)
-        order = torch.argsort(active, descending=True)
-        chosen = [int(order[0]), int(order[len(order) // 3])]
+        torch.testing.assert_close(result.density[site].double(), (f > 0).double().mean(0))
+        chosen = [n.index for n in result.features if n.site == site]
+        assert len(chosen) == 2
         for index in chosen:
-            acts = stats.activations(site, index)
+            assert index is not None
+            acts = result.activations[feature_node(site, index)]
             assert (acts[~mask] == 0).all()
             torch.testing.assert_close(acts[mask].double(), f[:, index], atol=1e-5, rtol=1e-5)
         # Pearson r of the chosen features with every feature and input dimension.
-        moments = stats.moments([(site, i) for i in chosen])
-        got_chosen, r = moments.correlations(site)
-        assert got_chosen == chosen
+        got, r = result.moments.correlations(site)
+        assert got == chosen
         rows = torch.cat([f, x], 1)
+        b = rows - rows.mean(0)
+        live = b.norm(dim=0) > 1e-4  # constant columns: r is 0 by convention on both sides
         for k, index in enumerate(chosen):
+            assert index is not None
             a = f[:, index] - f[:, index].mean()
-            b = rows - rows.mean(0)
             denom = a.norm() * b.norm(dim=0)
             expect = torch.where(denom > 1e-9, (a @ b) / denom.clamp_min(1e-300), 0.0)
-            live = b.norm(dim=0) > 1e-4  # constant columns: r is 0 by convention on both sides
             torch.testing.assert_close(r[k][live], expect[live], atol=1e-4, rtol=1e-4)
 
 
-def test_chunking_changes_no_bit(dash_lens: Lens, prompts: list[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_chunks_and_recomputed_chunks_change_no_bit(
+    dash_lens: Lens, prompts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     dataset = prepare_dataset(dash_lens, prompts)
-    whole = corpus_stats(dash_lens, dataset, batch_size=8).state()
-    assert len(corpus_pass.chunk_starts(len(dataset))) == 1
-    monkeypatch.setattr(corpus_pass, "CHUNK_PROMPTS", 16)
+    whole = _flat(corpus_pass(dash_lens, dataset, _two_per_site, batch_size=8))
+    assert len(corpus_module.chunk_starts(len(dataset))) == 1
     monkeypatch.setattr(
-        corpus_pass,
+        corpus_module,
         "chunk_starts",
         lambda n, chunk=16: [(a, min(a + chunk, n)) for a in range(0, n, chunk)],
     )
-    chunked = corpus_stats(dash_lens, dataset, batch_size=8).state()
-    assert whole.keys() == chunked.keys()
-    for key, value in whole.items():
-        assert torch.equal(value, chunked[key]), key  # batches of 8 in chunks of 16: same sums
+    calls: list[int] = []
+    original = corpus_module.pass_chunk
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(int(kwargs["offset"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(corpus_module, "pass_chunk", counted)
+    chunked = _flat(corpus_pass(dash_lens, dataset, _two_per_site, batch_size=8))
+    assert calls == [0, 16, 32]  # one forward per chunk: the select step reuses the kept data
+    executor = LocalExecutor(dash_lens)
+    executor.store.budget = 0  # keep nothing: the select step runs each chunk's forward again
+    calls.clear()
+    recomputed = _flat(
+        corpus_pass(dash_lens, dataset, _two_per_site, batch_size=8, executor=executor)
+    )
+    assert calls == [0, 16, 32, 0, 16, 32]
+    assert whole.keys() == chunked.keys() == recomputed.keys()
+    for key, value in chunked.items():
+        assert torch.equal(value, recomputed[key]), key  # same chunks: the same bits
+        # Other chunks: the same counts and activations; sums added in another grouping.
+        torch.testing.assert_close(value, whole[key], rtol=1e-12, atol=1e-9)
+        if not key.startswith("m/"):
+            assert torch.equal(value, whole[key]), key
 
 
 def test_agrees_with_the_separate_passes(dash_lens: Lens, prompts: list[str]) -> None:
     dataset = prepare_dataset(dash_lens, prompts)
-    stats = corpus_stats(dash_lens, dataset, batch_size=5)
-    for site, d in densities(dash_lens, dataset, batch_size=5).items():
-        torch.testing.assert_close(stats.densities()[site], d)
     chosen = [feature_node(site, 0) for site in dash_lens.sites]
+    result = corpus_pass(dash_lens, dataset, lambda _: chosen, batch_size=5)
+    for site, d in densities(dash_lens, dataset, batch_size=5).items():
+        torch.testing.assert_close(result.density[site], d)
     moments = Moments([(f.site, 0) for f in chosen])
     acts = feature_activations(dash_lens, dataset, chosen, batch_size=5, moments=moments)
-    fused = stats.moments([(f.site, 0) for f in chosen])
     for f in chosen:
-        assert torch.equal(stats.activations(f.site, 0), acts[f])
+        assert torch.equal(result.activations[f], acts[f])
         torch.testing.assert_close(
-            fused.correlations(f.site)[1], moments.correlations(f.site)[1], atol=1e-6, rtol=1e-5
+            result.moments.correlations(f.site)[1],
+            moments.correlations(f.site)[1],
+            atol=1e-6,
+            rtol=1e-5,
         )
