@@ -1,8 +1,9 @@
 """Benchmark: the two corpus-sized jobs on Ray (docs/scale-out.md), on the embedded model.
 
-1. Driver peak memory versus corpus size: the dashboards' corpus pass (`corpus_stats`) over 1k, 8k
-   and 64k prompts of the zoo corpus, in this process and with 2 Ray workers; each measurement in
-   a fresh child process, whose peak RSS (`ru_maxrss`) is the driver's.
+1. Driver peak memory versus corpus size: the dashboards' corpus pass (`corpus_pass`, the top 8
+   features per site chosen, as the dashboard's default) over 1k, 8k and 64k prompts of the zoo
+   corpus, in this process and with 2 Ray workers; each measurement in a fresh child process,
+   whose peak RSS (`ru_maxrss`) is the driver's.
 2. Speed-up of 2 local Ray workers versus 1 (and versus no Ray) for the corpus pass and for
    `attribute` over IOI prompts, timed from loaded workers to the merged result, in the same run.
 
@@ -34,7 +35,7 @@ def _child(job: str, n: int, workers: int) -> dict[str, float]:
 
     torch.set_num_threads(1)
     from feature_lens import Lens
-    from feature_lens.dashboard.data import corpus_stats, prepare_dataset
+    from feature_lens.dashboard.data import corpus_pass, prepare_dataset, top_features
 
     lens = Lens.load()
     executor = None
@@ -51,8 +52,8 @@ def _child(job: str, n: int, workers: int) -> dict[str, float]:
 
         dataset = prepare_dataset(lens, corpus_texts(n, n_ctx=int(lens.model.cfg.n_ctx)))
         started = time.perf_counter()
-        stats = corpus_stats(lens, dataset, executor=executor)
-        size = sum(s.value.numel() for s in stats.sites.values())
+        result = corpus_pass(lens, dataset, lambda d: top_features(d, 8), executor=executor)
+        size = len(result.features)
     else:
         from feature_lens.attribution import LogitDiff, PromptSet, attribute
         from feature_lens.zoo import task_prompts
@@ -107,7 +108,7 @@ def main() -> None:
             where = "no Ray   " if not workers else f"{workers} workers"
             print(
                 f"  {n:>6} prompts, {where}: driver peak {r['peak_rss_mb']:7.0f} MB, "
-                f"{r['seconds']:7.1f} s, {int(r['size'])} nonzero activations kept"
+                f"{r['seconds']:7.1f} s, {int(r['size'])} features chosen"
             )
     print("2. speed-up of 2 local Ray workers vs 1 (same run; startup excluded, shown apart)")
     for job, n in (("corpus", args.speed_prompts), ("attribute", args.attr_prompts)):

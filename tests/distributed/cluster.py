@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RAY = str(Path(sys.executable).parent / "ray")
+AUTH = {"RAY_AUTH_MODE": "disabled"}
+"""Set for the cluster's processes and the driver alike."""
 
 
 @dataclass
@@ -42,7 +44,10 @@ def start(workers: int = 2, *, cpus: int = 1, env: dict[str, str] | None = None)
     """Start a head and `workers` worker nodes of `cpus` (logical) CPUs each."""
     # A short folder: Ray's unix sockets live under it (path length limit).
     temp_dir = Path(tempfile.mkdtemp(prefix="flray-", dir="/tmp"))
-    full_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    # RAY_AUTH_MODE explicit: with it unset, Ray turns token authentication on in any process that
+    # finds a ~/.ray/auth_token, so nodes and driver could disagree.
+    full_env = {**os.environ, **(env or {}), **AUTH, "OMP_NUM_THREADS": "1"}
+    full_env["RAY_USAGE_STATS_ENABLED"] = "0"
     common = ["--temp-dir", str(temp_dir), "--disable-usage-stats"]
     cluster = LocalCluster("", temp_dir, full_env)
     try:

@@ -23,6 +23,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "FEATURE_LENS_TEST_KILL_ONCE": str(kill)}
     # Two CPUs per node: the module's executor holds one actor on each, the CLI test adds two.
+    saved = {k: os.environ.get(k) for k in local_cluster.AUTH}
+    os.environ.update(local_cluster.AUTH)
     cluster = local_cluster.start(2, cpus=2, env=env)
     try:
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
@@ -32,4 +34,9 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             ray.shutdown()
         finally:
             local_cluster.stop(cluster)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
             assert not local_cluster.cluster_pids(cluster)
