@@ -1,8 +1,11 @@
 """Gather what a feature page shows from a dataset of prompts: activations, top examples grouped by
 activation quantile, density and histogram, and each feature's direct logit effect.
 
-One batched pass of the Lens over the dataset records the chosen features' activations at every
-token (`[n_prompts, pos]` per feature); everything else is computed from those. Prompts may have
+One forward over the dataset (`corpus_pass`; feature_lens/dashboard/corpus_pass.py) gives every
+feature's density, and, once the features are chosen, their activations at every token
+(`[n_prompts, pos]` per feature) and correlation sums; everything else is computed from those.
+`densities` and `feature_activations` are the same quantities from passes of their own (for one
+feature at a time, as the explorer asks). Prompts may have
 different lengths: they are right-padded, and padded positions are masked out of every statistic
 (the model is causal, so padding on the right changes nothing at earlier positions).
 """
@@ -192,44 +195,6 @@ def feature_activations(
     }
 
 
-def cached_feature_activations(
-    lens: Lens,
-    dataset: Dataset,
-    features: Sequence[Node],
-    *,
-    cache_dir: str | Path | None,
-    batch_size: int = 64,
-    progress: bool = False,
-    moments: Moments | None = None,
-) -> dict[Node, Float[Tensor, "n pos"]]:
-    """`feature_activations` (and the sums it adds to `moments`), stored in `cache_dir` under a
-    key of the model, its dictionaries, the corpus and the features (`feature_lens.dashboard.cache`),
-    so that a second build over the same corpus runs no forward pass. None: no cache."""
-    from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
-
-    request = {
-        "pass": "activations",
-        "features": [feature_label(f) for f in features],
-        "moments": moments.sites if moments else [],
-        "lengths": dataset.lengths.tolist(),
-    }
-
-    def compute() -> dict[str, Tensor]:
-        acts = feature_activations(
-            lens, dataset, features, batch_size=batch_size, progress=progress, moments=moments
-        )
-        state = moments.state() if moments is not None else {}
-        return {
-            **{f"acts/{feature_label(f)}": a for f, a in acts.items()},
-            **{f"m/{k}": v for k, v in state.items()},
-        }
-
-    stored = cached_tensors(cache_dir, corpus_pass_key(lens, dataset.tokens, request), compute)
-    if moments is not None:
-        moments.load_state({k[2:]: v for k, v in stored.items() if k.startswith("m/")})
-    return {f: stored[f"acts/{feature_label(f)}"] for f in features}
-
-
 @dataclass
 class CorpusResult:
     """What the corpus pass gives the pages: densities of every feature, the chosen features,
@@ -318,24 +283,6 @@ def corpus_pass(
         f: activations(selection, f.site, feature_index(f), int(n), int(width)) for f in features
     }
     return CorpusResult(density, features, acts, moments(summary, selection))
-
-
-def cached_densities(
-    lens: Lens,
-    dataset: Dataset,
-    *,
-    cache_dir: str | Path | None,
-    batch_size: int = 64,
-    progress: bool = False,
-) -> dict[str, Float[Tensor, " d_sae"]]:
-    """`densities`, stored in `cache_dir` like `cached_feature_activations` (None: no cache)."""
-    from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
-
-    request = {"pass": "densities", "lengths": dataset.lengths.tolist()}
-    key = corpus_pass_key(lens, dataset.tokens, request)
-    return cached_tensors(
-        cache_dir, key, lambda: densities(lens, dataset, batch_size=batch_size, progress=progress)
-    )
 
 
 def densities(
