@@ -253,7 +253,11 @@ def corpus_pass(
             summary.add(part)
         return summary.state()
 
-    key = corpus_pass_key(lens, dataset.tokens, {"pass": "corpus", "v": 2, "lengths": lengths})
+    def key_of(request: dict[str, object]) -> str:
+        # Reading every weight for the key is skipped when nothing is cached.
+        return "" if cache_dir is None else corpus_pass_key(lens, dataset.tokens, request)
+
+    key = key_of({"pass": "corpus", "v": 2, "lengths": lengths})
     summary = CorpusSummary.from_state(cached_tensors(cache_dir, key, forward), lens.sites)
     density = summary.densities()
     features = list(choose(density))
@@ -274,7 +278,7 @@ def corpus_pass(
         "features": [feature_label(f) for f in features],
         "lengths": lengths,
     }
-    key = corpus_pass_key(lens, dataset.tokens, request)
+    key = key_of(request)
     try:
         selection = Selection.from_state(cached_tensors(cache_dir, key, select), chosen)
     finally:
