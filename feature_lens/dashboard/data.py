@@ -13,7 +13,7 @@ different lengths: they are right-padded, and padded positions are masked out of
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -253,7 +253,7 @@ def corpus_pass(
             summary.add(part)
         return summary.state()
 
-    def key_of(request: dict[str, object]) -> str:
+    def key_of(request: Mapping[str, object]) -> str:
         # Reading every weight for the key is skipped when nothing is cached.
         return "" if cache_dir is None else corpus_pass_key(lens, dataset.tokens, request)
 
