@@ -96,3 +96,13 @@ def solve(matrix: Tensor, rhs: Tensor) -> Tensor:
 def bool_rows(values: Tensor) -> list[list[bool]]:
     """A 2-D boolean tensor as a list of rows of bools."""
     return [[bool(v) for v in row] for row in cast("list[list[Any]]", values.tolist())]
+
+
+def sparse_coo_unchecked(indices: Tensor, values: Tensor, size: tuple[int, ...]) -> Tensor:
+    """A sparse COO tensor from `indices` (duplicates allowed; invariants not checked)."""
+    return torch.sparse_coo_tensor(indices, values, size, check_invariants=False)
+
+
+def sparse_mm(sparse: Tensor, dense: Tensor) -> Tensor:
+    """`sparse @ dense` for a sparse COO matrix (`torch.sparse.mm`)."""
+    return torch.sparse.mm(sparse, dense)

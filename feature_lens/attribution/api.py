@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -65,6 +66,9 @@ from feature_lens.graph import AttributionGraph, NodeTable
 from feature_lens.lens import EMBED_SITE, Lens, RunPlan, SiteEdit
 from feature_lens.typed import float_list, int_list
 
+if TYPE_CHECKING:
+    from feature_lens.distributed.executor import Executor
+
 Method = Literal["exact", "attribution", "ig", "direct"]
 METHODS: tuple[Method, ...] = ("exact", "attribution", "ig", "direct")
 METRIC_ORDER = 10**6
@@ -94,6 +98,7 @@ def attribute(
     max_feature_nodes: int | None = None,
     update_interval: int = 4,
     prune: tuple[float, float] | None = None,
+    executor: Executor | None = None,
 ) -> AttributionGraph:
     """Attribute `metric` to the Lens's nodes with `method`, keep the strongest, connect them.
 
@@ -134,6 +139,9 @@ def attribute(
         prune: `(node_threshold, edge_threshold)`: keep the nodes and edges holding these
             shares of the total influence (circuit-tracer's `prune_graph`; token nodes and the
             metric always stay). Needs edges.
+        executor: where the per-prompt work runs (`feature_lens.distributed`; None: here). Each
+            prompt's scores and edges come back in prompt order and are summed as here, so the
+            graph is the same.
     Returns:
         The graph (see the module docstring): node effects, activations and edge weights are
         means over prompts.
@@ -144,6 +152,16 @@ def attribute(
     )
     recorded = spec.check(settings)
     check_preselect(preselect, spec.name)
+    if executor is not None and (
+        preselect is not None
+        or exclude_bos
+        or token_nodes != "resid_pre"
+        or max_feature_nodes is not None
+    ):
+        raise InputError(
+            "--ray runs attribution with the default conventions; drop --preselect, "
+            "--exclude-bos, --token-nodes embed and --max-feature-nodes"
+        )
     if preselect is not None and (
         exclude_bos or token_nodes != "resid_pre" or max_feature_nodes is not None
     ):
@@ -193,9 +211,15 @@ def attribute(
             progress=progress,
         )
 
+    job = AttributionJob(prompts, kind, mean_tokens, metric, method, positions, settings)
     # 1. score (attribution patching's clean gradients come from the states' own forward)
     effects: dict[Node, float] = defaultdict(float)
-    if preselect is not None:
+    if executor is not None:
+        scores = executor.attribute_nodes(job)
+        for prompt_scores in tqdm(scores, total=n, desc=f"{method}: nodes", disable=not progress):
+            for node, score in prompt_scores.items():
+                effects[node] += score / n
+    elif preselect is not None:
         effects.update(
             preselected_effects(
                 lens, states.states, metric, positions, spec, settings, preselect, progress=progress
@@ -226,7 +250,7 @@ def attribute(
     adjacency[-1, :-1] = effect
     targets = [j for j, node in enumerate(kept) if node.kind == "feature"] if edges else []
     total, activation_sum = _second_pass(
-        lens, states, kept, targets, spec, settings, f"{method}: edges", progress
+        lens, states, kept, targets, spec, settings, f"{method}: edges", progress, executor, job
     )
     if targets:
         adjacency[torch.tensor(targets), :-1] = (total / n).T
@@ -289,7 +313,7 @@ def _build_graph(
     lens: Lens,
     prompts: PromptSet,
     metric: Metric,
-    states: Iterable[PromptState],
+    states: Sequence[PromptState] | ConventionStates | StreamedStates,
     kind: BaselineKind,
     method_name: str,
     kept: Sequence[Node],
@@ -419,25 +443,76 @@ def _feature_graph(
 
 def _second_pass(
     lens: Lens,
-    states: Iterable[PromptState],
+    states: Sequence[PromptState] | ConventionStates | StreamedStates,
     kept: Sequence[Node],
     targets: Sequence[int],
     spec: AttributionMethod,
     settings: MethodSettings,
     desc: str,
     progress: bool,
+    executor: Executor | None = None,
+    job: AttributionJob | None = None,
 ) -> tuple[Float[Tensor, "kept targets"], Float[Tensor, " kept"]]:
     """One pass over the prompts (one state alive at a time): the summed edge matrix
-    `[len(kept), len(targets)]` (targets index `kept`) and the kept nodes' summed activations."""
+    `[len(kept), len(targets)]` (targets index `kept`) and the kept nodes' summed activations.
+    With `executor`, each prompt's part comes from its workers (`job`), summed in prompt order."""
     total = torch.zeros(len(kept), len(targets), dtype=torch.float64)
     activation = torch.zeros(len(kept), dtype=torch.float64)
     target_nodes = [kept[j] for j in targets]
-    for state in tqdm(states, desc=desc, disable=not progress or not targets):
-        activation += torch.tensor([state.activation(node) for node in kept], dtype=torch.float64)
-        if target_nodes:
-            matrix = spec.edges(lens, state, kept, target_nodes, settings)
-            total += matrix.detach().to("cpu", torch.float64)
+    if executor is not None and job is not None:
+        parts: Iterable[tuple[Tensor, Tensor | None]] = executor.attribute_edges(
+            job, kept, target_nodes
+        )
+    else:
+        parts = (prompt_edges(lens, state, kept, target_nodes, spec, settings) for state in states)
+    for row, matrix in tqdm(
+        parts, total=len(states), desc=desc, disable=not progress or not targets
+    ):
+        activation += row
+        if matrix is not None:
+            total += matrix
     return total, activation
+
+
+@dataclass(frozen=True)
+class AttributionJob:
+    """What every prompt of an `attribute` call shares (shipped to workers with the prompts)."""
+
+    prompts: PromptSet
+    baseline: BaselineKind
+    mean_tokens: Tensor | None
+    metric: Metric
+    method: str
+    positions: Positions
+    settings: MethodSettings
+
+    def states(self, lens: Lens) -> StreamedStates:
+        """The prompts' states (built as they are indexed)."""
+        return StreamedStates(lens, self.prompts, self.baseline, mean_tokens=self.mean_tokens)
+
+
+def prompt_node_effects(lens: Lens, state: PromptState, job: AttributionJob) -> dict[Node, float]:
+    """One prompt's node effects (its candidate nodes only; `attribute` step 1)."""
+    nodes = candidate_nodes(lens, state, job.positions)
+    spec = get_method(job.method)
+    return dict(spec.node_effects(lens, state, job.metric, nodes, job.settings))
+
+
+def prompt_edges(
+    lens: Lens,
+    state: PromptState,
+    kept: Sequence[Node],
+    target_nodes: Sequence[Node],
+    spec: AttributionMethod,
+    settings: MethodSettings,
+) -> tuple[Tensor, Tensor | None]:
+    """One prompt's part of `attribute` step 3: the kept nodes' activations and (with targets)
+    the edge matrix `[len(kept), len(target_nodes)]`, both float64 on CPU."""
+    row = torch.tensor([state.activation(node) for node in kept], dtype=torch.float64)
+    if not target_nodes:
+        return row, None
+    matrix = spec.edges(lens, state, kept, target_nodes, settings)
+    return row, matrix.detach().to("cpu", torch.float64)
 
 
 def _check_inputs(
@@ -474,7 +549,7 @@ def metric_values(
     lens: Lens,
     prompts: PromptSet,
     metric: Metric,
-    states: Iterable[PromptState],
+    states: Sequence[PromptState] | ConventionStates | StreamedStates,
     baseline: BaselineKind,
 ) -> tuple[float, float]:
     """Mean metric on the clean prompts, and with every node at its baseline (on the corrupted

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_lens.cli.common import add_lens_options, load_lens, positive_int
+from feature_lens.cli.ray_options import add_ray_options, check_ray_options, executor_from_args
 from feature_lens.errors import InputError
 
 
@@ -21,9 +22,19 @@ def register(subparsers: Any) -> None:
         "them, and write the graph (docs/graph-format.md).",
     )
     add_lens_options(parser)
-    source = parser.add_argument_group("prompts (give --prompt or --task)")
+    source = parser.add_argument_group("prompts (give --prompt, --prompts or --task)")
     source.add_argument("--prompt", action="append", help="a clean prompt (repeat for several)")
     source.add_argument("--corrupted", action="append", help="a corrupted prompt, one per --prompt")
+    source.add_argument(
+        "--prompts",
+        type=Path,
+        help="a text file of clean prompts, one a line (a prompt dataset)",
+    )
+    source.add_argument(
+        "--corrupted-prompts",
+        type=Path,
+        help="a text file of corrupted prompts, one for each line of --prompts",
+    )
     source.add_argument(
         "--task", help="a planted task of the embedded model (clean/corrupted pairs)"
     )
@@ -86,6 +97,7 @@ def register(subparsers: Any) -> None:
         metavar=("NODE", "EDGE"),
         help="keep the nodes and edges holding these shares of the influence, e.g. 0.8 0.98",
     )
+    add_ray_options(parser, "prompts sharded across workers")
     parser.add_argument(
         "--out",
         type=Path,
@@ -116,8 +128,26 @@ def _token_id(lens: Any, text: str) -> int:
     return int(ids[0])
 
 
+def _read_lines(path: Path, flag: str) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"{flag} {str(path)!r}: no such file; give a text file, one prompt a line")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"{flag} {str(path)!r} has no prompts; write one prompt a line")
+    return lines
+
+
 def _check_prompt_options(args: argparse.Namespace) -> None:
-    """What the prompt options say, checked without the model."""
+    """What the prompt options say, checked without the model (a --prompts file becomes
+    --prompt values)."""
+    if args.prompts is not None:
+        if args.prompt or args.task:
+            raise InputError("give prompts one way: --prompts FILE, --prompt or --task")
+        args.prompt = _read_lines(args.prompts, "--prompts")
+        if args.corrupted_prompts is not None:
+            args.corrupted = _read_lines(args.corrupted_prompts, "--corrupted-prompts")
+    elif args.corrupted_prompts is not None:
+        raise InputError("--corrupted-prompts needs --prompts FILE")
     if args.task:
         if args.model != "zoo":
             raise InputError(
@@ -140,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_file_target(args.out, overwrite=args.overwrite)
     _check_prompt_options(args)  # before the model loads
+    check_ray_options(args)
     lens = load_lens(args)
     if args.task:
         from feature_lens.zoo import task_prompts
@@ -160,26 +191,28 @@ def run(args: argparse.Namespace) -> int:
         prompts = PromptSet.build(lens, args.prompt, args.corrupted, answers)
     named: dict[str, Any] = {"logit-diff": LogitDiff, "log-prob": LogProb}
     metric: Any = named[args.metric]() if args.metric in named else args.metric
-    graph = attribute(
-        lens,
-        prompts,
-        metric,
-        method=args.method,
-        baseline=args.baseline,
-        positions=args.positions,
-        max_nodes=args.max_nodes,
-        edges=not args.no_edges,
-        ig_steps=args.ig_steps,
-        mlp=args.mlp,
-        batch_size=args.batch_size,
-        progress=True,
-        memory_budget=args.memory_budget,
-        preselect=args.preselect,
-        exclude_bos=args.exclude_bos,
-        token_nodes=args.token_nodes,
-        max_feature_nodes=args.max_feature_nodes,
-        prune=None if args.prune is None else (args.prune[0], args.prune[1]),
-    )
+    with executor_from_args(args) as executor:
+        graph = attribute(
+            lens,
+            prompts,
+            metric,
+            method=args.method,
+            baseline=args.baseline,
+            positions=args.positions,
+            max_nodes=args.max_nodes,
+            edges=not args.no_edges,
+            ig_steps=args.ig_steps,
+            mlp=args.mlp,
+            batch_size=args.batch_size,
+            progress=True,
+            memory_budget=args.memory_budget,
+            preselect=args.preselect,
+            exclude_bos=args.exclude_bos,
+            token_nodes=args.token_nodes,
+            max_feature_nodes=args.max_feature_nodes,
+            prune=None if args.prune is None else (args.prune[0], args.prune[1]),
+            executor=executor,
+        )
     path = graph.save(args.out, overwrite=args.overwrite)
     n_features = sum(1 for n in graph.nodes.values() if n.kind == "feature")
     print(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_lens.cli.common import add_lens_options, check_lens_options, load_lens, positive_int
+from feature_lens.cli.ray_options import add_ray_options, check_ray_options, executor_from_args
 from feature_lens.dashboard.data import parse_feature
 
 DEFAULT_TASK = "ioi"
@@ -103,6 +104,7 @@ def register(subparsers: Any) -> None:
         "and features (default: $FEATURE_LENS_CACHE_DIR, else ~/.cache/feature-lens/corpus-passes)",
     )
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    add_ray_options(p, "the corpus pass, sharded by chunks of prompts")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -157,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             "--clusters needs a connectome: the zoo task's (the default with --model zoo) or --graph"
         )
     check_lens_options(args)
+    check_ray_options(args)
     start = time.perf_counter()
     documents = _read_documents(args)  # checked before the model loads
     from feature_lens.dashboard.site import build_dashboards, task_graph
@@ -192,21 +195,23 @@ def run(args: argparse.Namespace) -> int:
     if top_k is None and not args.features:
         top_k = 8
     notes.append(f"{len(prompts)} prompts; upstream weights by {args.method}, downstream exact")
-    dashboard = build_dashboards(
-        lens,
-        args.out,
-        prompts,
-        features=args.features,
-        top_k=top_k,
-        graph=graph,
-        clusters=args.clusters,
-        method=args.method,
-        overwrite=args.overwrite,
-        batch_size=args.batch_size,
-        cache_dir=None if args.no_cache else cache_dir(args),
-        notes=notes,
-        progress=progress,
-    )
+    with executor_from_args(args) as executor:
+        dashboard = build_dashboards(
+            lens,
+            args.out,
+            prompts,
+            features=args.features,
+            top_k=top_k,
+            graph=graph,
+            clusters=args.clusters,
+            method=args.method,
+            overwrite=args.overwrite,
+            batch_size=args.batch_size,
+            cache_dir=None if args.no_cache else cache_dir(args),
+            notes=notes,
+            progress=progress,
+            executor=executor,
+        )
     seconds = time.perf_counter() - start
     print(f"wrote {len(dashboard.features)} feature pages in {seconds:.1f} s")
     print(f"open: {dashboard.index.resolve().as_uri()}")

@@ -1,8 +1,11 @@
 """Gather what a feature page shows from a dataset of prompts: activations, top examples grouped by
 activation quantile, density and histogram, and each feature's direct logit effect.
 
-One batched pass of the Lens over the dataset records the chosen features' activations at every
-token (`[n_prompts, pos]` per feature); everything else is computed from those. Prompts may have
+One forward over the dataset (`corpus_pass`; feature_lens/dashboard/corpus_pass.py) gives every
+feature's density, and, once the features are chosen, their activations at every token
+(`[n_prompts, pos]` per feature) and correlation sums; everything else is computed from those.
+`densities` and `feature_activations` are the same quantities from passes of their own (for one
+feature at a time, as the explorer asks). Prompts may have
 different lengths: they are right-padded, and padded positions are masked out of every statistic
 (the model is causal, so padding on the right changes nothing at earlier positions).
 """
@@ -10,10 +13,10 @@ different lengths: they are right-padded, and padded positions are masked out of
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -26,6 +29,9 @@ from feature_lens.graph.node import Node
 from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import Lens, RunPlan
 from feature_lens.typed import int_list
+
+if TYPE_CHECKING:
+    from feature_lens.distributed.executor import Executor
 
 
 def feature_index(feature: Node) -> int:
@@ -178,60 +184,98 @@ def feature_activations(
     }
 
 
-def cached_feature_activations(
+@dataclass
+class CorpusResult:
+    """What the corpus pass gives the pages: densities of every feature, the chosen features,
+    their activations `[n, pos]` and the sums behind their feature tables."""
+
+    density: dict[str, Tensor]
+    features: list[Node]
+    activations: dict[Node, Tensor]
+    moments: Moments
+
+
+def corpus_pass(
     lens: Lens,
     dataset: Dataset,
-    features: Sequence[Node],
+    choose: Callable[[dict[str, Tensor]], Sequence[Node]],
     *,
-    cache_dir: str | Path | None,
+    cache_dir: str | Path | None = None,
     batch_size: int = 64,
     progress: bool = False,
-    moments: Moments | None = None,
-) -> dict[Node, Float[Tensor, "n pos"]]:
-    """`feature_activations` (and the sums it adds to `moments`), stored in `cache_dir` under a
-    key of the model, its dictionaries, the corpus and the features (`feature_lens.dashboard.cache`),
-    so that a second build over the same corpus runs no forward pass. None: no cache."""
+    executor: Executor | None = None,
+) -> CorpusResult:
+    """The fused corpus pass (`feature_lens.dashboard.corpus_pass`): one forward per batch gives
+    every feature's density; `choose(density)` picks the features; their activations and
+    correlation sums come from the same forward's kept data. Chunks of the corpus run in this
+    process, or on `executor`'s workers (`feature_lens.distributed`); either way they are merged
+    in corpus order, so the result is the same to the bit.
+
+    `cache_dir`: keep both steps' results there (the densities under a key of the model, its
+    dictionaries and the corpus; the selection under that plus the chosen features), so that a
+    second build runs no forward pass (None: no cache)."""
     from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
+    from feature_lens.dashboard.corpus_pass import (
+        CorpusSummary,
+        Selection,
+        SelectionMerger,
+        activations,
+        chunk_starts,
+        moments,
+    )
+    from feature_lens.distributed.executor import LocalExecutor
+
+    n, width = dataset.tokens.shape
+    if n * width >= 2**31:
+        raise InputError(
+            f"the corpus is {n} prompts x {width} positions, over 2**31 token slots; "
+            "build dashboards over fewer prompts at a time"
+        )
+    runner = executor if executor is not None else LocalExecutor(lens)
+    chunks = chunk_starts(len(dataset))
+    lengths = int_list(dataset.lengths)
+
+    def forward() -> dict[str, Tensor]:
+        summary = CorpusSummary(0, int(width), 0)
+        parts = runner.corpus_forward(dataset.tokens, dataset.lengths, chunks, batch_size)
+        for part in tqdm(parts, total=len(chunks), desc="corpus", disable=not progress):
+            summary.add(part)
+        return summary.state()
+
+    def key_of(request: Mapping[str, object]) -> str:
+        # Reading every weight for the key is skipped when nothing is cached.
+        return "" if cache_dir is None else corpus_pass_key(lens, dataset.tokens, request)
+
+    key = key_of({"pass": "corpus", "v": 2, "lengths": lengths})
+    summary = CorpusSummary.from_state(cached_tensors(cache_dir, key, forward), lens.sites)
+    density = summary.densities()
+    features = list(choose(density))
+    chosen: dict[str, list[int]] = {}
+    for feature in features:
+        chosen.setdefault(feature.site, []).append(feature_index(feature))
+
+    def select() -> dict[str, Tensor]:
+        merger = SelectionMerger()
+        parts = runner.corpus_select(dataset.tokens, dataset.lengths, chunks, batch_size, chosen)
+        for part in tqdm(parts, total=len(chunks), desc="features", disable=not progress):
+            merger.add(part)
+        return merger.result().state()
 
     request: dict[str, Any] = {
-        "pass": "activations",
+        "pass": "corpus-selection",
+        "v": 2,
         "features": [feature_label(f) for f in features],
-        "moments": moments.sites if moments else [],
-        "lengths": int_list(dataset.lengths),
+        "lengths": lengths,
     }
-
-    def compute() -> dict[str, Tensor]:
-        acts = feature_activations(
-            lens, dataset, features, batch_size=batch_size, progress=progress, moments=moments
-        )
-        state = moments.state() if moments is not None else {}
-        return {
-            **{f"acts/{feature_label(f)}": a for f, a in acts.items()},
-            **{f"m/{k}": v for k, v in state.items()},
-        }
-
-    stored = cached_tensors(cache_dir, corpus_pass_key(lens, dataset.tokens, request), compute)
-    if moments is not None:
-        moments.load_state({k[2:]: v for k, v in stored.items() if k.startswith("m/")})
-    return {f: stored[f"acts/{feature_label(f)}"] for f in features}
-
-
-def cached_densities(
-    lens: Lens,
-    dataset: Dataset,
-    *,
-    cache_dir: str | Path | None,
-    batch_size: int = 64,
-    progress: bool = False,
-) -> dict[str, Float[Tensor, " d_sae"]]:
-    """`densities`, stored in `cache_dir` like `cached_feature_activations` (None: no cache)."""
-    from feature_lens.dashboard.cache import cached_tensors, corpus_pass_key
-
-    request: dict[str, Any] = {"pass": "densities", "lengths": int_list(dataset.lengths)}
-    key = corpus_pass_key(lens, dataset.tokens, request)
-    return cached_tensors(
-        cache_dir, key, lambda: densities(lens, dataset, batch_size=batch_size, progress=progress)
-    )
+    key = key_of(request)
+    try:
+        selection = Selection.from_state(cached_tensors(cache_dir, key, select), chosen)
+    finally:
+        runner.corpus_release()
+    acts = {
+        f: activations(selection, f.site, feature_index(f), int(n), int(width)) for f in features
+    }
+    return CorpusResult(density, features, acts, moments(summary, selection))
 
 
 def densities(

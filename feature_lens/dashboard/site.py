@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -33,8 +33,7 @@ from feature_lens.dashboard.connectome import connectome_page, top_token_label
 from feature_lens.dashboard.data import (
     Dataset,
     FeatureData,
-    cached_densities,
-    cached_feature_activations,
+    corpus_pass,
     feature_index,
     feature_label,
     logit_effects,
@@ -46,13 +45,15 @@ from feature_lens.dashboard.data import (
 from feature_lens.dashboard.html import ASSET_NAMES, asset_text
 from feature_lens.dashboard.neighbours import Neighbours, UpstreamMethod, neighbours
 from feature_lens.dashboard.pages import SiteInfo, feature_page, feature_path, index_page
-from feature_lens.dashboard.tables import Moments
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
 from feature_lens.graph.node import Node
 from feature_lens.graph.node import feature as feature_node
 from feature_lens.lens import EMBED_SITE, Lens
 from feature_lens.outputs import atomic_folder, check_folder_target
+
+if TYPE_CHECKING:
+    from feature_lens.distributed.executor import Executor
 
 
 @dataclass
@@ -121,9 +122,11 @@ def choose_features(
     batch_size: int = 64,
     progress: bool = False,
     cache_dir: str | Path | None = None,
+    density: Mapping[str, torch.Tensor] | None = None,
 ) -> list[Node]:
     """The union, in order, of an explicit list, every feature in `graph`, and the `top_k` per site
-    by activation density (dead and near-always-on features skipped). Unknown ids raise."""
+    by activation density (dead and near-always-on features skipped). Unknown ids raise.
+    `density`: the densities when already known (else the corpus pass computes them)."""
     chosen: list[Node] = []
     for item in features:
         feature = parse_feature(item) if isinstance(item, str) else item
@@ -139,10 +142,16 @@ def choose_features(
                 lens.dictionary(node.site)
                 chosen.append(feature_node(node.site, node.index))
     if top_k is not None:
-        density = cached_densities(
-            lens, dataset, cache_dir=cache_dir, batch_size=batch_size, progress=progress
-        )
-        chosen += top_features(density, top_k)
+        if density is None:
+            density = corpus_pass(
+                lens,
+                dataset,
+                lambda _: [],
+                cache_dir=cache_dir,
+                batch_size=batch_size,
+                progress=progress,
+            ).density
+        chosen += top_features(dict(density), top_k)
     return list(dict.fromkeys(chosen))
 
 
@@ -164,6 +173,7 @@ def build_dashboards(
     notes: Sequence[str] = (),
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    executor: Executor | None = None,
 ) -> Dashboard:
     """Build the dashboard folder `out` for `lens` over `prompts` (texts, or token ids as a
     tensor or a list of 1-D tensors of any lengths).
@@ -180,7 +190,10 @@ def build_dashboards(
     with its edges in the collapsed graph (also drawn, one super-node per cluster).
 
     `cache_dir`: where to keep the corpus passes' results between builds (keyed by model,
-    dictionaries, corpus and features; see `feature_lens.dashboard.cache`); None: no cache.
+    dictionaries and corpus; see `feature_lens.dashboard.cache`); None: no cache.
+
+    `executor`: where the corpus pass runs (`feature_lens.distributed`; None: this process). The
+    pages are the same either way.
     """
     out = check_folder_target(out, overwrite=overwrite)
     if method not in ("attribution", "direct"):
@@ -210,29 +223,32 @@ def build_dashboards(
     dataset = prepare_dataset(lens, prompts)
     if not features and graph is None and top_k is None:
         top_k = 8
-    chosen = choose_features(
+
+    def choose(density: dict[str, torch.Tensor]) -> list[Node]:
+        return choose_features(
+            lens,
+            dataset,
+            features=features,
+            top_k=top_k,
+            graph=graph,
+            batch_size=batch_size,
+            progress=progress,
+            density=density,
+        )
+
+    result = corpus_pass(
         lens,
         dataset,
-        features=features,
-        top_k=top_k,
-        graph=graph,
+        choose,
+        cache_dir=cache_dir,
         batch_size=batch_size,
         progress=progress,
-        cache_dir=cache_dir,
+        executor=executor,
     )
+    chosen, acts, moments = result.features, result.activations, result.moments
     if not chosen:
         raise InputError("no features to show: every candidate feature is dead on this dataset")
     timings["select"] = time.perf_counter() - start
-    moments = Moments([(f.site, feature_index(f)) for f in chosen])
-    acts = cached_feature_activations(
-        lens,
-        dataset,
-        chosen,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        progress=progress,
-        moments=moments,
-    )
     timings["activations"] = time.perf_counter() - start
     tables = {
         feature_node(site, index): t

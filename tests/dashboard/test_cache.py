@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from feature_lens import Lens
-from feature_lens.dashboard import build_dashboards
+from feature_lens.dashboard import build_dashboards, corpus_pass
 from feature_lens.dashboard import data as data_module
 from feature_lens.dashboard.cache import corpus_pass_key
 from feature_lens.dashboard.data import feature_label, prepare_dataset
@@ -28,12 +28,14 @@ def test_second_build_skips_the_corpus_passes(
     cache = tmp_path / "cache"
     kwargs: dict[str, Any] = {"top_k": 2, "progress": False, "n_neighbour_prompts": 2}
     first = build_dashboards(dash_lens, tmp_path / "a", prompts, cache_dir=cache, **kwargs)
-    assert len(list(cache.glob("*.safetensors"))) == 2  # densities, activations + sums
+    # The one fused corpus pass: its densities and sums, and the chosen features' data.
+    assert len(list(cache.glob("*.safetensors"))) == 2
     assert not list(cache.glob("*.tmp"))
 
     def no_pass(*args: Any, **kw: Any) -> Any:
         raise AssertionError("a corpus pass ran although its result is cached")
 
+    monkeypatch.setattr(corpus_pass, "pass_chunk", no_pass)
     monkeypatch.setattr(data_module, "densities", no_pass)
     monkeypatch.setattr(data_module, "feature_activations", no_pass)
     second = build_dashboards(dash_lens, tmp_path / "b", prompts, cache_dir=cache, **kwargs)

@@ -1,0 +1,127 @@
+"""Benchmark: the two corpus-sized jobs on Ray (docs/scale-out.md), on the embedded model.
+
+1. Driver peak memory versus corpus size: the dashboards' corpus pass (`corpus_pass`, the top 8
+   features per site chosen, as the dashboard's default) over 1k, 8k and 64k prompts of the zoo
+   corpus, in this process and with 2 Ray workers; each measurement in a fresh child process,
+   whose peak RSS (`ru_maxrss`) is the driver's.
+2. Speed-up of 2 local Ray workers versus 1 (and versus no Ray) for the corpus pass and for
+   `attribute` over IOI prompts, timed from loaded workers to the merged result, in the same run.
+
+    python benchmarks/bench_ray.py [--sizes 1000,8000,64000] [--speed-prompts 8000]
+                                   [--attr-prompts 256] [--quick]
+
+`--quick`: sizes 200,800, 1,000 prompts for speed, 32 for attribution (a few minutes). Prints one
+line per measurement and the load average; Ray's local instance gets 2 CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _child(job: str, n: int, workers: int) -> dict[str, float]:
+    """One measurement in this (fresh) process: workers 0 means no Ray."""
+    import torch
+
+    torch.set_num_threads(1)
+    from feature_lens import Lens
+    from feature_lens.dashboard.data import corpus_pass, prepare_dataset, top_features
+
+    lens = Lens.load()
+    executor = None
+    ready = time.perf_counter()
+    if workers:
+        from feature_lens.distributed import LensRecipe
+        from feature_lens.distributed.ray_executor import RayExecutor
+
+        executor = RayExecutor(LensRecipe({"model": "zoo"}), address="auto", workers=workers)
+        executor.pids()  # actors up, the Lens loaded in each
+    started = time.perf_counter()
+    if job == "corpus":
+        from feature_lens.zoo import corpus_texts
+
+        dataset = prepare_dataset(lens, corpus_texts(n, n_ctx=int(lens.model.cfg.n_ctx)))
+        started = time.perf_counter()
+        result = corpus_pass(lens, dataset, lambda d: top_features(d, 8), executor=executor)
+        size = len(result.features)
+    else:
+        from feature_lens.attribution import LogitDiff, PromptSet, attribute
+        from feature_lens.zoo import task_prompts
+
+        pairs = task_prompts("ioi", n)
+        prompts = PromptSet.build(
+            lens, pairs.clean, pairs.corrupted, torch.stack([pairs.correct, pairs.wrong], 1)
+        )
+        graph = attribute(
+            lens, prompts, LogitDiff(), max_nodes=32, progress=False, executor=executor
+        )
+        size = len(graph.edges)
+    seconds = time.perf_counter() - started
+    if executor is not None:
+        executor.shutdown()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "startup": started - ready, "peak_rss_mb": rss, "size": size}
+
+
+def measure(job: str, n: int, workers: int) -> dict[str, float]:
+    """Run `_child` in a fresh interpreter."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, __file__, "--child", job, str(n), str(workers)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child {job} n={n} workers={workers} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,8000,64000")
+    parser.add_argument("--speed-prompts", type=int, default=8000)
+    parser.add_argument("--attr-prompts", type=int, default=256)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        job, n, workers = args.child
+        print(json.dumps(_child(job, int(n), int(workers))))
+        return
+    if args.quick:
+        args.sizes, args.speed_prompts, args.attr_prompts = "200,800", 1000, 32
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
+    print("1. driver peak RSS of the corpus pass vs corpus size (embedded model)")
+    for n in sizes:
+        for workers in (0, 2):
+            r = measure("corpus", n, workers)
+            where = "no Ray   " if not workers else f"{workers} workers"
+            print(
+                f"  {n:>6} prompts, {where}: driver peak {r['peak_rss_mb']:7.0f} MB, "
+                f"{r['seconds']:7.1f} s, {int(r['size'])} features chosen"
+            )
+    print("2. speed-up of 2 local Ray workers vs 1 (same run; startup excluded, shown apart)")
+    for job, n in (("corpus", args.speed_prompts), ("attribute", args.attr_prompts)):
+        results = {w: measure(job, n, w) for w in (0, 1, 2)}
+        base = results[1]["seconds"]
+        for w, r in results.items():
+            label = "no Ray   " if not w else f"{w} worker{'s' if w > 1 else ' '}"
+            print(
+                f"  {job:<9} {n:>6} prompts, {label}: {r['seconds']:7.1f} s "
+                f"(startup {r['startup']:4.1f} s), x{base / r['seconds']:.2f} vs 1 worker"
+            )
+    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""One forward pass over a dashboard's corpus that yields everything the pages need from it.
+
+Before this pass the dashboards ran two forwards over the corpus: one for every feature's density
+(to choose the top features) and one for the chosen features' activations and correlation sums.
+The chosen features are not known until the densities are, so the pass has two steps over the
+same forward:
+
+1. **forward** (`pass_chunk`): per chunk of prompts and per site, `ChunkData`: what any choice
+   needs, i.e. the sums that do not depend on it (`SiteSums`: active-token counts, sum and sum of
+   squares of every feature and every input dimension, the `[d_sae, d_in]` products of every
+   feature with every input dimension) and the chunk's nonzero activations as
+   (token, feature, value) triples. Only the sums go to the driver (`CorpusSummary`, densities);
+   the chunk data stays where it was computed (`ChunkStore`).
+2. **select** (`select_chunk`): once the features are chosen, each chunk's data gives the chosen
+   features' activations and their products with every feature (`Selection`); a chunk whose data
+   was not kept (over the memory budget, or its worker was restarted) is computed again by the
+   same forward, which gives the same numbers.
+
+The corpus is cut into chunks of `CHUNK_PROMPTS` prompts whatever runs the pass; each chunk's sums
+start from zero and the driver adds chunks in corpus order, so one process and any number of
+workers (`feature_lens.distributed`) add the same numbers in the same order and write the same
+bytes. The driver never holds more than the sums and the chosen features' activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from feature_lens.dashboard.tables import Moments
+from feature_lens.lens import Lens, RunPlan
+from feature_lens.typed import sparse_coo_unchecked, sparse_mm
+
+CHUNK_PROMPTS = 256
+"""Prompts per chunk of the corpus pass: the unit of work a worker takes and of the merge order."""
+HOLD_BYTES = 2 * 2**30
+"""Chunk data a process (or Ray actor) keeps between the two steps; chunks beyond it are
+computed again in the select step."""
+
+
+@dataclass
+class SiteSums:
+    """One site's sums over some prompts (see the module docstring)."""
+
+    counts: Tensor  # [d_sae] float64, active real tokens per feature
+    f_sum: Tensor  # [d_sae + d_in] float64: sums of every feature, then every input dimension
+    f_sq: Tensor  # [d_sae + d_in] float64: sums of squares
+    f_x: Tensor  # [d_sae, d_in] float64: sums of feature times input dimension
+    n: float = 0.0  # real tokens
+
+    def add(self, other: SiteSums) -> None:
+        """Add `other` in place."""
+        self.counts += other.counts
+        self.f_sum += other.f_sum
+        self.f_sq += other.f_sq
+        self.f_x += other.f_x
+        self.n += other.n
+
+    def clone(self) -> SiteSums:
+        """A copy that `add` may change."""
+        return SiteSums(
+            self.counts.clone(), self.f_sum.clone(), self.f_sq.clone(), self.f_x.clone(), self.n
+        )
+
+
+@dataclass
+class CorpusSummary:
+    """The sums of the corpus pass over some prompts (a chunk, or the corpus once merged)."""
+
+    n_prompts: int
+    width: int
+    n_tokens: int
+    sites: dict[str, SiteSums] = field(default_factory=dict[str, SiteSums])
+
+    def add(self, other: CorpusSummary) -> None:
+        """Add the next chunk's sums (corpus order) in place."""
+        if not self.sites:
+            self.sites = {site: s.clone() for site, s in other.sites.items()}
+        else:
+            for site, s in other.sites.items():
+                self.sites[site].add(s)
+        self.n_prompts += other.n_prompts
+        self.n_tokens += other.n_tokens
+        self.width = other.width
+
+    def densities(self) -> dict[str, Tensor]:
+        """Per site, the fraction of real tokens on which each feature is active (> 0)."""
+        return {site: (s.counts / max(self.n_tokens, 1)).float() for site, s in self.sites.items()}
+
+    def state(self) -> dict[str, Tensor]:
+        """As named tensors (for the cache); `from_state` reads them back."""
+        out = {"shape": torch.tensor([self.n_prompts, self.width, self.n_tokens])}
+        for site, s in self.sites.items():
+            for name in ("counts", "f_sum", "f_sq", "f_x"):
+                out[f"{site}/{name}"] = getattr(s, name)
+            out[f"{site}/n"] = torch.tensor(s.n, dtype=torch.float64)
+        return out
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Tensor], sites: Iterable[str]) -> CorpusSummary:
+        """The inverse of `state`."""
+        n_prompts, width, n_tokens = (int(v) for v in state["shape"])
+        summary = cls(n_prompts, width, n_tokens)
+        for site in sites:
+            tensors = [state[f"{site}/{name}"] for name in ("counts", "f_sum", "f_sq", "f_x")]
+            summary.sites[site] = SiteSums(*tensors, n=float(state[f"{site}/n"]))
+        return summary
+
+
+@dataclass
+class ChunkData:
+    """A chunk's forward: its sums, and per site its nonzero activations at real tokens as
+    (token, feature, value), token flat over `[n_prompts, width]` of the whole corpus."""
+
+    summary: CorpusSummary
+    triples: dict[str, tuple[Tensor, Tensor, Tensor]]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the triples."""
+        return sum(t.numel() * t.element_size() for ts in self.triples.values() for t in ts)
+
+
+@dataclass
+class Selection:
+    """The chosen features' data over some prompts: per site, the chosen indices, their nonzero
+    activations as (token, row in `chosen`, value), and their products with every feature
+    `[k, d_sae]` (float64)."""
+
+    chosen: dict[str, list[int]]
+    entries: dict[str, tuple[Tensor, Tensor, Tensor]]
+    products: dict[str, Tensor]
+
+    def state(self) -> dict[str, Tensor]:
+        """As named tensors (for the cache); `from_state` reads them back."""
+        out: dict[str, Tensor] = {}
+        for site, chosen in self.chosen.items():
+            out[f"{site}/chosen"] = torch.tensor(chosen, dtype=torch.long)
+            for name, t in zip(("token", "row", "value"), self.entries[site], strict=True):
+                out[f"{site}/{name}"] = t
+            out[f"{site}/products"] = self.products[site]
+        return out
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Tensor], sites: Iterable[str]) -> Selection:
+        """The inverse of `state` (`sites`: those with chosen features)."""
+        selection = cls({}, {}, {})
+        for site in sites:
+            selection.chosen[site] = [int(i) for i in state[f"{site}/chosen"]]
+            selection.entries[site] = (
+                state[f"{site}/token"],
+                state[f"{site}/row"],
+                state[f"{site}/value"],
+            )
+            selection.products[site] = state[f"{site}/products"]
+        return selection
+
+
+class SelectionMerger:
+    """Adds chunks' selections in corpus order: entries concatenated at the end, products added
+    as they come."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        self._selection = Selection({}, {}, {})
+
+    def add(self, part: Selection) -> None:
+        """Add the next chunk's selection."""
+        merged = self._selection
+        for site, chosen in part.chosen.items():
+            if site not in merged.chosen:
+                merged.chosen[site] = chosen
+                merged.products[site] = part.products[site].clone()
+                self._entries[site] = []
+            else:
+                merged.products[site] += part.products[site]
+            self._entries[site].append(part.entries[site])
+
+    def result(self) -> Selection:
+        """Everything added, as one selection."""
+        merged = self._selection
+        for site, parts in self._entries.items():
+            merged.entries[site] = tuple(torch.cat([p[j] for p in parts]) for j in range(3))  # type: ignore[assignment]
+        return merged
+
+
+def chunk_starts(n_prompts: int, chunk: int = CHUNK_PROMPTS) -> list[tuple[int, int]]:
+    """The corpus's chunks as `(start, stop)` prompt ranges, in corpus order."""
+    return [(start, min(start + chunk, n_prompts)) for start in range(0, n_prompts, chunk)]
+
+
+def pass_chunk(
+    lens: Lens, tokens: Tensor, lengths: Tensor, *, offset: int = 0, batch_size: int = 64
+) -> ChunkData:
+    """The forward step over `tokens` `[n, width]` (right-padded, `lengths` real tokens each):
+    one forward per `batch_size` prompts. `offset`: the index of the chunk's first prompt in the
+    corpus (token indices are stored as in the whole corpus)."""
+
+    n, width = int(tokens.shape[0]), int(tokens.shape[1])
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    inputs = {site: lens.dictionary(site).hook_in for site in lens.sites}
+    plan = RunPlan(
+        record_hooks=sorted(set(inputs.values())), stop_at_layer=lens.stop_layer(lens.sites)
+    )
+    summary = CorpusSummary(0, width, 0)
+    parts: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {site: [] for site in lens.sites}
+    for start in range(0, n, batch_size):
+        batch = tokens[start : start + batch_size].to(lens.device)
+        keep = mask[start : start + batch_size].reshape(-1, 1)
+        with torch.no_grad():
+            result = lens.forward(batch, plan)
+        base = (offset + start) * width
+        part = CorpusSummary(int(batch.shape[0]), width, int(keep.sum()))
+        for site in lens.sites:
+            feats = result.features[site].float().cpu()
+            x = result.hooks[inputs[site]].float().cpu()
+            feats = feats.reshape(-1, feats.shape[-1]) * keep
+            x = x.reshape(-1, x.shape[-1]) * keep
+            rows = torch.cat([feats, x], 1)
+            where = torch.nonzero(feats)  # row-major: token order
+            parts[site].append(
+                (
+                    (where[:, 0] + base).to(torch.int32),
+                    where[:, 1].to(torch.int32),
+                    feats[where[:, 0], where[:, 1]],
+                )
+            )
+            part.sites[site] = SiteSums(
+                counts=(feats > 0).sum(0).double(),
+                f_sum=rows.sum(0).double(),
+                f_sq=rows.square().sum(0).double(),
+                f_x=(feats.T @ x).double(),
+                n=float(keep.sum()),
+            )
+        summary.add(part)
+    triples = {
+        site: (
+            torch.cat([p[0] for p in ps]),
+            torch.cat([p[1] for p in ps]),
+            torch.cat([p[2] for p in ps]),
+        )
+        for site, ps in parts.items()
+    }
+    return ChunkData(summary, triples)
+
+
+def select_chunk(
+    chunk: ChunkData, chosen: Mapping[str, Sequence[int]], start: int, stop: int
+) -> Selection:
+    """The select step for one chunk (prompts `start:stop` of the corpus): the chosen features'
+    entries and their products with every feature over the chunk's tokens."""
+    width = chunk.summary.width
+    first, n = start * width, (stop - start) * width
+    selection = Selection({}, {}, {})
+    for site, indices in chosen.items():
+        token, feature, value = chunk.triples[site]
+        d_sae = int(chunk.summary.sites[site].counts.shape[0])
+        row_of = torch.full((d_sae,), -1, dtype=torch.long)
+        row_of[torch.tensor(list(indices), dtype=torch.long)] = torch.arange(len(indices))
+        rows = row_of[feature.long()]
+        hit = rows >= 0
+        local = token.long() - first
+        dense = torch.zeros(n, len(indices), dtype=torch.float64)
+        dense[local[hit], rows[hit]] = value[hit].double()
+        sparse = sparse_coo_unchecked(
+            torch.stack([feature.long(), local]), value.double(), (d_sae, n)
+        )
+        selection.chosen[site] = list(indices)
+        selection.entries[site] = (token[hit], rows[hit], value[hit])
+        selection.products[site] = sparse_mm(sparse, dense).T.contiguous()  # [k, d_sae]
+    return selection
+
+
+def activations(selection: Selection, site: str, index: int, n_prompts: int, width: int) -> Tensor:
+    """Feature `index` of `site` at every token `[n_prompts, width]` (0 at padded positions)."""
+    token, row, value = selection.entries[site]
+    hit = row == selection.chosen[site].index(index)
+    out = torch.zeros(n_prompts * width)
+    out[token[hit].long()] = value[hit]
+    return out.reshape(n_prompts, width)
+
+
+def moments(summary: CorpusSummary, selection: Selection) -> Moments:
+    """The correlation sums of the selected features (`Moments`, for the feature tables)."""
+    features = [(site, i) for site, chosen in selection.chosen.items() for i in chosen]
+    result = Moments(features)
+    state: dict[str, Tensor] = {}
+    for site, chosen in selection.chosen.items():
+        s = summary.sites[site]
+        idx = torch.tensor(chosen, dtype=torch.long)
+        state[f"{site}/n"] = torch.tensor(s.n, dtype=torch.float64)
+        state[f"{site}/0"] = s.f_sum[idx]
+        state[f"{site}/1"] = s.f_sq[idx]
+        state[f"{site}/2"] = s.f_sum
+        state[f"{site}/3"] = s.f_sq
+        state[f"{site}/4"] = torch.cat([selection.products[site], s.f_x[idx]], 1)
+    result.load_state(state)
+    return result
+
+
+class ChunkStore:
+    """Chunk data kept between the forward and the select step, up to `budget` bytes; a chunk not
+    kept is computed again when selected."""
+
+    def __init__(self, budget: int = HOLD_BYTES) -> None:
+        self.budget = budget
+        self._chunks: dict[int, ChunkData] = {}
+        self._bytes = 0
+
+    def forward(
+        self, lens: Lens, tokens: Tensor, lengths: Tensor, start: int, batch_size: int
+    ) -> CorpusSummary:
+        """The forward step for the chunk whose first prompt is `start` (`tokens`: the chunk's)."""
+        chunk = pass_chunk(lens, tokens, lengths, offset=start, batch_size=batch_size)
+        if self._bytes + chunk.nbytes <= self.budget:
+            self._chunks[start] = chunk
+            self._bytes += chunk.nbytes
+        return chunk.summary
+
+    def select(
+        self,
+        lens: Lens,
+        tokens: Tensor,
+        lengths: Tensor,
+        start: int,
+        batch_size: int,
+        chosen: Mapping[str, Sequence[int]],
+    ) -> Selection:
+        """The select step for that chunk (its data is released)."""
+        chunk = self._chunks.pop(start, None)
+        if chunk is None:
+            chunk = pass_chunk(lens, tokens, lengths, offset=start, batch_size=batch_size)
+        else:
+            self._bytes -= chunk.nbytes
+        return select_chunk(chunk, chosen, start, start + int(tokens.shape[0]))
+
+    def clear(self) -> None:
+        """Drop every kept chunk."""
+        self._chunks.clear()
+        self._bytes = 0
