@@ -32,7 +32,7 @@ from torch import Tensor
 
 from feature_lens.errors import IncompatibleDictionaryError
 from feature_lens.lens.dictionary import Dictionary
-from feature_lens.lens.run import GradientMode, RunPlan, RunResult
+from feature_lens.lens.run import GradientMode, RunPlan, RunResult, finish_splice
 
 
 class CrossLayerTranscoder:
@@ -304,14 +304,6 @@ def cross_layer_splice_hook(
         else:
             new_hat = x_hat if change is None else x_hat + change
             out = new_hat + err_new.detach()
-        if edit is not None and edit.add is not None:
-            out = out + edit.add
-        if want_leaf:
-            leaf = torch.zeros_like(out, requires_grad=True)
-            result.leaves[site] = leaf
-            out = out + leaf
-        result.features[site] = f if plan.keep_graph else f.detach()
-        result.errors[site] = err if plan.keep_graph else err.detach()
-        return out
+        return finish_splice(out, site, f, err, edit, plan, result, want_leaf=want_leaf)
 
     return hook

@@ -34,6 +34,7 @@ from feature_lens.lens.run import (
     GradientMode,
     RunPlan,
     RunResult,
+    finish_splice,
     frozen_gate,
 )
 from feature_lens.lens.unembed import run_model
@@ -481,15 +482,7 @@ class Lens:
                 if f_new is not f and skip is not None:
                     new_hat = new_hat + skip
                 out = new_hat + err_new.detach()
-            if edit is not None and edit.add is not None:
-                out = out + edit.add
-            if want_leaf:
-                leaf = torch.zeros_like(out, requires_grad=True)
-                result.leaves[site] = leaf
-                out = out + leaf
-            result.features[site] = f if plan.keep_graph else f.detach()
-            result.errors[site] = err if plan.keep_graph else err.detach()
-            return out
+            return finish_splice(out, site, f, err, edit, plan, result, want_leaf=want_leaf)
 
         return hook
 

@@ -132,3 +132,27 @@ def frozen_gate(post: Tensor, pre: Tensor) -> Tensor:
     0 where it does not."""
     nonzero = pre != 0
     return torch.where(nonzero, post / torch.where(nonzero, pre, 1), 0)
+
+
+def finish_splice(
+    out: Tensor,
+    site: str,
+    features: Tensor,
+    error: Tensor,
+    edit: SiteEdit | None,
+    plan: RunPlan,
+    result: RunResult,
+    *,
+    want_leaf: bool,
+) -> Tensor:
+    """The common end of every splice hook: add the edit's `add`, a zero leaf when the pass wants
+    gradients at `site`, and record the site's features and error term in `result`."""
+    if edit is not None and edit.add is not None:
+        out = out + edit.add
+    if want_leaf:
+        leaf = torch.zeros_like(out, requires_grad=True)
+        result.leaves[site] = leaf
+        out = out + leaf
+    result.features[site] = features if plan.keep_graph else features.detach()
+    result.errors[site] = error if plan.keep_graph else error.detach()
+    return out
