@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Float
 
 from feature_lens.attribution.gradients import edge_mask, edges_from_matrix
-from feature_lens.attribution.metrics import Metric, evaluate, metric_sites
+from feature_lens.attribution.metrics import Metric, at_one_position, evaluate, metric_sites
 from feature_lens.attribution.nodes import Node
 from feature_lens.attribution.state import PromptState, batched_patch_edits, chunks
 from feature_lens.lens import Lens, RunPlan
@@ -28,9 +28,14 @@ from feature_lens.lens import Lens, RunPlan
 def exact_node_effects(
     lens: Lens, state: PromptState, metric: Metric, nodes: Sequence[Node], *, batch_size: int = 64
 ) -> dict[Node, float]:
-    """metric(clean) - metric(node patched to baseline), for each node, batched."""
+    """metric(clean) - metric(node patched to baseline), for each node, batched. A metric that
+    reads one position's logits (`at_one_position`) gets logits computed there alone."""
+    narrow = at_one_position(metric, int(state.tokens.shape[-1]))
+    positions = None if narrow is None else [narrow[1]]
+    reader = metric if narrow is None else narrow[0]
     with torch.no_grad():
-        clean = evaluate(metric, lens.forward(state.tokens, RunPlan()), state.answers)[0]
+        clean_run = lens.forward(state.tokens, RunPlan(logit_positions=positions))
+        clean = evaluate(reader, clean_run, state.answers)[0]
         effects: dict[Node, float] = {}
         for chunk in chunks(nodes, batch_size):
             rows = len(chunk)
@@ -38,9 +43,11 @@ def exact_node_effects(
             answers = None if state.answers is None else state.answers.expand(rows, -1)
             # Straight-through splices are the identity: only sites the metric reads are encoded.
             plan = RunPlan(
-                edits=batched_patch_edits(lens, state, chunk), encode_sites=metric_sites(metric)
+                edits=batched_patch_edits(lens, state, chunk),
+                encode_sites=metric_sites(metric),
+                logit_positions=positions,
             )
-            patched = evaluate(metric, lens.forward(tokens, plan), answers)
+            patched = evaluate(reader, lens.forward(tokens, plan), answers)
             effects.update({node: float(clean - patched[r]) for r, node in enumerate(chunk)})
     return effects
 

@@ -8,7 +8,7 @@ node accounts for.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -141,3 +141,13 @@ def needs_features(metric: Metric) -> bool:
 def metric_sites(metric: Metric) -> set[str]:
     """Sites whose features the metric reads (so they must be encoded)."""
     return {metric.node.site} if isinstance(metric, NodeActivation) else set()
+
+
+def at_one_position(metric: Metric, n_pos: int) -> tuple[Metric, int] | None:
+    """For a metric that reads the logits at one position only (`LogitDiff`, `LogProb`): the same
+    metric reading position 0, and that position, so a pass may compute the logits there alone
+    (`RunPlan.logit_positions`) instead of a `[batch, pos, d_vocab]` tensor. None for any other
+    metric, or a position outside `n_pos` (the full pass then raises as it would)."""
+    if isinstance(metric, (LogitDiff, LogProb)) and -n_pos <= metric.pos < n_pos:
+        return replace(metric, pos=0), metric.pos % n_pos
+    return None

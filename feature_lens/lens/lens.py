@@ -372,7 +372,13 @@ class Lens:
     ) -> Tensor:
         """The model's forward with `hooks`, from the tokens or from `plan.start_resid`."""
         if plan.start_at_layer is None:
-            return run_model(self.model, tokens, hooks, stop_at_layer=plan.stop_at_layer)
+            return run_model(
+                self.model,
+                tokens,
+                hooks,
+                stop_at_layer=plan.stop_at_layer,
+                logit_positions=plan.logit_positions,
+            )
         if plan.start_resid is None:
             raise ValueError("RunPlan.start_at_layer needs start_resid (the stream before it)")
         return run_model(
@@ -381,6 +387,7 @@ class Lens:
             hooks,
             start_at_layer=plan.start_at_layer,
             stop_at_layer=plan.stop_at_layer,
+            logit_positions=plan.logit_positions,
         )
 
     def stop_layer(self, sites: Iterable[str]) -> int | None:

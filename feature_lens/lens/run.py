@@ -8,7 +8,7 @@ ones, and what to freeze (direct attribution). `RunResult` holds what came out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -80,6 +80,10 @@ class RunPlan:
     recomputation); hooks of skipped blocks do not fire, so no node before it can be read or edited.
     `capture_inputs`: sites whose dictionary input (the activation at `hook_in`) is kept in
     `RunResult.inputs` with its graph, without encoding the site.
+    `logit_positions`: compute the logits at these positions only (`RunResult.logits` is then
+    `[batch, len(logit_positions), d_vocab]`), for metrics that read nothing else
+    (`feature_lens.attribution.metrics.at_one_position`); the unembedding is most of a pass's
+    memory and a large share of its FLOPs at a GPT-2-sized vocabulary.
     """
 
     splice: bool = True
@@ -96,6 +100,7 @@ class RunPlan:
     start_at_layer: int | None = None
     start_resid: Tensor | None = None
     capture_inputs: Collection[str] = ()
+    logit_positions: Sequence[int] | None = None
 
 
 @dataclass

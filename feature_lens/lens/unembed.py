@@ -13,7 +13,7 @@ operands, so the logits are bit-identical to the model's own. The hooks of `ln_f
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -72,16 +72,22 @@ def run_model(
     *,
     start_at_layer: int | None = None,
     stop_at_layer: int | None = None,
+    logit_positions: Sequence[int] | None = None,
 ) -> Tensor:
     """`model.run_with_hooks(model_input, fwd_hooks=hooks, start_at_layer=..., stop_at_layer=...)`
-    with the logits computed from the cached transposed unembedding (see the module doc)."""
+    with the logits computed from the cached transposed unembedding (see the module doc);
+    `logit_positions`: the logits at those positions only (after the final LayerNorm, which is
+    per position, so the values are the full logits' at those positions)."""
+    if logit_positions is not None and stop_at_layer is not None:
+        raise ValueError("logit_positions needs the whole model (no stop_at_layer)")
     if stop_at_layer is not None or not _fast_path(model):
-        return model.run_with_hooks(
+        out = model.run_with_hooks(
             model_input,
             fwd_hooks=hooks,
             start_at_layer=start_at_layer,
             stop_at_layer=stop_at_layer,
         )
+        return out if logit_positions is None else out[:, list(logit_positions)]
     cfg = model.cfg
     with model.hooks(fwd_hooks=hooks):
         residual = model(
@@ -90,6 +96,8 @@ def run_model(
         if cfg.normalization_type is not None:
             residual = model.ln_final(residual)
         unembed = model.unembed
+        if logit_positions is not None:
+            residual = residual[:, list(logit_positions)]
         residual = unembed.hook_in(residual)
         logits = unembed.hook_out(F.linear(residual, unembed_weight(unembed), unembed.b_U))
     cap = getattr(cfg, "output_logits_soft_cap", None)
