@@ -117,8 +117,10 @@ def load_line(when: str) -> str:
 
 def machine_line(name: str) -> str:
     """One line naming the benchmark, torch's thread count and the machine's load."""
+    load = os.getloadavg()[0]
+    shared = " (above the thread count: other jobs share the machine)"
     return (
         f"{name}: {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}, load average {os.getloadavg()[0]:.1f} (above the thread count: "
-        "other jobs share the machine)"
+        f"{torch.__version__}, load average {load:.1f}"
+        f"{shared if load > torch.get_num_threads() else ''}"
     )
