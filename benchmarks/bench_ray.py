@@ -2,15 +2,18 @@
 
 1. Driver peak memory versus corpus size: the dashboards' corpus pass (`corpus_pass`, the top 8
    features per site chosen, as the dashboard's default) over 1k, 8k and 64k prompts of the zoo
-   corpus, in this process and with 2 Ray workers; each measurement in a fresh child process,
-   whose peak RSS (`ru_maxrss`) is the driver's.
+   corpus, and `attribute` (IOI logit difference, 32 nodes, edges) over 250, 1,000 and 2,000
+   prompts, in this process and with 2 Ray workers; each measurement in a fresh child process,
+   whose peak RSS (`ru_maxrss`) is the driver's. The baseline row (size 1) loads the Lens and
+   runs the job on one prompt: what the process costs before the corpus does.
 2. Speed-up of 2 local Ray workers versus 1 (and versus no Ray) for the corpus pass and for
    `attribute` over IOI prompts, timed from loaded workers to the merged result, in the same run.
 
-    python benchmarks/bench_ray.py [--sizes 1000,8000,64000] [--speed-prompts 8000]
-                                   [--attr-prompts 256] [--quick]
+    python benchmarks/bench_ray.py [--sizes 1000,8000,64000] [--attr-sizes 250,1000,2000]
+                                   [--speed-prompts 8000] [--attr-prompts 256] [--quick]
 
-`--quick`: sizes 200,800, 1,000 prompts for speed, 32 for attribution (a few minutes). Prints one
+`--quick`: sizes 200,800 and 32,64, 1,000 prompts for speed, 32 for attribution (a few
+minutes). Prints one
 line per measurement and the load average; Ray's local instance gets 2 CPUs.
 """
 
@@ -88,6 +91,7 @@ def measure(job: str, n: int, workers: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,8000,64000")
+    parser.add_argument("--attr-sizes", default="250,1000,2000")
     parser.add_argument("--speed-prompts", type=int, default=8000)
     parser.add_argument("--attr-prompts", type=int, default=256)
     parser.add_argument("--quick", action="store_true")
@@ -98,18 +102,23 @@ def main() -> None:
         print(json.dumps(_child(job, int(n), int(workers))))
         return
     if args.quick:
-        args.sizes, args.speed_prompts, args.attr_prompts = "200,800", 1000, 32
-    sizes = [int(s) for s in args.sizes.split(",")]
+        args.sizes, args.attr_sizes = "200,800", "32,64"
+        args.speed_prompts, args.attr_prompts = 1000, 32
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
-    print("1. driver peak RSS of the corpus pass vs corpus size (embedded model)")
-    for n in sizes:
-        for workers in (0, 2):
-            r = measure("corpus", n, workers)
-            where = "no Ray   " if not workers else f"{workers} workers"
-            print(
-                f"  {n:>6} prompts, {where}: driver peak {r['peak_rss_mb']:7.0f} MB, "
-                f"{r['seconds']:7.1f} s, {int(r['size'])} features chosen"
-            )
+    print("1. driver peak RSS vs corpus size (embedded model; size 1: the process's own cost)")
+    for job, text, what in (
+        ("corpus", args.sizes, "features chosen"),
+        ("attribute", args.attr_sizes, "edges"),
+    ):
+        for n in [1, *(int(s) for s in text.split(","))]:
+            for workers in (0, 2):
+                r = measure(job, n, workers)
+                where = "no Ray   " if not workers else f"{workers} workers"
+                print(
+                    f"  {job:<9} {n:>6} prompts, {where}: driver peak "
+                    f"{r['peak_rss_mb']:7.0f} MB, {r['seconds']:7.1f} s, {int(r['size'])} {what}",
+                    flush=True,
+                )
     print("2. speed-up of 2 local Ray workers vs 1 (same run; startup excluded, shown apart)")
     for job, n in (("corpus", args.speed_prompts), ("attribute", args.attr_prompts)):
         results = {w: measure(job, n, w) for w in (0, 1, 2)}
@@ -118,7 +127,8 @@ def main() -> None:
             label = "no Ray   " if not w else f"{w} worker{'s' if w > 1 else ' '}"
             print(
                 f"  {job:<9} {n:>6} prompts, {label}: {r['seconds']:7.1f} s "
-                f"(startup {r['startup']:4.1f} s), x{base / r['seconds']:.2f} vs 1 worker"
+                f"(startup {r['startup']:4.1f} s), x{base / r['seconds']:.2f} vs 1 worker",
+                flush=True,
             )
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
 

@@ -6,20 +6,22 @@ The chosen features are not known until the densities are, so the pass has two s
 same forward:
 
 1. **forward** (`pass_chunk`): per chunk of prompts and per site, `ChunkData`: what any choice
-   needs, i.e. the sums that do not depend on it (`SiteSums`: active-token counts, sum and sum of
-   squares of every feature and every input dimension, the `[d_sae, d_in]` products of every
-   feature with every input dimension) and the chunk's nonzero activations as
-   (token, feature, value) triples. Only the sums go to the driver (`CorpusSummary`, densities);
-   the chunk data stays where it was computed (`ChunkStore`).
+   needs, i.e. the sums that do not depend on it (`SiteSums`: active-token counts, every
+   feature's largest activation, sum and sum of squares of every feature and every input
+   dimension, the `[d_sae, d_in]` products of every feature with every input dimension) and the
+   chunk's nonzero activations as (token, feature, value) triples. Only the sums go to the driver
+   (`CorpusSummary`, densities); the chunk data stays where it was computed (`ChunkStore`).
 2. **select** (`select_chunk`): once the features are chosen, each chunk's data gives the chosen
-   features' activations and their products with every feature (`Selection`); a chunk whose data
-   was not kept (over the memory budget, or its worker was restarted) is computed again by the
-   same forward, which gives the same numbers.
+   features' page statistics (`feature_lens.dashboard.page_stats`: top and interval examples with
+   their rows, histograms, the prompts for neighbours) and their products with every feature
+   (`Selection`); a chunk whose data was not kept (over the memory budget, or its worker was
+   restarted) is computed again by the same forward, which gives the same numbers.
 
 The corpus is cut into chunks of `CHUNK_PROMPTS` prompts whatever runs the pass; each chunk's sums
 start from zero and the driver adds chunks in corpus order, so one process and any number of
 workers (`feature_lens.distributed`) add the same numbers in the same order and write the same
-bytes. The driver never holds more than the sums and the chosen features' activations.
+bytes. The driver holds the sums and the chosen features' statistics, whose sizes do not depend
+on the corpus's: no activation of every token ever reaches it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from feature_lens.dashboard.page_stats import FeatureStats, PageSpec, chunk_stats
 from feature_lens.dashboard.tables import Moments
 from feature_lens.lens import Lens, RunPlan
 from feature_lens.typed import sparse_coo_unchecked, sparse_mm
@@ -46,6 +49,7 @@ class SiteSums:
     """One site's sums over some prompts (see the module docstring)."""
 
     counts: Tensor  # [d_sae] float64, active real tokens per feature
+    f_max: Tensor  # [d_sae] float32, largest activation at a real token (0 if none is positive)
     f_sum: Tensor  # [d_sae + d_in] float64: sums of every feature, then every input dimension
     f_sq: Tensor  # [d_sae + d_in] float64: sums of squares
     f_x: Tensor  # [d_sae, d_in] float64: sums of feature times input dimension
@@ -54,6 +58,7 @@ class SiteSums:
     def add(self, other: SiteSums) -> None:
         """Add `other` in place."""
         self.counts += other.counts
+        self.f_max = torch.maximum(self.f_max, other.f_max)
         self.f_sum += other.f_sum
         self.f_sq += other.f_sq
         self.f_x += other.f_x
@@ -62,8 +67,16 @@ class SiteSums:
     def clone(self) -> SiteSums:
         """A copy that `add` may change."""
         return SiteSums(
-            self.counts.clone(), self.f_sum.clone(), self.f_sq.clone(), self.f_x.clone(), self.n
+            self.counts.clone(),
+            self.f_max.clone(),
+            self.f_sum.clone(),
+            self.f_sq.clone(),
+            self.f_x.clone(),
+            self.n,
         )
+
+
+_SUMS = ("counts", "f_max", "f_sum", "f_sq", "f_x")
 
 
 @dataclass
@@ -94,7 +107,7 @@ class CorpusSummary:
         """As named tensors (for the cache); `from_state` reads them back."""
         out = {"shape": torch.tensor([self.n_prompts, self.width, self.n_tokens])}
         for site, s in self.sites.items():
-            for name in ("counts", "f_sum", "f_sq", "f_x"):
+            for name in _SUMS:
                 out[f"{site}/{name}"] = getattr(s, name)
             out[f"{site}/n"] = torch.tensor(s.n, dtype=torch.float64)
         return out
@@ -105,7 +118,7 @@ class CorpusSummary:
         n_prompts, width, n_tokens = (int(v) for v in state["shape"])
         summary = cls(n_prompts, width, n_tokens)
         for site in sites:
-            tensors = [state[f"{site}/{name}"] for name in ("counts", "f_sum", "f_sq", "f_x")]
+            tensors = [state[f"{site}/{name}"] for name in _SUMS]
             summary.sites[site] = SiteSums(*tensors, n=float(state[f"{site}/n"]))
         return summary
 
@@ -124,14 +137,36 @@ class ChunkData:
         return sum(t.numel() * t.element_size() for ts in self.triples.values() for t in ts)
 
 
+@dataclass(frozen=True)
+class SelectRequest:
+    """What the select step needs besides the chunk: per site the chosen features and their
+    largest activations over the corpus (from the forward step), and the page sizes."""
+
+    chosen: dict[str, list[int]]
+    max_act: dict[str, list[float]]
+    spec: PageSpec = field(default_factory=PageSpec)
+
+    @classmethod
+    def of(
+        cls, summary: CorpusSummary, chosen: Mapping[str, Sequence[int]], spec: PageSpec
+    ) -> SelectRequest:
+        """The request for `chosen` features, their maxima read from `summary`."""
+        picked = {site: [int(i) for i in indices] for site, indices in chosen.items()}
+        maxima = {
+            site: [float(summary.sites[site].f_max[i]) for i in indices]
+            for site, indices in picked.items()
+        }
+        return cls(picked, maxima, spec)
+
+
 @dataclass
 class Selection:
-    """The chosen features' data over some prompts: per site, the chosen indices, their nonzero
-    activations as (token, row in `chosen`, value), and their products with every feature
+    """The chosen features' data over some prompts: per site, the chosen indices, their page
+    statistics (`FeatureStats`, one per chosen index) and their products with every feature
     `[k, d_sae]` (float64)."""
 
     chosen: dict[str, list[int]]
-    entries: dict[str, tuple[Tensor, Tensor, Tensor]]
+    stats: dict[str, list[FeatureStats]]
     products: dict[str, Tensor]
 
     def state(self) -> dict[str, Tensor]:
@@ -139,32 +174,30 @@ class Selection:
         out: dict[str, Tensor] = {}
         for site, chosen in self.chosen.items():
             out[f"{site}/chosen"] = torch.tensor(chosen, dtype=torch.long)
-            for name, t in zip(("token", "row", "value"), self.entries[site], strict=True):
-                out[f"{site}/{name}"] = t
+            for k, stats in enumerate(self.stats[site]):
+                out |= stats.state(f"{site}/{k}")
             out[f"{site}/products"] = self.products[site]
         return out
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Tensor], sites: Iterable[str]) -> Selection:
-        """The inverse of `state` (`sites`: those with chosen features)."""
+    def from_state(cls, state: Mapping[str, Tensor], request: SelectRequest) -> Selection:
+        """The inverse of `state` for the same request."""
         selection = cls({}, {}, {})
-        for site in sites:
+        for site, chosen in request.chosen.items():
             selection.chosen[site] = [int(i) for i in state[f"{site}/chosen"]]
-            selection.entries[site] = (
-                state[f"{site}/token"],
-                state[f"{site}/row"],
-                state[f"{site}/value"],
-            )
+            selection.stats[site] = [
+                FeatureStats.from_state(state, f"{site}/{k}", site, index, request.spec)
+                for k, index in enumerate(chosen)
+            ]
             selection.products[site] = state[f"{site}/products"]
         return selection
 
 
 class SelectionMerger:
-    """Adds chunks' selections in corpus order: entries concatenated at the end, products added
-    as they come."""
+    """Adds chunks' selections in corpus order: statistics merged and products added as they
+    come."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self._selection = Selection({}, {}, {})
 
     def add(self, part: Selection) -> None:
@@ -174,17 +207,15 @@ class SelectionMerger:
             if site not in merged.chosen:
                 merged.chosen[site] = chosen
                 merged.products[site] = part.products[site].clone()
-                self._entries[site] = []
+                merged.stats[site] = part.stats[site]
             else:
                 merged.products[site] += part.products[site]
-            self._entries[site].append(part.entries[site])
+                for mine, theirs in zip(merged.stats[site], part.stats[site], strict=True):
+                    mine.merge(theirs)
 
     def result(self) -> Selection:
         """Everything added, as one selection."""
-        merged = self._selection
-        for site, parts in self._entries.items():
-            merged.entries[site] = tuple(torch.cat([p[j] for p in parts]) for j in range(3))  # type: ignore[assignment]
-        return merged
+        return self._selection
 
 
 def chunk_starts(n_prompts: int, chunk: int = CHUNK_PROMPTS) -> list[tuple[int, int]]:
@@ -230,6 +261,7 @@ def pass_chunk(
             )
             part.sites[site] = SiteSums(
                 counts=(feats > 0).sum(0).double(),
+                f_max=feats.max(0).values.clamp(min=0),
                 f_sum=rows.sum(0).double(),
                 f_sq=rows.square().sum(0).double(),
                 f_x=(feats.T @ x).double(),
@@ -248,18 +280,20 @@ def pass_chunk(
 
 
 def select_chunk(
-    chunk: ChunkData, chosen: Mapping[str, Sequence[int]], start: int, stop: int
+    chunk: ChunkData, request: SelectRequest, start: int, lengths: Tensor
 ) -> Selection:
-    """The select step for one chunk (prompts `start:stop` of the corpus): the chosen features'
-    entries and their products with every feature over the chunk's tokens."""
+    """The select step for one chunk (prompts `start : start + len(lengths)` of the corpus): the
+    chosen features' page statistics and their products with every feature over the chunk's
+    tokens."""
     width = chunk.summary.width
-    first, n = start * width, (stop - start) * width
+    n_prompts = int(lengths.shape[0])
+    first, n = start * width, n_prompts * width
     selection = Selection({}, {}, {})
-    for site, indices in chosen.items():
+    for site, indices in request.chosen.items():
         token, feature, value = chunk.triples[site]
         d_sae = int(chunk.summary.sites[site].counts.shape[0])
         row_of = torch.full((d_sae,), -1, dtype=torch.long)
-        row_of[torch.tensor(list(indices), dtype=torch.long)] = torch.arange(len(indices))
+        row_of[torch.tensor(indices, dtype=torch.long)] = torch.arange(len(indices))
         rows = row_of[feature.long()]
         hit = rows >= 0
         local = token.long() - first
@@ -268,19 +302,22 @@ def select_chunk(
         sparse = sparse_coo_unchecked(
             torch.stack([feature.long(), local]), value.double(), (d_sae, n)
         )
+        acts = dense.T.float().reshape(len(indices), n_prompts, width)
         selection.chosen[site] = list(indices)
-        selection.entries[site] = (token[hit], rows[hit], value[hit])
+        selection.stats[site] = [
+            chunk_stats(
+                site,
+                index,
+                acts[k],
+                lengths,
+                first_prompt=start,
+                max_act=request.max_act[site][k],
+                spec=request.spec,
+            )
+            for k, index in enumerate(indices)
+        ]
         selection.products[site] = sparse_mm(sparse, dense).T.contiguous()  # [k, d_sae]
     return selection
-
-
-def activations(selection: Selection, site: str, index: int, n_prompts: int, width: int) -> Tensor:
-    """Feature `index` of `site` at every token `[n_prompts, width]` (0 at padded positions)."""
-    token, row, value = selection.entries[site]
-    hit = row == selection.chosen[site].index(index)
-    out = torch.zeros(n_prompts * width)
-    out[token[hit].long()] = value[hit]
-    return out.reshape(n_prompts, width)
 
 
 def moments(summary: CorpusSummary, selection: Selection) -> Moments:
@@ -327,7 +364,7 @@ class ChunkStore:
         lengths: Tensor,
         start: int,
         batch_size: int,
-        chosen: Mapping[str, Sequence[int]],
+        request: SelectRequest,
     ) -> Selection:
         """The select step for that chunk (its data is released)."""
         chunk = self._chunks.pop(start, None)
@@ -335,7 +372,7 @@ class ChunkStore:
             chunk = pass_chunk(lens, tokens, lengths, offset=start, batch_size=batch_size)
         else:
             self._bytes -= chunk.nbytes
-        return select_chunk(chunk, chosen, start, start + int(tokens.shape[0]))
+        return select_chunk(chunk, request, start, lengths)
 
     def clear(self) -> None:
         """Drop every kept chunk."""

@@ -1,11 +1,13 @@
-"""Gather what a feature page shows from a dataset of prompts: activations, top examples grouped by
-activation quantile, density and histogram, and each feature's direct logit effect.
+"""Gather what a feature page shows from a dataset of prompts: top examples and examples from
+intervals of the activation range, density and histogram, and each feature's direct logit effect.
 
 One forward over the dataset (`corpus_pass`; feature_lens/dashboard/corpus_pass.py) gives every
-feature's density, and, once the features are chosen, their activations at every token
-(`[n_prompts, pos]` per feature) and correlation sums; everything else is computed from those.
+feature's density, and, once the features are chosen, their page statistics
+(`feature_lens.dashboard.page_stats.FeatureStats`, merged chunk by chunk, of a size that does not
+grow with the corpus) and correlation sums; the pages are built from those (`page_data`).
 `densities` and `feature_activations` are the same quantities from passes of their own (for one
-feature at a time, as the explorer asks). Prompts may have
+feature at a time, as the explorer asks; `summarise` turns dense activations into the same page
+data). Prompts may have
 different lengths: they are right-padded, and padded positions are masked out of every statistic
 (the model is causal, so padding on the right changes nothing at earlier positions).
 """
@@ -16,13 +18,14 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from feature_lens.dashboard.page_stats import Candidate, FeatureStats, PageSpec, stats_of
 from feature_lens.dashboard.tables import FeatureTables, Moments
 from feature_lens.errors import InputError
 from feature_lens.graph.node import Node
@@ -78,13 +81,35 @@ def FeatureId(site: str, index: int) -> Node:
     return feature_node(site, index)
 
 
+class TokenStrings(Sequence[list[str]]):
+    """Each prompt's tokens as strings, made when asked for from the token ids and a table of the
+    vocabulary (so a corpus of any size costs one table, not a string per token)."""
+
+    def __init__(self, tokens: Tensor, lengths: Tensor, vocab: Sequence[str]) -> None:
+        self._tokens, self._lengths, self._vocab = tokens, lengths, vocab
+
+    def __len__(self) -> int:
+        return int(self._tokens.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> list[str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[list[str]]: ...
+    def __getitem__(self, index: int | slice) -> list[str] | list[list[str]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row = self._tokens[index, : int(self._lengths[index])]
+        return [self._vocab[t] for t in int_list(row)]
+
+
 @dataclass
 class Dataset:
-    """Prompts as right-padded token ids `[n, pos]`, their lengths `[n]` and token strings."""
+    """Prompts as right-padded token ids `[n, pos]`, their lengths `[n]` and token strings
+    (`str_tokens[i]`: prompt i's real tokens)."""
 
     tokens: Int[Tensor, "n pos"]
     lengths: Int[Tensor, " n"]
-    str_tokens: list[list[str]]
+    str_tokens: Sequence[list[str]]
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -128,7 +153,7 @@ def prepare_dataset(lens: Lens, prompts: Sequence[str] | Sequence[Tensor] | Tens
     # to_str_tokens decodes each id on its own, so a table of the vocabulary gives the same strings
     # without a tokenizer call per prompt.
     vocab = token_strings(lens, torch.arange(int(lens.model.cfg.d_vocab)))
-    return Dataset(tokens, lengths, [[vocab[int(t)] for t in r] for r in rows])
+    return Dataset(tokens, lengths, TokenStrings(tokens, lengths, vocab))
 
 
 def feature_activations(
@@ -187,11 +212,11 @@ def feature_activations(
 @dataclass
 class CorpusResult:
     """What the corpus pass gives the pages: densities of every feature, the chosen features,
-    their activations `[n, pos]` and the sums behind their feature tables."""
+    their page statistics and the sums behind their feature tables."""
 
     density: dict[str, Tensor]
     features: list[Node]
-    activations: dict[Node, Tensor]
+    stats: dict[Node, FeatureStats]
     moments: Moments
 
 
@@ -204,10 +229,11 @@ def corpus_pass(
     batch_size: int = 64,
     progress: bool = False,
     executor: Executor | None = None,
+    spec: PageSpec | None = None,
 ) -> CorpusResult:
     """The fused corpus pass (`feature_lens.dashboard.corpus_pass`): one forward per batch gives
-    every feature's density; `choose(density)` picks the features; their activations and
-    correlation sums come from the same forward's kept data. Chunks of the corpus run in this
+    every feature's density; `choose(density)` picks the features; their page statistics (sized
+    by `spec`) and correlation sums come from the same forward's kept data. Chunks of the corpus run in this
     process, or on `executor`'s workers (`feature_lens.distributed`); either way they are merged
     in corpus order, so the result is the same to the bit.
 
@@ -219,7 +245,7 @@ def corpus_pass(
         CorpusSummary,
         Selection,
         SelectionMerger,
-        activations,
+        SelectRequest,
         chunk_starts,
         moments,
     )
@@ -246,36 +272,46 @@ def corpus_pass(
         # Reading every weight for the key is skipped when nothing is cached.
         return "" if cache_dir is None else corpus_pass_key(lens, dataset.tokens, request)
 
-    key = key_of({"pass": "corpus", "v": 2, "lengths": lengths})
+    key = key_of({"pass": "corpus", "v": 3, "lengths": lengths})
     summary = CorpusSummary.from_state(cached_tensors(cache_dir, key, forward), lens.sites)
     density = summary.densities()
     features = list(choose(density))
     chosen: dict[str, list[int]] = {}
     for feature in features:
         chosen.setdefault(feature.site, []).append(feature_index(feature))
+    page = spec if spec is not None else PageSpec()
+    select_request = SelectRequest.of(summary, chosen, page)
 
     def select() -> dict[str, Tensor]:
         merger = SelectionMerger()
-        parts = runner.corpus_select(dataset.tokens, dataset.lengths, chunks, batch_size, chosen)
+        parts = runner.corpus_select(
+            dataset.tokens, dataset.lengths, chunks, batch_size, select_request
+        )
         for part in tqdm(parts, total=len(chunks), desc="features", disable=not progress):
             merger.add(part)
         return merger.result().state()
 
     request: dict[str, Any] = {
         "pass": "corpus-selection",
-        "v": 2,
+        "v": 3,
         "features": [feature_label(f) for f in features],
         "lengths": lengths,
+        "spec": repr(page),
     }
     key = key_of(request)
     try:
-        selection = Selection.from_state(cached_tensors(cache_dir, key, select), chosen)
+        state = cached_tensors(cache_dir, key, select)
     finally:
         runner.corpus_release()
-    acts = {
-        f: activations(selection, f.site, feature_index(f), int(n), int(width)) for f in features
+    selection = Selection.from_state(state, select_request)
+    stats = {
+        feature_node(site, index): s
+        for site, indices in selection.chosen.items()
+        for index, s in zip(indices, selection.stats[site], strict=True)
     }
-    return CorpusResult(density, features, acts, moments(summary, selection))
+    return CorpusResult(
+        density, features, {f: stats[f] for f in features}, moments(summary, selection)
+    )
 
 
 def densities(
@@ -345,6 +381,10 @@ class FeatureData:
     logit_hist_edges: list[float] = field(default_factory=list[float])
     logit_hist_counts: list[int] = field(default_factory=list[int])
     tables: FeatureTables | None = None
+    # The 1st..100th percentiles of the positive activations (`FeatureStats.percentiles`).
+    percentiles: list[float] = field(default_factory=list[float])
+    # The activations over every real token of the strongest prompt (the first top example's).
+    strongest: list[float] = field(default_factory=list[float])
 
     @property
     def density(self) -> float:
@@ -352,18 +392,49 @@ class FeatureData:
         return self.n_active / max(self.n_tokens, 1)
 
 
-def _example(dataset: Dataset, acts: Tensor, prompt: int, before: int, after: int) -> Example:
-    length = int(dataset.lengths[prompt])
-    row = acts[prompt, :length]
+def _example(dataset: Dataset, candidate: Candidate, before: int, after: int) -> Example:
+    row = candidate.row
     pos = int(torch.argmax(row))
-    start, stop = max(0, pos - before), min(length, pos + after + 1)
+    start, stop = max(0, pos - before), min(len(row), pos + after + 1)
     return Example(
-        prompt=prompt,
+        prompt=candidate.prompt,
         pos=pos,
         value=float(row[pos]),
         start=start,
-        tokens=dataset.str_tokens[prompt][start:stop],
+        tokens=dataset.str_tokens[candidate.prompt][start:stop],
         acts=[round(float(a), 4) for a in row[start:stop]],
+    )
+
+
+def page_data(
+    dataset: Dataset, feature: Node, stats: FeatureStats, *, before: int = 10, after: int = 4
+) -> FeatureData:
+    """A feature's page from its statistics over `dataset`: the top examples, then the examples
+    of each interval of the activation range (highest first), each a window of `before` and
+    `after` tokens around the prompt's maximum; the histogram; the percentiles."""
+    groups = [
+        ExampleGroup("Top activations", [_example(dataset, c, before, after) for c in stats.top])
+    ]
+    edges = stats.interval_edges()
+    picked = stats.interval_groups()
+    n_intervals = len(picked)
+    for q in range(n_intervals, 0, -1):
+        if not picked[q - 1]:
+            continue
+        title = f"Interval {q}/{n_intervals}: max activation {edges[q - 1]:.3g} to {edges[q]:.3g}"
+        groups.append(
+            ExampleGroup(title, [_example(dataset, c, before, after) for c in picked[q - 1]])
+        )
+    return FeatureData(
+        feature=feature,
+        n_tokens=dataset.n_tokens,
+        n_active=stats.n_active,
+        max_act=stats.max_act,
+        hist_edges=[round(float(e), 5) for e in stats.hist_edges()],
+        hist_counts=[int(c) for c in stats.hist],
+        groups=groups,
+        percentiles=stats.percentiles(),
+        strongest=[float(a) for a in stats.top[0].row] if stats.top else [],
     )
 
 
@@ -373,56 +444,22 @@ def summarise(
     acts: Float[Tensor, "n pos"],
     *,
     n_top: int = 10,
-    n_quantiles: int = 4,
-    per_quantile: int = 4,
+    n_intervals: int = 4,
+    per_interval: int = 4,
     before: int = 10,
     after: int = 4,
     n_bins: int = 24,
     seed: int = 0,
 ) -> FeatureData:
-    """Top examples (by each prompt's maximum), examples sampled from `n_quantiles` intervals of
-    the active prompts' maxima, and a histogram of the feature's positive activations."""
-    real = acts[dataset.mask]
-    positive = real[real > 0]
-    max_act = float(positive.max()) if positive.numel() else 0.0
-    edges = torch.linspace(0, max_act if max_act > 0 else 1.0, n_bins + 1)
-    counts = torch.histc(positive, bins=n_bins, min=0, max=float(edges[-1])).long()
-    per_prompt = acts.max(1).values
-    ranked = torch.argsort(per_prompt, descending=True, stable=True)
-    active = ranked[per_prompt[ranked] > 0]
-    groups = [
-        ExampleGroup(
-            "Top activations",
-            [_example(dataset, acts, int(p), before, after) for p in active[:n_top]],
-        )
-    ]
-    rest = active[n_top:]
-    if rest.numel():
-        generator = torch.Generator().manual_seed(seed)
-        values = per_prompt[rest]
-        cuts = torch.quantile(values, torch.linspace(0, 1, n_quantiles + 1))
-        for q in range(n_quantiles, 0, -1):
-            low, high = float(cuts[q - 1]), float(cuts[q])
-            inside = rest[
-                (values >= low) & ((values < high) if q < n_quantiles else (values <= high))
-            ]
-            if not inside.numel():
-                continue
-            pick = inside[torch.randperm(inside.numel(), generator=generator)[:per_quantile]]
-            pick = pick[torch.argsort(per_prompt[pick], descending=True, stable=True)]
-            title = f"Quantile {q}/{n_quantiles}: max activation {low:.3g} to {high:.3g}"
-            groups.append(
-                ExampleGroup(title, [_example(dataset, acts, int(p), before, after) for p in pick])
-            )
-    return FeatureData(
-        feature=feature,
-        n_tokens=dataset.n_tokens,
-        n_active=int(positive.numel()),
-        max_act=max_act,
-        hist_edges=[round(float(e), 5) for e in edges],
-        hist_counts=[int(c) for c in counts],
-        groups=groups,
+    """`page_data` from a feature's dense activations over `dataset` (0 at padded positions):
+    the `n_top` prompts with the largest maximum, `per_interval` prompts sampled from each of
+    `n_intervals` equal-width intervals of the remaining active prompts' maxima, and a histogram
+    of the positive activations in `n_bins` bins. The same numbers as the corpus pass's."""
+    spec = PageSpec(
+        n_top=n_top, n_intervals=n_intervals, per_interval=per_interval, n_bins=n_bins, seed=seed
     )
+    stats = stats_of(feature.site, feature_index(feature), acts, dataset.lengths, spec)
+    return page_data(dataset, feature, stats, before=before, after=after)
 
 
 @dataclass

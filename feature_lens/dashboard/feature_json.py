@@ -2,26 +2,23 @@
 graph pages) read next to a graph: `features/<transcoder_id>/<index>.json`.
 
 Mapping from `FeatureData`:
-- `examples_quantiles`: one entry per example group ("Top activations", then the quantile groups),
+- `examples_quantiles`: one entry per example group ("Top activations", then the interval groups),
   each example its window of tokens with their activations; `train_token_ind` is the example's
   maximum within the window (the token the example was picked for);
 - `histogram` / `act_min` / `act_max`: the dashboard's histogram of positive activations, its bin
   counts over `[act_min, act_max]` (the viewer draws the bars and places the node's activation);
 - `quantile_values`: the 1st, 2nd, ..., 100th percentile of the feature's positive activations
-  over the corpus (the viewer reports "<k>pct" for a node's activation from these);
+  over the corpus (the viewer reports "<k>pct" for a node's activation from these), each within
+  `act_max / 131,072` of the exact value (`feature_lens.dashboard.page_stats`);
 - `activation_frequency`: the fraction of real tokens on which the feature fires (the density);
 - `top_logits` / `bottom_logits`: the tokens of the top and bottom logit effects.
 """
 
 from __future__ import annotations
 
-import torch
-from jaxtyping import Float
 from pydantic import BaseModel
-from torch import Tensor
 
 from feature_lens.dashboard.data import FeatureData, feature_index
-from feature_lens.typed import float_list
 
 
 class FeatureExample(BaseModel):
@@ -55,9 +52,8 @@ class FeatureJson(BaseModel):
     activation_frequency: float
 
 
-def to_feature_json(data: FeatureData, positive: Float[Tensor, " n"]) -> FeatureJson:
-    """`data` in the viewer's feature format; `positive` holds the feature's positive activations
-    over the corpus's real tokens (for the percentiles)."""
+def to_feature_json(data: FeatureData) -> FeatureJson:
+    """`data` in the viewer's feature format."""
     groups = [
         ExamplesQuantile(
             quantile_name=group.title,
@@ -72,11 +68,6 @@ def to_feature_json(data: FeatureData, positive: Float[Tensor, " n"]) -> Feature
         )
         for group in data.groups
     ]
-    if positive.numel():
-        levels = torch.linspace(0.01, 1.0, 100, dtype=torch.float64)
-        quantiles = float_list(torch.quantile(positive.to(torch.float64), levels))
-    else:
-        quantiles: list[float] = []
     return FeatureJson(
         transcoder_id=data.feature.site,
         index=feature_index(data.feature),
@@ -85,7 +76,7 @@ def to_feature_json(data: FeatureData, positive: Float[Tensor, " n"]) -> Feature
         bottom_logits=[token for token, _ in data.bottom_logits],
         act_min=float(data.hist_edges[0]) if data.hist_edges else 0.0,
         act_max=float(data.max_act),
-        quantile_values=quantiles,
+        quantile_values=list(data.percentiles),
         histogram=[float(c) for c in data.hist_counts],
         activation_frequency=data.density,
     )

@@ -22,7 +22,7 @@ dictionary does not explain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -93,7 +93,7 @@ def top_prompts(acts: Tensor, n: int) -> list[int]:
     return [int(p) for p in order if totals[p] > 0]
 
 
-def _rows(prompts: dict[Node, list[int]]) -> list[tuple[Node, int]]:
+def _rows(prompts: Mapping[Node, list[int]]) -> list[tuple[Node, int]]:
     return [(f, p) for f, ps in prompts.items() for p in ps]
 
 
@@ -274,7 +274,7 @@ def _mean(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 def neighbours(
     lens: Lens,
     dataset: Dataset,
-    acts: dict[Node, Tensor],
+    prompts: Mapping[Node, Sequence[int]],
     *,
     method: UpstreamMethod = "attribution",
     n_prompts: int = 4,
@@ -283,9 +283,11 @@ def neighbours(
     progress: bool = False,
 ) -> dict[Node, Neighbours]:
     """Upstream (attribution patching or direct) and downstream (exact) neighbours of each feature,
-    averaged over its `n_prompts` top prompts (see the module docstring)."""
-    prompts = {f: top_prompts(a, n_prompts) for f, a in acts.items()}
-    rows = _rows(prompts)
+    averaged over its prompts in `prompts` (its strongest, by activation summed over positions:
+    `top_prompts`, or `FeatureStats.strongest_prompts`), at most `n_prompts` of them (see the
+    module docstring)."""
+    chosen = {f: list(ps)[:n_prompts] for f, ps in prompts.items()}
+    rows = _rows(chosen)
     # Batches of rows sorted by prompt, so that rows sharing a prompt share its state and passes.
     order = sorted(range(len(rows)), key=lambda i: rows[i][1])
     up: list[dict[str, Tensor]] = [{} for _ in rows]
@@ -309,7 +311,7 @@ def neighbours(
     )
     result: dict[Node, Neighbours] = {}
     cursor = 0
-    for feature, ps in prompts.items():
+    for feature, ps in chosen.items():
         n = len(ps)
         mean_up, mean_down = _mean(up[cursor : cursor + n]), _mean(down[cursor : cursor + n])
         cursor += n

@@ -240,7 +240,8 @@ def neighbourhood_graph(
 
 
 def _examples_html(data: FeatureData) -> list[str]:
-    """The top activating examples, grouped by quantile (first on a feature's page)."""
+    """The top activating examples, then examples from intervals of the activation range (first on
+    a feature's page)."""
     parts = ["<h2>Top activating examples</h2>"]
     for group in data.groups:
         parts.append(f"<h3>{esc(group.title)}</h3>")

@@ -37,13 +37,14 @@ from feature_lens.dashboard.data import (
     feature_index,
     feature_label,
     logit_effects,
+    page_data,
     parse_feature,
     prepare_dataset,
-    summarise,
     top_features,
 )
 from feature_lens.dashboard.html import ASSET_NAMES, asset_text
 from feature_lens.dashboard.neighbours import Neighbours, UpstreamMethod, neighbours
+from feature_lens.dashboard.page_stats import PageSpec
 from feature_lens.dashboard.pages import SiteInfo, feature_page, feature_path, index_page
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
@@ -244,8 +245,9 @@ def build_dashboards(
         batch_size=batch_size,
         progress=progress,
         executor=executor,
+        spec=PageSpec(n_heavy=max(n_neighbour_prompts, 0)),
     )
-    chosen, acts, moments = result.features, result.activations, result.moments
+    chosen, stats, moments = result.features, result.stats, result.moments
     if not chosen:
         raise InputError("no features to show: every candidate feature is dead on this dataset")
     timings["select"] = time.perf_counter() - start
@@ -258,7 +260,7 @@ def build_dashboards(
     logits = logit_effects(lens, chosen)
     datas: dict[Node, FeatureData] = {}
     for feature in tqdm(chosen, desc="summaries", disable=not progress, unit="feature"):
-        data = summarise(dataset, feature, acts[feature])
+        data = page_data(dataset, feature, stats[feature])
         effect = logits[feature]
         data.top_logits, data.bottom_logits = effect.top, effect.bottom
         data.logit_hist_edges, data.logit_hist_counts = effect.hist_edges, effect.hist_counts
@@ -268,7 +270,7 @@ def build_dashboards(
     nbs = neighbours(
         lens,
         dataset,
-        acts,
+        {f: s.strongest_prompts() for f, s in stats.items()},
         method=method,
         n_prompts=n_neighbour_prompts,
         batch_size=32,
@@ -293,7 +295,6 @@ def build_dashboards(
             nbs,
             info,
             dataset,
-            acts,
             graph=graph,
             collapsed=collapsed,
             clusters=groups,
@@ -305,15 +306,14 @@ def build_dashboards(
     return Dashboard(out, datas, nbs, info, graph, timings, assignment, collapsed)
 
 
-def cv_props(dataset: Dataset, acts: torch.Tensor, data: FeatureData) -> dict[str, Any] | None:
+def cv_props(dataset: Dataset, data: FeatureData) -> dict[str, Any] | None:
     """circuitsvis ColoredTokens props for the feature's strongest prompt (all its tokens)."""
     if not data.groups or not data.groups[0].examples:
         return None
     prompt = data.groups[0].examples[0].prompt
-    length = int(dataset.lengths[prompt])
     return {
         "tokens": dataset.str_tokens[prompt],
-        "values": [round(float(a), 4) for a in acts[prompt, :length]],
+        "values": [round(a, 4) for a in data.strongest],
     }
 
 
@@ -323,7 +323,6 @@ def write_site(
     nbs: dict[Node, Neighbours],
     info: SiteInfo,
     dataset: Dataset,
-    acts: dict[Node, torch.Tensor],
     *,
     graph: AttributionGraph | None = None,
     collapsed: AttributionGraph | None = None,
@@ -340,7 +339,7 @@ def write_site(
             continue
         (folder / "assets" / name).write_text(asset_text(name), encoding="utf-8")
     for feature, data in tqdm(datas.items(), desc="pages", disable=not progress, unit="page"):
-        props = cv_props(dataset, acts[feature], data) if circuitsvis else None
+        props = cv_props(dataset, data) if circuitsvis else None
         html = feature_page(data, nbs.get(feature), info, circuitsvis_props=props)
         (folder / feature_path(feature)).write_text(html, encoding="utf-8")
     extra = clusters_section(list(clusters), info, graph.metric) if graph and clusters else ""
@@ -374,22 +373,16 @@ def write_site(
         )
         graph.save(folder / "graph.json")
         write_graph_files(graph, folder / "circuit-tracer")
-    write_feature_files(folder / "circuit-tracer" / "features", datas, dataset, acts)
+    write_feature_files(folder / "circuit-tracer" / "features", datas)
 
 
-def write_feature_files(
-    folder: Path,
-    datas: Mapping[Node, FeatureData],
-    dataset: Dataset,
-    acts: Mapping[Node, torch.Tensor],
-) -> None:
+def write_feature_files(folder: Path, datas: Mapping[Node, FeatureData]) -> None:
     """Each feature's data as the viewer's feature JSON (`<folder>/<site>/<index>.json`;
     feature_lens.dashboard.feature_json)."""
     from feature_lens.dashboard.feature_json import to_feature_json
 
     for feature, data in datas.items():
-        real = acts[feature][dataset.mask]
-        export = to_feature_json(data, real[real > 0])
+        export = to_feature_json(data)
         path = folder / feature.site / f"{feature.index}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(export.model_dump_json(), encoding="utf-8")

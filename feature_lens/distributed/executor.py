@@ -17,7 +17,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from feature_lens.attribution.api import AttributionJob
     from feature_lens.attribution.nodes import Node
-    from feature_lens.dashboard.corpus_pass import CorpusSummary, Selection
+    from feature_lens.dashboard.corpus_pass import CorpusSummary, Selection, SelectRequest
     from feature_lens.lens import Lens
 
 ATTRIBUTION_CHUNK = 8
@@ -112,9 +112,10 @@ class Executor(Protocol):
         lengths: Tensor,
         chunks: Sequence[tuple[int, int]],
         batch_size: int,
-        chosen: Mapping[str, Sequence[int]],
+        request: SelectRequest,
     ) -> Iterator[Selection]:
-        """The select step for the same chunks: the `chosen` features' data, in chunk order."""
+        """The select step for the same chunks: the chosen features' page statistics and
+        products (`request`: which features, their maxima, the page sizes), in chunk order."""
         ...
 
     def corpus_release(self) -> None:
@@ -162,12 +163,12 @@ class LocalExecutor:
         lengths: Tensor,
         chunks: Sequence[tuple[int, int]],
         batch_size: int,
-        chosen: Mapping[str, Sequence[int]],
+        request: SelectRequest,
     ) -> Iterator[Selection]:
         """See `Executor.corpus_select`."""
         for start, stop in chunks:
             yield self.store.select(
-                self.lens, tokens[start:stop], lengths[start:stop], start, batch_size, chosen
+                self.lens, tokens[start:stop], lengths[start:stop], start, batch_size, request
             )
 
     def corpus_release(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -26,7 +26,7 @@ from feature_lens.errors import InputError
 if TYPE_CHECKING:
     from feature_lens.attribution.api import AttributionJob
     from feature_lens.attribution.nodes import Node
-    from feature_lens.dashboard.corpus_pass import CorpusSummary, Selection
+    from feature_lens.dashboard.corpus_pass import CorpusSummary, Selection, SelectRequest
 
 INSTALL_HINT = "Ray is not installed; pip install 'feature-lens[ray]'"
 KILL_ONCE_ENV = "FEATURE_LENS_TEST_KILL_ONCE"
@@ -80,10 +80,10 @@ class _Worker:
         lengths: Tensor,
         start: int,
         batch_size: int,
-        chosen: dict[str, list[int]],
+        request: SelectRequest,
     ) -> Selection:
         _kill_if_armed()
-        return self.store.select(self.lens, tokens, lengths, start, batch_size, chosen)
+        return self.store.select(self.lens, tokens, lengths, start, batch_size, request)
 
     def corpus_release(self) -> None:
         self.store.clear()
@@ -196,15 +196,15 @@ class RayExecutor:
         lengths: Tensor,
         chunks: Sequence[tuple[int, int]],
         batch_size: int,
-        chosen: Mapping[str, Sequence[int]],
+        request: SelectRequest,
     ) -> Iterator[Selection]:
         """See `...Executor.corpus_select` (each chunk on the actor that keeps its data; one that
         was restarted computes it again)."""
-        picked = {site: list(indices) for site, indices in chosen.items()}
+        ref = self._ray.put(request)
         calls = (
             (
                 lambda actor, a=a, b=b: actor.corpus_select.remote(
-                    tokens[a:b].clone(), lengths[a:b].clone(), a, batch_size, picked
+                    tokens[a:b].clone(), lengths[a:b].clone(), a, batch_size, ref
                 )
             )
             for a, b in chunks

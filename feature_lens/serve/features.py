@@ -25,7 +25,7 @@ from feature_lens.dashboard.data import (
     prepare_dataset,
     summarise,
 )
-from feature_lens.dashboard.neighbours import Link, Neighbours
+from feature_lens.dashboard.neighbours import Link, Neighbours, top_prompts
 from feature_lens.dashboard.neighbours import neighbours as neighbours_on_corpus
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
@@ -72,13 +72,15 @@ class FeaturePanels:
         if feature not in self._cache:
             dataset = self.dataset()
             acts = feature_activations(self.lens, dataset, [feature])[feature]
-            data = summarise(dataset, feature, acts, n_top=self.max_examples, n_quantiles=1)
+            data = summarise(dataset, feature, acts, n_top=self.max_examples, n_intervals=1)
             effect = logit_effects(self.lens, [feature])[feature]
             data.top_logits, data.bottom_logits = effect.top, effect.bottom
             self._cache[feature] = data
             # Neighbours across every layer on the feature's top corpus prompts (the dashboards'
             # computation: attribution patching upstream, exact patching downstream).
-            found = neighbours_on_corpus(self.lens, dataset, {feature: acts}, n_prompts=4, k=8)
+            found = neighbours_on_corpus(
+                self.lens, dataset, {feature: top_prompts(acts, 4)}, n_prompts=4, k=8
+            )
             self._links[feature] = found[feature]
         return self._cache[feature]
 

@@ -1,6 +1,6 @@
 """The fused corpus pass against an independent recomputation: each prompt run on its own through
 the plain TransformerLens model (`run_with_cache`, no padding, no Lens), every dictionary's own
-`encode` on the cached input, and densities, activations and Pearson correlations computed from
+`encode` on the cached input, and densities, examples and Pearson correlations computed from
 the full `[tokens, d_sae]` matrices. Also: recomputing chunks that were not kept changes no bit,
 and the old separate passes agree with it."""
 
@@ -21,6 +21,7 @@ from feature_lens.dashboard.data import (
     feature_activations,
     prepare_dataset,
 )
+from feature_lens.dashboard.page_stats import PageSpec, stats_of
 from feature_lens.dashboard.tables import Moments
 from feature_lens.distributed import LocalExecutor
 from feature_lens.graph.node import Node
@@ -52,7 +53,8 @@ def _two_per_site(density: dict[str, torch.Tensor]) -> list[Node]:
 
 def _flat(result: CorpusResult) -> dict[str, torch.Tensor]:
     out = {f"density/{k}": v for k, v in result.density.items()}
-    out |= {f"acts/{f.id}": a for f, a in result.activations.items()}
+    for f, stats in result.stats.items():
+        out |= {f"stats/{k}": v for k, v in stats.state(f.id).items()}
     out |= {f"m/{k}": v for k, v in result.moments.state().items()}
     return out
 
@@ -68,9 +70,19 @@ def test_fused_pass_equals_plain_hooks(dash_lens: Lens, prompts: list[str]) -> N
         assert len(chosen) == 2
         for index in chosen:
             assert index is not None
-            acts = result.activations[feature_node(site, index)]
-            assert (acts[~mask] == 0).all()
-            torch.testing.assert_close(acts[mask].double(), f[:, index], atol=1e-5, rtol=1e-5)
+            stats = result.stats[feature_node(site, index)]
+            acts = torch.zeros(mask.shape, dtype=torch.float64)
+            acts[mask] = f[:, index]
+            positive = f[:, index][f[:, index] > 0]
+            assert stats.n_active == positive.numel()
+            assert stats.max_act == pytest.approx(float(positive.max()), abs=1e-5)
+            for c in stats.top:  # each example's row against the plain hooks' activations
+                torch.testing.assert_close(
+                    c.row.double(),
+                    acts[c.prompt, : int(dataset.lengths[c.prompt])],
+                    atol=1e-5,
+                    rtol=1e-5,
+                )
         # Pearson r of the chosen features with every feature and input dimension.
         got, r = result.moments.correlations(site)
         assert got == chosen
@@ -131,7 +143,10 @@ def test_agrees_with_the_separate_passes(dash_lens: Lens, prompts: list[str]) ->
     moments = Moments([(f.site, 0) for f in chosen])
     acts = feature_activations(dash_lens, dataset, chosen, batch_size=5, moments=moments)
     for f in chosen:
-        assert torch.equal(result.activations[f], acts[f])
+        # The merged statistics against those of the separate pass's dense activations, at once.
+        whole = stats_of(f.site, 0, acts[f], dataset.lengths, PageSpec()).state("s")
+        for key, value in result.stats[f].state("s").items():
+            assert torch.equal(value, whole[key]), key
         torch.testing.assert_close(
             result.moments.correlations(f.site)[1],
             moments.correlations(f.site)[1],

@@ -223,8 +223,10 @@ def test_feature_json_for_the_viewer(site: Dashboard, dash_lens: Lens, prompts: 
         assert data.n_active == len(positive)  # the dashboard's count against brute force
         assert saved["activation_frequency"] == pytest.approx(data.n_active / data.n_tokens)
         want = np.percentile(positive, np.arange(1, 101), method="linear")
-        # float32 activations from a batched pass against one prompt at a time: ~1e-6 apart
-        assert saved["quantile_values"] == pytest.approx(want.tolist(), rel=1e-4, abs=1e-5)
+        # Read from a histogram of 2**16 bins: within half a bin, plus float32 activations from a
+        # batched pass against one prompt at a time (~1e-6 apart).
+        bound = float(positive.max()) / 2**17 + 1e-5
+        assert np.abs(np.array(saved["quantile_values"]) - want).max() <= bound
         assert sum(saved["histogram"]) == len(positive)
         assert saved["act_max"] == pytest.approx(float(positive.max()), rel=1e-5)
         top = saved["examples_quantiles"][0]
