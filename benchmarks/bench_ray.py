@@ -5,7 +5,9 @@
    corpus, and `attribute` (IOI logit difference, 32 nodes, edges) over 250, 1,000 and 2,000
    prompts, in this process and with 2 Ray workers; each measurement in a fresh child process,
    whose peak RSS (`ru_maxrss`) is the driver's. The baseline row (size 1) loads the Lens and
-   runs the job on one prompt: what the process costs before the corpus does.
+   runs the job on one prompt: what the process costs before the corpus does. Also printed: the
+   job's own peak above the process's RSS once its input is built (`VmHWM` reset after the
+   corpus is tokenized or the prompt set built), which leaves out the input itself.
 2. Speed-up of 2 local Ray workers versus 1 (and versus no Ray) for the corpus pass and for
    `attribute` over IOI prompts, timed from loaded workers to the merged result, in the same run.
 
@@ -32,6 +34,27 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _status_mb(field: str) -> float:
+    """A `/proc/self/status` memory field (VmRSS, VmHWM) in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _job_start() -> float:
+    """Collect garbage, reset the peak RSS to the current RSS (Linux), and return the RSS."""
+    import gc
+
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+    return _status_mb("VmRSS")
+
+
 def _child(job: str, n: int, workers: int) -> dict[str, float]:
     """One measurement in this (fresh) process: workers 0 means no Ray."""
     import torch
@@ -54,6 +77,7 @@ def _child(job: str, n: int, workers: int) -> dict[str, float]:
         from feature_lens.zoo import corpus_texts
 
         dataset = prepare_dataset(lens, corpus_texts(n, n_ctx=int(lens.model.cfg.n_ctx)))
+        before = _job_start()
         started = time.perf_counter()
         result = corpus_pass(lens, dataset, lambda d: top_features(d, 8), executor=executor)
         size = len(result.features)
@@ -65,15 +89,23 @@ def _child(job: str, n: int, workers: int) -> dict[str, float]:
         prompts = PromptSet.build(
             lens, pairs.clean, pairs.corrupted, torch.stack([pairs.correct, pairs.wrong], 1)
         )
+        before = _job_start()
         graph = attribute(
             lens, prompts, LogitDiff(), max_nodes=32, progress=False, executor=executor
         )
         size = len(graph.edges)
     seconds = time.perf_counter() - started
+    job_mb = _status_mb("VmHWM") - before
     if executor is not None:
         executor.shutdown()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "startup": started - ready, "peak_rss_mb": rss, "size": size}
+    return {
+        "seconds": seconds,
+        "startup": started - ready,
+        "peak_rss_mb": rss,
+        "job_mb": job_mb,
+        "size": size,
+    }
 
 
 def measure(job: str, n: int, workers: int) -> dict[str, float]:
@@ -116,7 +148,8 @@ def main() -> None:
                 where = "no Ray   " if not workers else f"{workers} workers"
                 print(
                     f"  {job:<9} {n:>6} prompts, {where}: driver peak "
-                    f"{r['peak_rss_mb']:7.0f} MB, {r['seconds']:7.1f} s, {int(r['size'])} {what}",
+                    f"{r['peak_rss_mb']:6.0f} MB, the job's own {r['job_mb']:6.1f} MB, "
+                    f"{r['seconds']:7.1f} s, {int(r['size'])} {what}",
                     flush=True,
                 )
     print("2. speed-up of 2 local Ray workers vs 1 (same run; startup excluded, shown apart)")

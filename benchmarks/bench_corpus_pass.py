@@ -1,0 +1,83 @@
+"""Benchmark: the dashboards' fused corpus pass against the two passes it replaced (issue 13, item 7).
+
+Before the fusion a dashboard ran two forwards over its corpus: `densities` (every feature's
+density, to choose the top features) and `feature_activations` (the chosen features' activations,
+with the correlation sums). `corpus_pass` runs one forward and gives both, plus the pages'
+statistics. Embedded model, all six SAEs, the top 8 features per site, 16,000 corpus prompts by
+default; both sides timed in the same run (best of `--repeats`), and the densities and the chosen
+features checked equal.
+
+    python benchmarks/bench_corpus_pass.py [--prompts 16000] [--repeats 1] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (see common.py)
+
+import torch
+from common import load_line, machine_line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=16_000)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from feature_lens import Lens
+    from feature_lens.dashboard.data import (
+        corpus_pass,
+        densities,
+        feature_activations,
+        prepare_dataset,
+        top_features,
+    )
+    from feature_lens.dashboard.tables import Moments
+    from feature_lens.zoo import corpus_texts
+
+    lens = Lens.load()
+    dataset = prepare_dataset(lens, corpus_texts(args.prompts, n_ctx=int(lens.model.cfg.n_ctx)))
+    print(machine_line("bench_corpus_pass"))
+    print(load_line("start"))
+    print(
+        f"zoo, {len(lens.sites)} SAEs, {args.prompts} prompts of {dataset.tokens.shape[1]} tokens, "
+        f"top 8 features per site; best of {args.repeats}"
+    )
+
+    def two_passes() -> tuple[dict[str, torch.Tensor], list[object]]:
+        density = densities(lens, dataset)
+        chosen = top_features(density, 8)
+        moments = Moments([(f.site, int(f.index or 0)) for f in chosen])
+        feature_activations(lens, dataset, chosen, moments=moments)
+        return density, list(chosen)
+
+    def fused() -> tuple[dict[str, torch.Tensor], list[object]]:
+        result = corpus_pass(lens, dataset, lambda d: top_features(d, 8))
+        return result.density, list(result.features)
+
+    timings: dict[str, float] = {}
+    outputs: dict[str, tuple[dict[str, torch.Tensor], list[object]]] = {}
+    for _ in range(args.repeats):
+        for name, job in (("two passes", two_passes), ("fused pass", fused)):
+            start = time.perf_counter()
+            outputs[name] = job()
+            timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - start)
+    (d_two, f_two), (d_one, f_one) = outputs["two passes"], outputs["fused pass"]
+    worst = max(float((d_two[s] - d_one[s]).abs().max()) for s in d_two)
+    for name, seconds in timings.items():
+        print(f"  {name:<11} {seconds:7.1f} s")
+    print(
+        f"  fused / two passes: {timings['fused pass'] / timings['two passes']:.2f} of the time; "
+        f"densities equal to {worst:.1e}, chosen features equal: {f_two == f_one}"
+    )
+    print(load_line("end"))
+
+
+if __name__ == "__main__":
+    main()
