@@ -42,7 +42,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from feature_lens.typed import float_list, int_list, unique_inverse
+from feature_lens.typed import float_list, int_list
 
 FINE_BINS = 2**16
 """Bins of the histogram the percentiles are read from."""
@@ -87,18 +87,29 @@ class FeatureStats:
     heavy: list[tuple[float, int]]
     samples: list[list[tuple[int, Candidate]]]  # per interval: (key, candidate), ascending
     spec: PageSpec = field(default_factory=PageSpec)
+    # While merging: the fine histogram as dense counts (adding a chunk's few bins is then O(its
+    # bins), not a sort of both); `fine` gives the sparse form either way.
+    fine_total: Tensor | None = field(default=None, repr=False)
+
+    def fine(self) -> tuple[Tensor, Tensor]:
+        """The fine histogram's nonzero bins (ascending) and their counts."""
+        if self.fine_total is None:
+            return self.fine_index, self.fine_count
+        index = torch.nonzero(self.fine_total).flatten()
+        return index, self.fine_total[index]
 
     def merge(self, other: FeatureStats) -> None:
         """Add `other` (the next prompts' statistics of the same feature) in place."""
         spec = self.spec
         self.n_active += other.n_active
         self.hist = self.hist + other.hist
-        index = torch.cat([self.fine_index, other.fine_index])
-        count = torch.cat([self.fine_count, other.fine_count])
-        self.fine_index, inverse = unique_inverse(index)
-        self.fine_count = torch.zeros(len(self.fine_index), dtype=torch.long).index_add_(
-            0, inverse, count
-        )
+        if self.fine_total is None:
+            self.fine_total = torch.zeros(spec.fine_bins, dtype=torch.long)
+            self.fine_total.index_add_(0, self.fine_index, self.fine_count)
+        if other.fine_total is not None:
+            self.fine_total += other.fine_total
+        else:
+            self.fine_total.index_add_(0, other.fine_index, other.fine_count)
         self.top = _best([*self.top, *other.top], spec.n_top)
         self.heavy = sorted([*self.heavy, *other.heavy], key=lambda h: (-h[0], h[1]))[
             : spec.n_heavy
@@ -134,8 +145,9 @@ class FeatureStats:
         if n == 0:
             return []
         width = _range_top(self.max_act) / self.spec.fine_bins
-        centres = (self.fine_index.double() + 0.5) * width
-        ends = torch.cumsum(self.fine_count, 0)  # order statistics below each bin's end
+        fine_index, fine_count = self.fine()
+        centres = (fine_index.double() + 0.5) * width
+        ends = torch.cumsum(fine_count, 0)  # order statistics below each bin's end
 
         def order_statistic(rank: Tensor) -> Tensor:
             value = centres[torch.searchsorted(ends, rank, right=True)]
@@ -156,12 +168,13 @@ class FeatureStats:
 
     def state(self, prefix: str) -> dict[str, Tensor]:
         """The statistics as tensors named `prefix/...`; `from_state` reads them back."""
+        fine_index, fine_count = self.fine()
         out = {
             f"{prefix}/scalars": torch.tensor([self.max_act], dtype=torch.float64),
             f"{prefix}/n_active": torch.tensor([self.n_active], dtype=torch.long),
             f"{prefix}/hist": self.hist,
-            f"{prefix}/fine_index": self.fine_index,
-            f"{prefix}/fine_count": self.fine_count,
+            f"{prefix}/fine_index": fine_index,
+            f"{prefix}/fine_count": fine_count,
             f"{prefix}/heavy_score": torch.tensor([s for s, _ in self.heavy], dtype=torch.float64),
             f"{prefix}/heavy_prompt": torch.tensor([p for _, p in self.heavy], dtype=torch.long),
         }

@@ -145,3 +145,26 @@ def test_keys_look_uniform_and_depend_on_the_feature() -> None:
     ranks = torch.argsort(torch.argsort(a)).double()
     r = torch.corrcoef(torch.stack([ranks, prompts.double()]))[0, 1]
     assert abs(float(r)) < 0.05
+
+
+def test_sizes_do_not_grow_with_the_corpus() -> None:
+    """What the driver keeps per feature is bounded by the page sizes, not the corpus: ten times
+    the prompts, merged over ten times the chunks, hold no more (the fine histogram at most
+    `fine_bins` counts)."""
+
+    def held(n: int) -> int:
+        acts, lengths = corpus(n=n, seed=5)
+        stats = merged(acts, lengths, list(range(25, n, 25)))
+        rows = sum(len(c.row) for c in stats.top) + sum(
+            len(c.row) for group in stats.samples for _, c in group
+        )
+        assert len(stats.top) <= SPEC.n_top
+        assert len(stats.heavy) <= SPEC.n_heavy
+        assert all(len(g) <= SPEC.per_interval + SPEC.n_top for g in stats.samples)
+        assert len(stats.fine()[0]) <= SPEC.fine_bins
+        return rows
+
+    width = 12
+    bound = width * (SPEC.n_top + SPEC.n_intervals * (SPEC.per_interval + SPEC.n_top))
+    assert held(300) <= bound
+    assert held(3000) <= bound
