@@ -7,7 +7,12 @@ statistics. Embedded model, all six SAEs, the top 8 features per site, 16,000 co
 default; both sides timed in the same run (best of `--repeats`), and the densities and the chosen
 features checked equal.
 
-    python benchmarks/bench_corpus_pass.py [--prompts 16000] [--repeats 1] [--threads 2]
+`--shape gpt2`: instead, the GPT-2-small-shaped random model of `bench_scale.py` (12 layers,
+d_model 768, vocabulary 50,257) with a random TopK SAE (d_sae 24,576, k 40) at every
+`hook_resid_post`, over `--prompts` random prompts of 48 tokens (default there: 256).
+
+    python benchmarks/bench_corpus_pass.py [--prompts N] [--repeats 1] [--threads 2]
+                                           [--shape zoo|gpt2]
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from common import load_line, machine_line
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=16_000)
+    parser.add_argument("--prompts", type=int, default=None)
+    parser.add_argument("--shape", choices=["zoo", "gpt2"], default="zoo")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -41,12 +47,26 @@ def main() -> None:
     from feature_lens.dashboard.tables import Moments
     from feature_lens.zoo import corpus_texts
 
-    lens = Lens.load()
-    dataset = prepare_dataset(lens, corpus_texts(args.prompts, n_ctx=int(lens.model.cfg.n_ctx)))
+    if args.shape == "zoo":
+        n = args.prompts or 16_000
+        lens = Lens.load()
+        dataset = prepare_dataset(lens, corpus_texts(n, n_ctx=int(lens.model.cfg.n_ctx)))
+    else:
+        from bench_scale import GPT2_SMALL, build_saes
+        from common import build_model
+
+        n = args.prompts or 256
+        model = build_model(**GPT2_SMALL).requires_grad_(False)
+        sites = [f"blocks.{layer}.hook_resid_post" for layer in range(GPT2_SMALL["n_layers"])]
+        lens = Lens(model, build_saes(model, sites, 24_576, 40))
+        generator = torch.Generator().manual_seed(1)
+        dataset = prepare_dataset(
+            lens, torch.randint(1, GPT2_SMALL["d_vocab"], (n, 48), generator=generator)
+        )
     print(machine_line("bench_corpus_pass"))
     print(load_line("start"))
     print(
-        f"zoo, {len(lens.sites)} SAEs, {args.prompts} prompts of {dataset.tokens.shape[1]} tokens, "
+        f"{args.shape}, {len(lens.sites)} SAEs, {n} prompts of {dataset.tokens.shape[1]} tokens, "
         f"top 8 features per site; best of {args.repeats}"
     )
 

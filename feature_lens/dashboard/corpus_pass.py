@@ -245,28 +245,19 @@ def pass_chunk(
             result = lens.forward(batch, plan)
         base = (offset + start) * width
         part = CorpusSummary(int(batch.shape[0]), width, int(keep.sum()))
+        real = keep.flatten()
         for site in lens.sites:
             feats = result.features[site].float().cpu()
-            x = result.hooks[inputs[site]].float().cpu()
-            feats = feats.reshape(-1, feats.shape[-1]) * keep
+            d_sae = int(feats.shape[-1])
+            feats = feats.reshape(-1, d_sae)
+            x = result.hooks[inputs[site]].cpu().double()
             x = x.reshape(-1, x.shape[-1]) * keep
-            rows = torch.cat([feats, x], 1)
             where = torch.nonzero(feats)  # row-major: token order
-            parts[site].append(
-                (
-                    (where[:, 0] + base).to(torch.int32),
-                    where[:, 1].to(torch.int32),
-                    feats[where[:, 0], where[:, 1]],
-                )
-            )
-            part.sites[site] = SiteSums(
-                counts=(feats > 0).sum(0).double(),
-                f_max=feats.max(0).values.clamp(min=0),
-                f_sum=rows.sum(0).double(),
-                f_sq=rows.square().sum(0).double(),
-                f_x=(feats.T @ x).double(),
-                n=float(keep.sum()),
-            )
+            where = where[real[where[:, 0]]]  # real tokens only
+            token, feature = where[:, 0], where[:, 1]
+            value = feats[token, feature]
+            parts[site].append(((token + base).to(torch.int32), feature.to(torch.int32), value))
+            part.sites[site] = _site_sums(token, feature, value, x, d_sae, float(keep.sum()))
         summary.add(part)
     triples = {
         site: (
@@ -277,6 +268,29 @@ def pass_chunk(
         for site, ps in parts.items()
     }
     return ChunkData(summary, triples)
+
+
+def _site_sums(
+    token: Tensor, feature: Tensor, value: Tensor, x: Tensor, d_sae: int, n: float
+) -> SiteSums:
+    """One batch's sums at one site from its nonzero activations (token, feature, value) and its
+    inputs `x` `[tokens, d_in]` (float64, 0 at padded tokens): work in the nonzero activations and
+    the inputs. The `[d_sae, d_in]` feature-input products are a sparse product (at GPT-2 scale,
+    40 of 24,576 features active, 185 ms a batch of 3,072 tokens against 1.35 s dense in float64;
+    at the embedded model's scale they are on par)."""
+    v64 = value.double()
+    f_sum = torch.zeros(d_sae, dtype=torch.float64).index_add_(0, feature, v64)
+    f_sq = torch.zeros(d_sae, dtype=torch.float64).index_add_(0, feature, v64.square())
+    rows = int(x.shape[0])
+    f_x = sparse_mm(sparse_coo_unchecked(torch.stack([feature, token]), v64, (d_sae, rows)), x)
+    return SiteSums(
+        counts=torch.bincount(feature[value > 0], minlength=d_sae).double(),
+        f_max=torch.zeros(d_sae).scatter_reduce_(0, feature, value, "amax"),
+        f_sum=torch.cat([f_sum, x.sum(0)]),
+        f_sq=torch.cat([f_sq, x.square().sum(0)]),
+        f_x=f_x,
+        n=n,
+    )
 
 
 def select_chunk(

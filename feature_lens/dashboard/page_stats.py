@@ -14,10 +14,11 @@ not grow with the corpus (`FeatureStats`):
   equal-width intervals of `(0, max_act]` holds their maximum (the intervals SAEDashboard shows),
   and `per_interval` of each group drawn uniformly at random: every prompt gets a pseudo-random
   key from the seed, the feature and its index in the corpus alone, and a group shows its
-  `per_interval` smallest keys. Keeping the `per_interval + n_top` smallest keys of each interval
-  per chunk keeps the sample exact after the global top is taken out. The interval edges need the
-  feature's maximum over the corpus, which the forward step of the corpus pass gives before this
-  step runs;
+  `per_interval` smallest keys outside the top. Each interval keeps its members in key order up
+  to the `per_interval`-th one outside the current top: a prompt outside the top of the prompts
+  seen so far never enters the final top, so nothing dropped can be needed later, and the kept
+  lists are the same whatever the chunking. The interval edges need the feature's maximum over
+  the corpus, which the forward step of the corpus pass gives before this step runs;
 - **histogram**: `n_bins` equal-width bins of the positive activations over `[0, max_act]`
   (`torch.histc`, counts add);
 - **percentiles** (the viewer's `quantile_values`): read from a histogram of `fine_bins` (65,536)
@@ -114,9 +115,9 @@ class FeatureStats:
         self.heavy = sorted([*self.heavy, *other.heavy], key=lambda h: (-h[0], h[1]))[
             : spec.n_heavy
         ]
-        keep = spec.per_interval + spec.n_top
+        shown = {c.prompt for c in self.top}
         self.samples = [
-            sorted([*a, *b], key=lambda s: (s[0], s[1].prompt))[:keep]
+            _trim(sorted([*a, *b], key=lambda s: (s[0], s[1].prompt)), shown, spec.per_interval)
             for a, b in zip(self.samples, other.samples, strict=True)
         ]
 
@@ -241,13 +242,16 @@ def chunk_stats(
     maxima = acts.max(1).values
     totals = acts.sum(1)
     prompts = torch.arange(first_prompt, first_prompt + n)
+    scores, sizes = float_list(maxima), int_list(lengths)
 
-    def candidate(i: int, score: float) -> Candidate:
-        return Candidate(score, first_prompt + i, acts[i, : int(lengths[i])].clone())
+    def candidate(i: int) -> Candidate:
+        return Candidate(scores[i], first_prompt + i, acts[i, : sizes[i]].clone())
 
     ranked = torch.argsort(maxima, descending=True, stable=True)
     active = ranked[maxima[ranked] > 0]
-    top = [candidate(i, float(maxima[i])) for i in int_list(active[: spec.n_top])]
+    top_rows = int_list(active[: spec.n_top])
+    top = [candidate(i) for i in top_rows]
+    in_top = set(top_rows)
     order = torch.argsort(totals, descending=True, stable=True)
     order = order[totals[order] > 0][: spec.n_heavy]
     heavy = [(float(totals[i]), first_prompt + i) for i in int_list(order)]
@@ -259,9 +263,13 @@ def chunk_stats(
         inside = (values > 0) & (values >= edges[q])
         inside &= values <= edges[q + 1] if q == spec.n_intervals - 1 else values < edges[q + 1]
         members = torch.nonzero(inside).flatten()
-        by_key = members[torch.argsort(keys[members], stable=True)]
-        kept = int_list(by_key[: spec.per_interval + spec.n_top])
-        samples.append([(int(keys[i]), candidate(i, float(maxima[i]))) for i in kept])
+        by_key = int_list(members[torch.argsort(keys[members], stable=True)])
+        kept: list[int] = []
+        for i in by_key:
+            if len(kept) - len(in_top.intersection(kept)) >= spec.per_interval:
+                break
+            kept.append(i)
+        samples.append([(int(keys[i]), candidate(i)) for i in kept])
     return FeatureStats(
         site=site,
         index=index,
@@ -306,6 +314,20 @@ def stats_of(
 
 def _range_top(max_act: float) -> float:
     return max_act if max_act > 0 else 1.0
+
+
+def _trim(
+    samples: list[tuple[int, Candidate]], shown: set[int], per_interval: int
+) -> list[tuple[int, Candidate]]:
+    """`samples` (in key order) up to and including the `per_interval`-th outside `shown`."""
+    out: list[tuple[int, Candidate]] = []
+    free = 0
+    for item in samples:
+        if free >= per_interval:
+            break
+        out.append(item)
+        free += item[1].prompt not in shown
+    return out
 
 
 def _best(candidates: Sequence[Candidate], k: int) -> list[Candidate]:
