@@ -72,13 +72,13 @@ def _child(job: str, n: int, workers: int) -> dict[str, float]:
 
         executor = RayExecutor(LensRecipe({"model": "zoo"}), address="auto", workers=workers)
         executor.pids()  # actors up, the Lens loaded in each
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if job == "corpus":
         from feature_lens.zoo import corpus_texts
 
         dataset = prepare_dataset(lens, corpus_texts(n, n_ctx=int(lens.model.cfg.n_ctx)))
         before = _job_start()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = corpus_pass(lens, dataset, lambda d: top_features(d, 8), executor=executor)
         size = len(result.features)
     else:
@@ -95,6 +95,7 @@ def _child(job: str, n: int, workers: int) -> dict[str, float]:
         )
         size = len(graph.edges)
     seconds = time.perf_counter() - started
+    driver_cpu = time.process_time() - cpu_started
     job_mb = _status_mb("VmHWM") - before
     if executor is not None:
         executor.shutdown()
@@ -104,6 +105,7 @@ def _child(job: str, n: int, workers: int) -> dict[str, float]:
         "startup": started - ready,
         "peak_rss_mb": rss,
         "job_mb": job_mb,
+        "driver_cpu": driver_cpu,
         "size": size,
     }
 
@@ -160,7 +162,8 @@ def main() -> None:
             label = "no Ray   " if not w else f"{w} worker{'s' if w > 1 else ' '}"
             print(
                 f"  {job:<9} {n:>6} prompts, {label}: {r['seconds']:7.1f} s "
-                f"(startup {r['startup']:4.1f} s), x{base / r['seconds']:.2f} vs 1 worker",
+                f"(startup {r['startup']:4.1f} s), x{base / r['seconds']:.2f} vs 1 worker, "
+                f"driver CPU {r['driver_cpu']:5.1f} s",
                 flush=True,
             )
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
