@@ -12,7 +12,9 @@ d_model 768, vocabulary 50,257) with a random TopK SAE (d_sae 24,576, k 40) at e
 `hook_resid_post`, over `--prompts` random prompts of 48 tokens (default there: 256).
 
     python benchmarks/bench_corpus_pass.py [--prompts N] [--repeats 1] [--threads 2]
-                                           [--shape zoo|gpt2]
+                                           [--shape zoo|gpt2] [--quick]
+
+`--quick`: 2,000 prompts (zoo) or 16 (gpt2).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def main() -> None:
     parser.add_argument("--shape", choices=["zoo", "gpt2"], default="zoo")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    if args.quick and args.prompts is None:
+        args.prompts = 2_000 if args.shape == "zoo" else 16
     torch.set_num_threads(args.threads)
 
     from feature_lens import Lens
