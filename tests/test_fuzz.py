@@ -155,15 +155,15 @@ def saved_graph(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]
     return path.read_bytes(), tensor_path(path).read_bytes()
 
 
-def loads_or_refuses(load: Any, *args: Any) -> None:
-    """`load(*args)` returns, or raises a FeatureLensError with a message; anything else fails the
-    test (the messages' wording is checked in tests/test_cli_errors.py)."""
-    message = "loaded"
+def loads_or_refuses(load: Any, *args: Any) -> str:
+    """`load(*args)`: "loaded" when it returns, the error's message when it raises a
+    FeatureLensError; any other exception propagates and fails the test (the messages' wording is
+    checked in tests/test_cli_errors.py)."""
     try:
         load(*args)
     except FeatureLensError as error:
-        message = str(error).strip()
-    assert message
+        return str(error).strip()
+    return "loaded"
 
 
 @FAST
@@ -180,7 +180,7 @@ def test_mutated_graph_files_load_or_are_refused(
     else:
         path.write_bytes(mutate(text, data.draw) if which == "json-bytes" else text)
     tensor_path(path).write_bytes(mutate(tensors, data.draw) if which == "tensors" else tensors)
-    loads_or_refuses(AttributionGraph.load, path)
+    assert loads_or_refuses(AttributionGraph.load, path)
 
 
 def direction_bytes(kind: str, tmp: Path) -> bytes:
@@ -202,7 +202,7 @@ def test_mutated_direction_files_load_or_are_refused(
 ) -> None:
     path = tmp_path / f"m{kind}"
     path.write_bytes(mutate(direction_bytes(kind, tmp_path), data.draw))
-    loads_or_refuses(read_vectors, path)
+    assert loads_or_refuses(read_vectors, path)
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +228,7 @@ def test_mutated_sae_folders_load_or_are_refused(
     else:
         weights = folder / "sae_weights.safetensors"
         weights.write_bytes(mutate(weights.read_bytes(), data.draw))
-    loads_or_refuses(load_sae, folder)
+    assert loads_or_refuses(load_sae, folder)
 
 
 @FAST
@@ -245,7 +245,7 @@ def test_mutated_corpus_files_load_or_are_refused(
     }[suffix]
     path = tmp_path / f"c{suffix}"
     path.write_bytes(mutate(good.encode(), data.draw))
-    loads_or_refuses(read_corpus, path)
+    assert loads_or_refuses(read_corpus, path)  # loaded, or refused with a message
 
 
 # ------------------------------------------------------------------------------ CLI fuzz
