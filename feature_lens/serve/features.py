@@ -22,11 +22,12 @@ from feature_lens.dashboard.data import (
     feature_index,
     feature_label,
     logit_effects,
+    page_data,
     prepare_dataset,
-    summarise,
 )
-from feature_lens.dashboard.neighbours import Link, Neighbours, top_prompts
+from feature_lens.dashboard.neighbours import Link, Neighbours
 from feature_lens.dashboard.neighbours import neighbours as neighbours_on_corpus
+from feature_lens.dashboard.page_stats import PageSpec, stats_of
 from feature_lens.errors import InputError
 from feature_lens.graph import AttributionGraph
 from feature_lens.graph.node import Node
@@ -72,14 +73,16 @@ class FeaturePanels:
         if feature not in self._cache:
             dataset = self.dataset()
             acts = feature_activations(self.lens, dataset, [feature])[feature]
-            data = summarise(dataset, feature, acts, n_top=self.max_examples, n_intervals=1)
+            spec = PageSpec(n_top=self.max_examples, n_intervals=1)
+            stats = stats_of(feature.site, feature_index(feature), acts, dataset.lengths, spec)
+            data = page_data(dataset, feature, stats)
             effect = logit_effects(self.lens, [feature])[feature]
             data.top_logits, data.bottom_logits = effect.top, effect.bottom
             self._cache[feature] = data
             # Neighbours across every layer on the feature's top corpus prompts (the dashboards'
             # computation: attribution patching upstream, exact patching downstream).
             found = neighbours_on_corpus(
-                self.lens, dataset, {feature: top_prompts(acts, 4)}, n_prompts=4, k=8
+                self.lens, dataset, {feature: stats.strongest_prompts()}, n_prompts=4, k=8
             )
             self._links[feature] = found[feature]
         return self._cache[feature]
